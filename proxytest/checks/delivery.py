@@ -1,0 +1,157 @@
+"""Judging a stream of timed deliveries (SSE events, pushed WebSocket messages).
+
+Four shapes are told apart, in this order:
+
+* **held** (fail): the first item arrives after half the stream's send span had
+  passed: something buffered the response until (nearly) the end;
+* **truncated** (fail): fewer items than sent, the stream ended early;
+* **delayed / coalesced** (degraded): the p95 delay exceeds the direct baseline
+  by more than ``delay_degraded_ms``, or a quarter of the items sent apart
+  arrived together;
+* **streamed** (pass): like a direct connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..probes.timeline import Delivery, StreamTimeline
+from ..results import Outcome, Verdict
+from .base import EvalContext, fmt_ms
+
+__all__ = ["DeliveryStats", "analyse", "judge_stream"]
+
+
+@dataclass(frozen=True)
+class DeliveryStats:
+    expected: int
+    received: int
+    in_order: bool
+    duplicates: int
+    first_delay_ms: float | None
+    p50_delay_ms: float | None
+    p95_delay_ms: float | None
+    max_delay_ms: float | None
+    send_span_ms: float
+    coalesced: int
+    coalesced_fraction: float
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def analyse(
+    deliveries: tuple[Delivery, ...], expected: int, interval_ms: float, window_ms: float
+) -> DeliveryStats:
+    seqs = [d.seq for d in deliveries]
+    unique = set(seqs)
+    delays = [(d.received_at - d.sent_at) * 1000 for d in deliveries]
+    coalesced = 0
+    for before, after in zip(deliveries, deliveries[1:], strict=False):
+        sent_gap = (after.sent_at - before.sent_at) * 1000
+        received_gap = (after.received_at - before.received_at) * 1000
+        if sent_gap >= interval_ms / 2 and received_gap < window_ms:
+            coalesced += 1
+    pairs = max(len(deliveries) - 1, 1)
+    return DeliveryStats(
+        expected=expected,
+        received=len(unique),
+        in_order=seqs == sorted(seqs),
+        duplicates=len(seqs) - len(unique),
+        first_delay_ms=round(delays[0], 2) if delays else None,
+        p50_delay_ms=round(_percentile(delays, 0.5), 2) if delays else None,
+        p95_delay_ms=round(_percentile(delays, 0.95), 2) if delays else None,
+        max_delay_ms=round(max(delays), 2) if delays else None,
+        send_span_ms=max(expected - 1, 0) * interval_ms,
+        coalesced=coalesced,
+        coalesced_fraction=round(coalesced / pairs, 3) if len(deliveries) > 1 else 0.0,
+    )
+
+
+def _ended(tl: StreamTimeline) -> str:
+    reasons = {
+        "truncated": "the stream was cut",
+        "timeout": "the stream stalled",
+        "refused": "connection refused",
+        "error": "connection failed",
+    }
+    text = reasons.get(tl.end, tl.end)
+    return f"{text} ({tl.error})" if tl.error else text
+
+
+def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") -> Outcome:
+    """The verdict on one stream; shared by sse.stream, sse.compression and ws.push."""
+    th = ctx.thresholds
+    stats = analyse(tl.deliveries, tl.expected, tl.interval_ms, th.coalesce_window_ms)
+    baseline = ctx.baseline.get(tl.kind, 0.0)
+    metrics = {
+        f"{noun}_expected": tl.expected,
+        f"{noun}_received": stats.received,
+        "first_delay_ms": stats.first_delay_ms,
+        "p50_delay_ms": stats.p50_delay_ms,
+        "p95_delay_ms": stats.p95_delay_ms,
+        "max_delay_ms": stats.max_delay_ms,
+        "baseline_p95_delay_ms": round(baseline, 2),
+        "coalesced_fraction": stats.coalesced_fraction,
+        "loop_lag_ms": tl.loop_lag_ms,
+    }
+    if tl.end == "status" or (tl.status is not None and tl.status not in (101, 200)):
+        what = f"status {tl.status}" if tl.status else (tl.error or "no response")
+        return Outcome(Verdict.FAIL, f"no stream: {what}", {**metrics, "status": tl.status},
+                       failure="status")
+    if stats.received == 0:
+        return Outcome(Verdict.FAIL, f"no {noun} arrived: {_ended(tl)}", metrics,
+                       failure="truncated" if tl.end != "timeout" else "held")
+    if not stats.in_order or stats.duplicates:
+        return Outcome(
+            Verdict.FAIL,
+            f"{noun} out of order or duplicated ({stats.duplicates} duplicates)",
+            metrics,
+            failure="order",
+        )
+    shape = (
+        f"{stats.received}/{tl.expected} {noun}, first after {fmt_ms(stats.first_delay_ms)}, "
+        f"p95 delay {fmt_ms(stats.p95_delay_ms)}"
+    )
+    held_after = th.held_fraction * stats.send_span_ms
+    if stats.send_span_ms and (stats.first_delay_ms or 0) >= held_after:
+        ending = "held until the response ended" if tl.end == "complete" else _ended(tl)
+        return Outcome(Verdict.FAIL, f"{shape}: {ending}", metrics, failure="held")
+    if stats.received < tl.expected:
+        return Outcome(
+            Verdict.FAIL,
+            f"{stats.received}/{tl.expected} {noun}: {_ended(tl)}",
+            metrics,
+            failure="truncated",
+        )
+    excess = (stats.p95_delay_ms or 0) - baseline
+    coalesced = stats.coalesced_fraction >= th.coalesced_fraction_degraded
+    if excess > th.delay_degraded_ms or coalesced:
+        if tl.loop_lag_ms > th.loop_lag_limit_ms:
+            return Outcome(
+                Verdict.ERROR,
+                f"{shape}, but the tool's own event loop was {fmt_ms(tl.loop_lag_ms)} late: "
+                "cannot tell the proxy's delay from the tool's",
+                metrics,
+                retry=True,
+            )
+        detail = []
+        if excess > th.delay_degraded_ms:
+            detail.append(f"{fmt_ms(excess)} over direct")
+        if coalesced:
+            detail.append(f"{stats.coalesced} of {tl.expected - 1} arrived together")
+        return Outcome(
+            Verdict.DEGRADED,
+            f"{shape} ({', '.join(detail)}): delayed or coalesced on the way",
+            metrics,
+            failure="delayed",
+        )
+    return Outcome(
+        Verdict.PASS,
+        f"{stats.received}/{tl.expected} {noun} one by one, p95 delay "
+        f"{fmt_ms(stats.p95_delay_ms)} (direct {fmt_ms(baseline)})",
+        metrics,
+    )

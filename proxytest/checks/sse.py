@@ -1,0 +1,192 @@
+"""SSE checks: headers, per-event streaming, Last-Event-ID resumption, compression."""
+
+from __future__ import annotations
+
+from ..probes import ProbeContext, ResumeTimeline, StreamTimeline
+from ..probes import sse as probe
+from ..results import Outcome, Verdict
+from .base import Check, EvalContext, fmt_ms
+from .delivery import judge_stream
+
+_IDENTITY = {"Accept-Encoding": "identity"}
+_COMPRESSED = ("gzip", "br", "deflate", "zstd", "compress")
+
+
+# -- sse.headers -----------------------------------------------------------------
+async def probe_headers(ctx: ProbeContext, check: str) -> StreamTimeline:
+    th = ctx.thresholds
+    url = ctx.url("/sse", ctx.token(check), count=2, interval_ms=100,
+                  initial_delay_ms=th.headers_initial_delay_ms)
+    return await probe.read_stream(ctx, url, expected=2, interval_ms=100, headers=_IDENTITY,
+                                   initial_delay_ms=th.headers_initial_delay_ms)
+
+
+def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
+    th = ctx.thresholds
+    content_type = tl.header("Content-Type")
+    headers_ms = None if tl.headers_at is None else (tl.headers_at - tl.requested_at) * 1000
+    metrics = {
+        "status": tl.status,
+        "content_type": content_type,
+        "headers_ms": None if headers_ms is None else round(headers_ms, 2),
+        "first_event_delay_ms": tl.initial_delay_ms,
+    }
+    if tl.status is None:
+        return Outcome(Verdict.FAIL, f"no response: {tl.error or tl.end}", metrics,
+                       failure="status")
+    if tl.status != 200:
+        return Outcome(Verdict.FAIL, f"status {tl.status} from proxy, expected 200", metrics,
+                       failure="status")
+    if not (content_type or "").lower().startswith("text/event-stream"):
+        return Outcome(
+            Verdict.FAIL,
+            f"Content-Type {content_type!r} reached the client, expected text/event-stream",
+            metrics,
+            failure="content_type",
+        )
+    late_after = th.headers_late_fraction * tl.initial_delay_ms
+    if headers_ms is not None and headers_ms >= late_after:
+        return Outcome(
+            Verdict.FAIL,
+            f"headers arrived after {fmt_ms(headers_ms)}, held until the first event "
+            f"(sent at {fmt_ms(tl.initial_delay_ms)}): EventSource.onopen fires late",
+            metrics,
+            failure="held",
+        )
+    return Outcome(
+        Verdict.PASS,
+        f"200 text/event-stream after {fmt_ms(headers_ms)}, before the first event "
+        f"(sent at {fmt_ms(tl.initial_delay_ms)})",
+        metrics,
+    )
+
+
+# -- sse.stream ------------------------------------------------------------------
+async def probe_stream(ctx: ProbeContext, check: str) -> StreamTimeline:
+    th = ctx.thresholds
+    count, interval = th.stream_count, th.stream_interval_ms
+    url = ctx.url("/sse", ctx.token(check), count=count, interval_ms=interval)
+    return await probe.read_stream(ctx, url, expected=count, interval_ms=interval,
+                                   headers=_IDENTITY)
+
+
+def evaluate_stream(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
+    return judge_stream(tl, ctx)
+
+
+# -- sse.last-event-id -------------------------------------------------------------
+async def probe_resume(ctx: ProbeContext, check: str) -> ResumeTimeline:
+    return await probe.resume(ctx, check)
+
+
+def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
+    first = tl.first
+    metrics: dict[str, object] = {
+        "first_events": len(first.deliveries),
+        "last_event_id_sent": tl.last_event_id_sent,
+        "origin_last_event_id": tl.origin_saw[1] if len(tl.origin_saw) > 1 else None,
+    }
+    if first.status != 200 or not first.deliveries:
+        what = f"status {first.status}" if first.status else (first.error or first.end)
+        return Outcome(Verdict.FAIL, f"no stream to resume: {what}", metrics, failure="status")
+    if tl.last_event_id_sent is None:
+        return Outcome(Verdict.FAIL, "events arrived without an id: field", metrics,
+                       failure="ids")
+    second = tl.second
+    if second is None or second.status != 200:
+        what = f"status {second.status}" if second and second.status else "no response"
+        return Outcome(Verdict.FAIL, f"the reconnect failed: {what}", metrics, failure="status")
+    seen = tl.origin_saw[1] if len(tl.origin_saw) > 1 else None
+    if seen != tl.last_event_id_sent:
+        return Outcome(
+            Verdict.FAIL,
+            f"Last-Event-ID {tl.last_event_id_sent} did not reach the origin "
+            f"(it saw {seen!r}): a reconnecting browser replays or loses events",
+            metrics,
+            failure="header",
+        )
+    expected_next = int(tl.last_event_id_sent) + 1
+    ids = [d.seq for d in second.deliveries]
+    metrics["resumed_at"] = ids[0] if ids else None
+    if not ids or ids[0] != expected_next:
+        return Outcome(
+            Verdict.FAIL,
+            f"the origin saw Last-Event-ID {seen} but the client resumed at "
+            f"{ids[0] if ids else 'nothing'}, expected {expected_next}",
+            metrics,
+            failure="resume",
+        )
+    return Outcome(
+        Verdict.PASS,
+        f"Last-Event-ID {seen} reached the origin; the stream resumed at {expected_next}",
+        metrics,
+    )
+
+
+# -- sse.compression ---------------------------------------------------------------
+async def probe_compression(ctx: ProbeContext, check: str) -> StreamTimeline:
+    th = ctx.thresholds
+    count, interval = th.compression_count, th.stream_interval_ms
+    url = ctx.url("/sse", ctx.token(check), count=count, interval_ms=interval)
+    return await probe.read_stream(ctx, url, expected=count, interval_ms=interval,
+                                   headers={"Accept-Encoding": "gzip"})
+
+
+def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
+    encoding = (tl.header("Content-Encoding") or "").strip().lower() or None
+    compressed = encoding is not None and any(e in encoding for e in _COMPRESSED)
+    outcome = judge_stream(tl, ctx)
+    metrics = {**outcome.metrics, "compressed": compressed, "content_encoding": encoding}
+    if outcome.verdict in (Verdict.ERROR,) or tl.status != 200:
+        return Outcome(outcome.verdict, outcome.summary, metrics, outcome.failure, outcome.retry)
+    if not compressed:
+        if outcome.verdict == Verdict.PASS:
+            return Outcome(Verdict.PASS, "not compressed (client asked for gzip); "
+                           + outcome.summary, metrics)
+        return Outcome(outcome.verdict, f"not compressed, but {outcome.summary}", metrics,
+                       failure=outcome.failure)
+    if outcome.verdict == Verdict.PASS:
+        return Outcome(Verdict.PASS, f"{encoding}-compressed and flushed per event: "
+                       + outcome.summary, metrics)
+    return Outcome(outcome.verdict, f"{encoding}-compressed: {outcome.summary}", metrics,
+                   failure=f"compressed_{outcome.failure}")
+
+
+_BUFFERING = "the proxy buffers the response: turn buffering off for text/event-stream"
+
+CHECKS = (
+    Check(
+        "sse.headers",
+        "200 and text/event-stream reach the client before the first event, even a late one",
+        probe_headers,
+        evaluate_headers,
+        {"held": _BUFFERING, "status": "route /sse to the origin",
+         "content_type": "do not rewrite Content-Type of event streams"},
+    ),
+    Check(
+        "sse.stream",
+        "20 small events 100 ms apart arrive one by one (delay vs a direct connection)",
+        probe_stream,
+        evaluate_stream,
+        {"held": _BUFFERING, "delayed": "the proxy batches small writes: flush each chunk",
+         "truncated": "something on the path cut the stream: look for a timeout or size limit"},
+        timing=True,
+    ),
+    Check(
+        "sse.last-event-id",
+        "a reconnect's Last-Event-ID reaches the origin and the stream resumes after it",
+        probe_resume,
+        evaluate_resume,
+        {"header": "forward the Last-Event-ID request header to the origin"},
+    ),
+    Check(
+        "sse.compression",
+        "when the client accepts gzip: is the stream compressed, and still flushed per event?",
+        probe_compression,
+        evaluate_compression,
+        {"compressed_held": "leave text/event-stream out of the proxy's compression types",
+         "compressed_delayed": "leave text/event-stream out of compression, or flush per event",
+         "held": _BUFFERING},
+        timing=True,
+    ),
+)

@@ -1,0 +1,252 @@
+"""The command line: ``proxytest run | check | list``.
+
+Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
+2 usage or configuration error (the message names the file, line and fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .adapters import ADAPTERS
+from .checks import CHECKS, matching, select
+from .errors import BinaryNotFound, ConfigRejected, UsageError
+from .matrix import Matrix, TargetSpec, load_matrix, setups_of
+from .reports import write_json
+from .reports.console import LiveProgress, print_report
+from .results import RunResult
+from .runner import RunOptions, check_templates, run_targets
+from .timing import Thresholds
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checks", action="append", metavar="GLOB",
+                        help="check IDs to run, as globs (repeatable): --checks 'ws.*'")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
+    parser.add_argument("--runtime", choices=("local", "docker", "auto"),
+                        help="run proxies as local processes (default) or containers")
+    parser.add_argument("--max-hold", type=float, metavar="SECONDS",
+                        help="longest time a long-lived check holds a connection")
+    parser.add_argument("--concurrency", type=int, metavar="N",
+                        help="targets run at once (default: the matrix's, else 4)")
+    parser.add_argument("--keep-run-dirs", action="store_true",
+                        help="keep each target's rendered configs and logs (for debugging)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="proxytest", description="Will your real-time traffic (SSE, "
+                     "WebSocket) survive your reverse proxy setup?")
+    parser.add_argument("--version", action="version", version=f"proxytest {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run a matrix file (default ./matrix.yaml)")
+    run.add_argument("matrix", nargs="?", type=Path, default=Path("matrix.yaml"))
+    run.add_argument("--only", action="append", metavar="PROXY[/SETUP]",
+                     help="run only these targets (repeatable)")
+    _common(run)
+    check = sub.add_parser("check", help="run the checks against a config you bring")
+    check.add_argument("--proxy", required=True, choices=sorted(ADAPTERS))
+    check.add_argument("--config", required=True, action="append", type=Path, metavar="FILE",
+                       help="config file with placeholders; repeat for multi-file configs "
+                       "(Traefik: static first, then dynamic)")
+    check.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
+    _common(check)
+    lister = sub.add_parser("list", help="proxies, setups and checks")
+    lister.add_argument("--proxies-dir", type=Path, default=Path("proxies"))
+    return parser
+
+
+# -- run / check -------------------------------------------------------------------
+def _checks(patterns: Sequence[str] | None, default: Sequence[str]) -> tuple[str, ...]:
+    chosen = tuple(patterns) if patterns else tuple(default)
+    for pattern in chosen:
+        if not matching(pattern):
+            raise UsageError(f"--checks {pattern!r} matches no check",
+                             fix="known checks: " + ", ".join(CHECKS))
+    return chosen
+
+
+def _only(targets: Sequence[TargetSpec], only: Sequence[str] | None) -> list[TargetSpec]:
+    if not only:
+        return list(targets)
+    chosen = []
+    for selector in only:
+        proxy, _, setup = selector.partition("/")
+        found = [t for t in targets if t.proxy == proxy and (not setup or t.setup == setup)
+                 or t.id == selector]
+        if not found:
+            raise UsageError(f"--only {selector!r} matches no target of the matrix",
+                             fix="targets: " + ", ".join(t.id for t in targets))
+        chosen.extend(t for t in found if t not in chosen)
+    return chosen
+
+
+def _runtime(requested: str | None, matrix_runtime: str) -> None:
+    runtime = requested or matrix_runtime
+    if runtime == "docker":
+        raise UsageError("the docker runtime is not available in this version",
+                         fix="use --runtime local (the default)")
+
+
+async def _main_task(coro: object) -> RunResult:
+    """Run ``coro`` so that SIGTERM cancels it like Ctrl-C does (proxies are stopped)."""
+    task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await task
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
+
+
+def _execute(args: argparse.Namespace, targets: list[TargetSpec], matrix: Matrix | None,
+             console: Console) -> int:
+    thresholds = Thresholds.from_env()
+    patterns = _checks(args.checks, matrix.checks if matrix else ("*",))
+    checks = select(patterns)
+    if args.max_hold is not None and args.max_hold <= 0:
+        raise UsageError("--max-hold must be positive", fix="e.g. --max-hold 75")
+    concurrency = args.concurrency or (matrix.concurrency if matrix else 4)
+    if concurrency < 1:
+        raise UsageError("--concurrency must be at least 1")
+    check_templates(targets)
+    options = RunOptions(checks=checks, thresholds=thresholds, concurrency=concurrency,
+                         keep_run_dirs=args.keep_run_dirs)
+    interactive = console.is_terminal
+    if interactive:
+        with LiveProgress(console, targets, len(checks)) as progress:
+            result = asyncio.run(_main_task(run_targets(targets, options, progress)))
+    else:
+        console.print(f"proxytest {__version__}: {len(targets)} targets × {len(checks)} checks")
+        result = asyncio.run(_main_task(run_targets(targets, options, _LineProgress(console))))
+    print_report(console, result)
+    if args.json:
+        write_json(result, args.json)
+        console.print(f"JSON report: {args.json}")
+    return result.exit_code
+
+
+class _LineProgress:
+    """Progress for logs (CI): one line per finished target."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        pass
+
+    def check_done(self, target: TargetSpec, result: object) -> None:
+        pass
+
+    def target_done(self, result: object) -> None:
+        from .results import TargetResult
+
+        assert isinstance(result, TargetResult)
+        counts: dict[str, int] = {}
+        for r in result.results:
+            counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
+        text = ", ".join(f"{n} {v}" for v, n in counts.items())
+        self.console.print(f"  {result.id}: {result.status.value} ({text}) "
+                           f"in {result.duration_s:.1f} s")
+
+
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    matrix = load_matrix(args.matrix, tuple(ADAPTERS))
+    _runtime(args.runtime, matrix.runtime)
+    targets = _only(matrix.targets, args.only)
+    return _execute(args, targets, matrix, console)
+
+
+def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    _runtime(args.runtime, "local")
+    configs = []
+    for path in args.config:
+        if not path.is_file():
+            raise UsageError("config file not found", file=path,
+                             fix="check the path (relative to the current folder)")
+        configs.append(path)
+    adapter = ADAPTERS[args.proxy]
+    if args.binary is not None:
+        adapter.find_binary(args.binary)  # a wrong --binary is a usage error
+    target = TargetSpec(proxy=args.proxy, setup=configs[0].name, configs=tuple(configs),
+                        id=f"{args.proxy}/{configs[0].name}", binary=args.binary)
+    code = _execute(args, [target], None, console)
+    return code
+
+
+# -- list ----------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    async def versions() -> dict[str, tuple[str, str]]:
+        found: dict[str, tuple[str, str]] = {}
+        for name, adapter in ADAPTERS.items():
+            try:
+                binary = adapter.find_binary()
+            except BinaryNotFound as exc:
+                found[name] = ("missing", exc.install_hint)
+                continue
+            found[name] = (await adapter.version(binary) or "?", str(binary))
+        return found
+
+    proxies = Table(title="proxies", title_justify="left")
+    for column in ("proxy", "version", "binary or how to install", "setups"):
+        proxies.add_column(column)
+    for name, (version, where) in asyncio.run(versions()).items():
+        style = "red" if version == "missing" else ""
+        setups = ", ".join(setups_of(args.proxies_dir, name)) or "-"
+        proxies.add_row(name, version, where, setups, style=style)
+    console.print(proxies)
+    checks = Table(title="checks", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("what it detects")
+    for check in CHECKS.values():
+        checks.add_row(check.id, check.description)
+    console.print(checks)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=max(console.width, 132))
+    errors = Console(stderr=True, highlight=False)
+    try:
+        if args.command == "run":
+            return cmd_run(args, console)
+        if args.command == "check":
+            return cmd_check(args, console)
+        return cmd_list(args, console)
+    except ConfigRejected as exc:
+        errors.print(f"proxytest: {exc.as_usage_error()}", markup=False)
+        return EXIT_USAGE
+    except UsageError as exc:
+        errors.print(f"proxytest: {exc}", markup=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        errors.print("proxytest: interrupted; every proxy it started was stopped", markup=False)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

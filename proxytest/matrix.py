@@ -1,0 +1,303 @@
+"""matrix.yaml, parsed once into frozen, validated specs.
+
+Nothing downstream sees a raw dict: every error names the file and the line
+(from PyYAML's marks) and says how to fix it. Example::
+
+    checks: ["*"]          # globs on check IDs
+    concurrency: 4         # targets run at once
+    targets:
+      - proxy: nginx
+        setup: default     # proxies/nginx/default.*
+        expect:
+          ws.*: fail       # documented failure: reported as expected
+      - proxy: nginx
+        setup: realtime
+
+A setup's files are ``<proxies_dir>/<proxy>/<setup>.*``; the main file is the
+one with the fewest dots (``default.yaml`` before ``default.dynamic.yaml``).
+``configs: [a, b]`` names the files explicitly instead.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import checks as catalogue
+from .errors import MatrixError
+from .results import Verdict
+
+__all__ = ["Matrix", "TargetSpec", "discover_setup", "load_matrix", "parse_matrix"]
+
+RUNTIMES = ("local", "docker", "auto")
+_TOP_KEYS = ("checks", "concurrency", "runtime", "proxies_dir", "max_hold", "targets")
+_TARGET_KEYS = ("proxy", "setup", "configs", "binary", "expect", "runtime", "id", "note")
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """One proxy × setup to run, with the verdicts the matrix expects of it."""
+
+    proxy: str
+    setup: str
+    configs: tuple[Path, ...]
+    id: str = ""
+    binary: Path | None = None
+    expect: tuple[tuple[str, Verdict], ...] = ()
+    runtime: str = "local"
+    note: str | None = None
+    source: str | None = None  # "matrix.yaml:12", for messages
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", f"{self.proxy}/{self.setup}")
+        if not self.configs:
+            raise ValueError("a target needs at least one config file")
+
+    def expected(self, check_id: str) -> Verdict | None:
+        """The verdict the matrix expects for ``check_id``: exact IDs beat globs."""
+        for pattern, verdict in self.expect:
+            if pattern == check_id:
+                return verdict
+        for pattern, verdict in self.expect:
+            if fnmatch.fnmatchcase(check_id, pattern):
+                return verdict
+        return None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    targets: tuple[TargetSpec, ...]
+    checks: tuple[str, ...] = ("*",)
+    concurrency: int = 4
+    runtime: str = "local"
+    max_hold_s: float = 75.0
+    path: Path | None = None
+    known_proxies: tuple[str, ...] = field(default=(), compare=False)
+
+
+def discover_setup(proxies_dir: Path, proxy: str, setup: str) -> tuple[Path, ...]:
+    """The files of ``setup`` for ``proxy``, main file first."""
+    folder = proxies_dir / proxy
+    if not folder.is_dir():
+        return ()
+    files = [
+        p for p in folder.iterdir() if p.is_file() and p.name.split(".", 1)[0] == setup
+    ]
+    return tuple(sorted(files, key=lambda p: (p.name.count("."), p.name)))
+
+
+def setups_of(proxies_dir: Path, proxy: str) -> list[str]:
+    folder = proxies_dir / proxy
+    if not folder.is_dir():
+        return []
+    return sorted(
+        {p.name.split(".", 1)[0] for p in folder.iterdir() if p.is_file() and "." in p.name}
+        - {"README", "NOTES"}
+    )
+
+
+class _Parser:
+    def __init__(self, path: Path, known_proxies: tuple[str, ...]) -> None:
+        self.path = path
+        self.known_proxies = known_proxies
+
+    def error(self, node: yaml.Node | None, problem: str, fix: str | None = None) -> MatrixError:
+        line = node.start_mark.line + 1 if node is not None else None
+        return MatrixError(problem, file=self.path, line=line, fix=fix)
+
+    def mapping(self, node: yaml.Node, what: str, keys: tuple[str, ...]) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{what} must be a mapping", f"write it as `key: value` lines")
+        result: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node, "a key")
+            if keys and key not in keys:
+                raise self.error(
+                    key_node, f"unknown key {key!r} in {what}", "use one of: " + ", ".join(keys)
+                )
+            if key in result:
+                raise self.error(key_node, f"duplicate key {key!r} in {what}")
+            result[key] = value_node
+        return result
+
+    def scalar(self, node: yaml.Node, what: str) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(node, f"{what} must be a single value")
+        return str(node.value)
+
+    def string_list(self, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node]]:
+        if isinstance(node, yaml.ScalarNode):
+            return [(self.scalar(node, what), node)]
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, f"{what} must be a list", f"write {what}: [a, b]")
+        return [(self.scalar(item, what), item) for item in node.value]
+
+    def number(self, node: yaml.Node, what: str, *, minimum: float) -> float:
+        text = self.scalar(node, what)
+        try:
+            value = float(text)
+        except ValueError:
+            raise self.error(node, f"{what} must be a number, got {text!r}") from None
+        if value < minimum:
+            raise self.error(node, f"{what} must be at least {minimum:g}, got {text}")
+        return value
+
+    def runtime(self, node: yaml.Node) -> str:
+        value = self.scalar(node, "runtime")
+        if value not in RUNTIMES:
+            raise self.error(node, f"unknown runtime {value!r}", "use one of: " + ", ".join(RUNTIMES))
+        return value
+
+    def check_patterns(self, node: yaml.Node) -> tuple[str, ...]:
+        patterns = []
+        for pattern, item in self.string_list(node, "checks"):
+            if not catalogue.matching(pattern):
+                raise self.error(
+                    item,
+                    f"{pattern!r} matches no check",
+                    "known checks: " + ", ".join(catalogue.CHECKS),
+                )
+            patterns.append(pattern)
+        return tuple(patterns)
+
+    def expect(self, node: yaml.Node) -> tuple[tuple[str, Verdict], ...]:
+        entries = []
+        for pattern, value_node in self.mapping(node, "expect", ()).items():
+            if not catalogue.matching(pattern):
+                raise self.error(
+                    value_node,
+                    f"expect: {pattern!r} matches no check",
+                    "known checks: " + ", ".join(catalogue.CHECKS),
+                )
+            value = self.scalar(value_node, f"expect: {pattern}")
+            try:
+                verdict = Verdict(value)
+            except ValueError:
+                raise self.error(
+                    value_node,
+                    f"expect: {pattern}: {value!r} is not a verdict",
+                    "use one of: " + ", ".join(v.value for v in Verdict),
+                ) from None
+            entries.append((pattern, verdict))
+        return tuple(entries)
+
+    def target(self, node: yaml.Node, proxies_dir: Path, runtime: str) -> TargetSpec:
+        fields = self.mapping(node, "a target", _TARGET_KEYS)
+        if "proxy" not in fields:
+            raise self.error(node, "target without `proxy:`", "add proxy: <name>")
+        proxy = self.scalar(fields["proxy"], "proxy")
+        if proxy not in self.known_proxies:
+            raise self.error(
+                fields["proxy"],
+                f"unknown proxy {proxy!r}",
+                "use one of: " + ", ".join(self.known_proxies),
+            )
+        base = self.path.parent
+        if "configs" in fields:
+            configs = []
+            for name, item in self.string_list(fields["configs"], "configs"):
+                path = (base / name).resolve()
+                if not path.is_file():
+                    raise self.error(item, f"config file {path} not found", "check the path "
+                                     "(relative to the matrix file)")
+                configs.append(path)
+            setup = self.scalar(fields["setup"], "setup") if "setup" in fields else (
+                configs[0].name.split(".", 1)[0] if configs else "")
+        else:
+            if "setup" not in fields:
+                raise self.error(node, "target without `setup:` or `configs:`",
+                                 "add setup: default (files proxies/<proxy>/<setup>.*)")
+            setup = self.scalar(fields["setup"], "setup")
+            configs = list(discover_setup(proxies_dir, proxy, setup))
+            if not configs:
+                known = setups_of(proxies_dir, proxy)
+                raise self.error(
+                    fields["setup"],
+                    f"no config files {proxies_dir / proxy / setup}.*",
+                    ("known setups of " + proxy + ": " + ", ".join(known)) if known
+                    else f"create {proxies_dir / proxy / setup}.<ext>",
+                )
+        if not configs:
+            raise self.error(fields["configs"], "configs: is empty")
+        binary = None
+        if "binary" in fields:
+            binary = (base / self.scalar(fields["binary"], "binary")).expanduser()
+        return TargetSpec(
+            proxy=proxy,
+            setup=setup,
+            configs=tuple(configs),
+            id=self.scalar(fields["id"], "id") if "id" in fields else "",
+            binary=binary,
+            expect=self.expect(fields["expect"]) if "expect" in fields else (),
+            runtime=self.runtime(fields["runtime"]) if "runtime" in fields else runtime,
+            note=self.scalar(fields["note"], "note") if "note" in fields else None,
+            source=f"{self.path}:{node.start_mark.line + 1}",
+        )
+
+    def matrix(self, root: yaml.Node | None) -> Matrix:
+        if root is None:
+            raise MatrixError("the matrix file is empty", file=self.path,
+                              fix="add a `targets:` list (see the default matrix.yaml)")
+        top = self.mapping(root, "the matrix", _TOP_KEYS)
+        runtime = self.runtime(top["runtime"]) if "runtime" in top else "local"
+        proxies_dir = self.path.parent / (
+            self.scalar(top["proxies_dir"], "proxies_dir") if "proxies_dir" in top else "proxies"
+        )
+        if "targets" not in top:
+            raise self.error(root, "the matrix has no `targets:`", "add a list of targets")
+        targets_node = top["targets"]
+        if not isinstance(targets_node, yaml.SequenceNode) or not targets_node.value:
+            raise self.error(targets_node, "`targets:` must be a non-empty list",
+                             "add entries such as `- proxy: nginx` / `  setup: default`")
+        targets = [self.target(t, proxies_dir, runtime) for t in targets_node.value]
+        seen: dict[str, TargetSpec] = {}
+        for spec, node in zip(targets, targets_node.value, strict=True):
+            if spec.id in seen:
+                raise self.error(node, f"target {spec.id!r} appears twice",
+                                 "give one of them a distinct `id:`")
+            seen[spec.id] = spec
+        return Matrix(
+            targets=tuple(targets),
+            checks=self.check_patterns(top["checks"]) if "checks" in top else ("*",),
+            concurrency=int(self.number(top["concurrency"], "concurrency", minimum=1))
+            if "concurrency" in top else 4,
+            runtime=runtime,
+            max_hold_s=self.number(top["max_hold"], "max_hold", minimum=1)
+            if "max_hold" in top else 75.0,
+            path=self.path,
+            known_proxies=self.known_proxies,
+        )
+
+
+def parse_matrix(text: str, path: Path, known_proxies: tuple[str, ...]) -> Matrix:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise MatrixError(
+            f"not valid YAML: {exc.problem or exc}",
+            file=path,
+            line=mark.line + 1 if mark else None,
+            fix="check the indentation and quoting on that line",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise MatrixError(f"not valid YAML: {exc}", file=path) from None
+    return _Parser(path, known_proxies).matrix(root)
+
+
+def load_matrix(path: Path, known_proxies: tuple[str, ...]) -> Matrix:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MatrixError(
+            "matrix file not found",
+            file=path,
+            fix="run from the project folder, or name the file: proxytest run path/to/matrix.yaml",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MatrixError(f"cannot read the matrix file: {exc}", file=path) from None
+    return parse_matrix(text, path, known_proxies)

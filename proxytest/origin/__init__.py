@@ -1,0 +1,5 @@
+"""The test origin: an aiohttp server whose routes are behaviours."""
+
+from .server import Origin, OriginRecord
+
+__all__ = ["Origin", "OriginRecord"]

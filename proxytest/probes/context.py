@@ -1,0 +1,52 @@
+"""What every probe needs: where the proxy listens, the origin, a client session."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import aiohttp
+
+from ..lag import LagMonitor
+from ..origin import Origin
+from ..timing import Thresholds
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class ProbeContext:
+    """The endpoint under test (a proxy, a relay, or the origin itself for baselines)."""
+
+    host: str
+    port: int
+    origin: Origin
+    session: aiohttp.ClientSession
+    thresholds: Thresholds
+    lag: LagMonitor = field(default_factory=LagMonitor)
+    label: str = "target"
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ws_base_url(self) -> str:
+        return "ws" + self.base_url[4:]
+
+    def token(self, check: str) -> str:
+        """A fresh probe token: the origin files what it receives under it."""
+        return f"{check}-{next(_counter)}-{secrets.token_hex(3)}"
+
+    def url(self, path: str, probe: str, *, ws: bool = False, **query: object) -> str:
+        params = urlencode({**{k: v for k, v in query.items() if v is not None}, "probe": probe})
+        return f"{self.ws_base_url if ws else self.base_url}{path}?{params}"
+
+
+def new_session() -> aiohttp.ClientSession:
+    """A client session with no connection reuse: every probe opens its own."""
+    connector = aiohttp.TCPConnector(limit=0, force_close=True, enable_cleanup_closed=False)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))

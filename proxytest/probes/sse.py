@@ -1,0 +1,187 @@
+"""SSE probes: read a stream through the proxy, recording each event's arrival."""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .context import ProbeContext
+from .timeline import Delivery, ResumeTimeline, StreamTimeline
+
+__all__ = ["SseParser", "read_stream", "resume"]
+
+
+@dataclass
+class SseEvent:
+    id: str | None = None
+    event: str | None = None
+    data: list[str] = field(default_factory=list)
+    retry: int | None = None
+
+
+class SseParser:
+    """Incremental parser of the text/event-stream format (HTML Living Standard)."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._current = SseEvent()
+        self.comments = 0
+        self.retry_ms: int | None = None
+        self.last_event_id: str | None = None
+
+    def feed(self, text: str) -> list[SseEvent]:
+        self._buffer += text.replace("\r\n", "\n").replace("\r", "\n")
+        events: list[SseEvent] = []
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            if line == "":
+                if self._current.data or self._current.id is not None:
+                    events.append(self._current)
+                self._current = SseEvent()
+                continue
+            if line.startswith(":"):
+                self.comments += 1
+                continue
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                self._current.data.append(value)
+            elif name == "id":
+                self._current.id = value
+                self.last_event_id = value
+            elif name == "event":
+                self._current.event = value
+            elif name == "retry" and value.isdigit():
+                self.retry_ms = int(value)
+        return events
+
+
+def _delivery(event: SseEvent, received_at: float) -> Delivery | None:
+    try:
+        body = json.loads("\n".join(event.data))
+        return Delivery(int(body["seq"]), float(body["sent"]), received_at, event.id)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def read_stream(
+    ctx: ProbeContext,
+    url: str,
+    *,
+    expected: int,
+    interval_ms: float,
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+    initial_delay_ms: float = 0.0,
+    timeout_s: float | None = None,
+) -> StreamTimeline:
+    """GET ``url`` and read the SSE stream until it ends, ``stop_after`` events, or timeout."""
+    th = ctx.thresholds
+    nominal = (initial_delay_ms + interval_ms * max(expected - 1, 0)) / 1000
+    budget = timeout_s if timeout_s is not None else nominal + th.stream_grace_s
+    request_headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+    request_headers.update(headers or {})
+    parser = SseParser()
+    deliveries: list[Delivery] = []
+    status: int | None = None
+    response_headers: tuple[tuple[str, str], ...] = ()
+    headers_at: float | None = None
+    end, error = "complete", None
+    requested_at = time.monotonic()
+    try:
+        async with asyncio.timeout(budget):
+            async with ctx.session.get(url, headers=request_headers) as response:
+                headers_at = time.monotonic()
+                status = response.status
+                response_headers = tuple(response.headers.items())
+                if status != 200:
+                    end = "status"
+                else:
+                    decoder = _utf8()
+                    async for chunk in response.content.iter_any():
+                        now = time.monotonic()
+                        for event in parser.feed(decoder.decode(chunk)):
+                            delivery = _delivery(event, now)
+                            if delivery is not None:
+                                deliveries.append(delivery)
+                        if stop_after is not None and len(deliveries) >= stop_after:
+                            break
+    except TimeoutError:
+        end, error = "timeout", f"still open after {budget:.1f} s"
+    except aiohttp.ClientPayloadError as exc:
+        end, error = "truncated", _cause(exc)
+    except aiohttp.ClientConnectorError as exc:
+        end, error = "refused", str(exc)
+    except (aiohttp.ClientError, OSError) as exc:
+        end, error = ("truncated" if headers_at else "error"), _cause(exc)
+    ended_at = time.monotonic()
+    return StreamTimeline(
+        kind="sse",
+        url=url,
+        requested_at=requested_at,
+        status=status,
+        headers=response_headers,
+        headers_at=headers_at,
+        deliveries=tuple(deliveries),
+        expected=expected,
+        interval_ms=interval_ms,
+        ended_at=ended_at,
+        end=end,
+        error=error,
+        loop_lag_ms=ctx.lag.max_lag_ms(requested_at, ended_at),
+        comments=parser.comments,
+        retry_ms=parser.retry_ms,
+        initial_delay_ms=initial_delay_ms,
+    )
+
+
+async def resume(ctx: ProbeContext, check: str, *, first: int = 3, total: int = 6) -> ResumeTimeline:
+    """Read ``first`` events, drop the connection, reconnect with Last-Event-ID."""
+    probe = ctx.token(check)
+    interval = 50.0
+    url = ctx.url("/sse", probe, count=total, interval_ms=interval, retry_ms=100)
+    identity = {"Accept-Encoding": "identity"}
+    one = await read_stream(
+        ctx, url, expected=total, interval_ms=interval, headers=identity, stop_after=first
+    )
+    ids = [d.event_id for d in one.deliveries if d.event_id]
+    last_id = ids[-1] if ids else None
+    two: StreamTimeline | None = None
+    if last_id is not None:
+        await asyncio.sleep((one.retry_ms or 100) / 1000)  # as a browser honours retry:
+        two = await read_stream(
+            ctx,
+            url,
+            expected=total - len(ids),
+            interval_ms=interval,
+            headers={**identity, "Last-Event-ID": last_id},
+        )
+    records = await ctx.origin.wait_for(
+        probe, lambda r: len(r) >= (2 if two else 1), ctx.thresholds.message_timeout_s
+    )
+    return ResumeTimeline(
+        first=one,
+        second=two,
+        last_event_id_sent=last_id,
+        origin_saw=tuple(r.last_event_id for r in records),
+    )
+
+
+def _utf8() -> codecs.IncrementalDecoder:
+    return codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+
+def _cause(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({cause})"
+    return text
+
+
+

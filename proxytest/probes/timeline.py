@@ -1,0 +1,137 @@
+"""Timelines: what a probe saw, as frozen data. Times are ``time.monotonic()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, str], ...]
+
+
+def header(headers: Headers, name: str) -> str | None:
+    lower = name.lower()
+    for key, value in headers:
+        if key.lower() == lower:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One SSE event or pushed WebSocket message: when sent, when it arrived."""
+
+    seq: int
+    sent_at: float
+    received_at: float
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamTimeline:
+    """An SSE stream or a WebSocket push, from request to end.
+
+    ``end`` is ``complete`` (the body or the socket ended cleanly),
+    ``truncated`` (it ended early: payload error, reset, 1006), ``timeout``
+    (still open when the probe gave up), ``refused`` (no connection),
+    ``status`` (a non-success status or failed upgrade) or ``error``.
+    """
+
+    kind: str  # "sse" or "ws"
+    url: str
+    requested_at: float
+    status: int | None
+    headers: Headers
+    headers_at: float | None
+    deliveries: tuple[Delivery, ...]
+    expected: int
+    interval_ms: float
+    ended_at: float
+    end: str
+    error: str | None = None
+    loop_lag_ms: float = 0.0
+    comments: int = 0
+    retry_ms: int | None = None
+    initial_delay_ms: float = 0.0
+
+    def header(self, name: str) -> str | None:
+        return header(self.headers, name)
+
+
+@dataclass(frozen=True)
+class ResumeTimeline:
+    """sse.last-event-id: a stream read in part, then a reconnect with Last-Event-ID."""
+
+    first: StreamTimeline
+    second: StreamTimeline | None
+    last_event_id_sent: str | None
+    origin_saw: tuple[str | None, ...]  # Last-Event-ID of each request the origin got
+
+
+@dataclass(frozen=True)
+class HandshakeTimeline:
+    """A raw WebSocket upgrade request and what came back."""
+
+    url: str
+    requested_at: float
+    status: int | None
+    reason: str
+    headers: Headers
+    responded_at: float | None
+    key: str
+    expected_accept: str
+    error: str | None
+    origin_requests: int  # how many of our requests reached the origin
+    origin_saw_upgrade: bool | None  # did the origin see Upgrade: websocket?
+    origin_upgraded: bool | None
+
+    def header(self, name: str) -> str | None:
+        return header(self.headers, name)
+
+
+@dataclass(frozen=True)
+class EchoExchange:
+    kind: str  # text | binary
+    size: int
+    ok: bool
+    rtt_ms: float | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EchoTimeline:
+    status: int | None  # 101 when the upgrade worked
+    error: str | None
+    exchanges: tuple[EchoExchange, ...]
+    close_code: int | None = None
+
+
+@dataclass(frozen=True)
+class PingTimeline:
+    status: int | None
+    error: str | None
+    client_pong_ms: float | None  # our ping answered after this long
+    origin_ping_seen: bool  # the origin's ping reached us
+    origin_pong_seen: bool  # our pong reached the origin
+    origin_got_client_ping: bool  # our ping reached the origin (not answered by the proxy)
+
+
+@dataclass(frozen=True)
+class CloseTimeline:
+    status: int | None
+    error: str | None
+    client_sent: tuple[int, str]  # code and reason the client closed with
+    origin_got: tuple[int | None, str | None]
+    origin_sent: tuple[int, str]  # code and reason the origin closed with
+    client_got: tuple[int | None, str | None]
+    second_status: int | None = None
+    second_error: str | None = None
+
+
+@dataclass(frozen=True)
+class SubprotocolTimeline:
+    status: int | None
+    error: str | None
+    offered: tuple[str, ...]
+    server_prefers: tuple[str, ...]
+    client_got: str | None
+    origin_offered: tuple[str, ...] | None
+    origin_selected: str | None

@@ -1,0 +1,172 @@
+"""Console output: a live progress display, then a grid of targets × checks.
+
+Below the grid, everything that is not a pass gets its summary and, for
+failures, the hint naming the knob that fixes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..matrix import TargetSpec
+from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
+
+__all__ = ["LiveProgress", "render_grid", "render_details"]
+
+_STYLE = {
+    Verdict.PASS: ("pass", "green"),
+    Verdict.DEGRADED: ("DEGR", "yellow"),
+    Verdict.FAIL: ("FAIL", "red"),
+    Verdict.ERROR: ("ERROR", "magenta"),
+    Verdict.SKIP: ("skip", "dim"),
+}
+
+
+_SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip"}
+
+
+def _cell(result: CheckResult) -> Text:
+    word, style = _STYLE[result.verdict]
+    if result.verdict not in (Verdict.PASS, Verdict.SKIP) and result.as_expected:
+        return Text(word.lower() + "*", style=f"dim {style}")
+    if result.unexpected_pass:
+        return Text("pass!", style="bold green")
+    return Text(word, style=style if result.verdict == Verdict.PASS else f"bold {style}")
+
+
+class LiveProgress:
+    """The live display: one line per target with its phase and checks done."""
+
+    def __init__(self, console: Console, targets: Sequence[TargetSpec], total_checks: int):
+        self.console = console
+        self.targets = list(targets)
+        self.total = total_checks
+        self.phase: dict[str, str] = {t.id: "waiting" for t in targets}
+        self.done: dict[str, list[CheckResult]] = {t.id: [] for t in targets}
+        self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+
+    def __enter__(self) -> LiveProgress:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def _render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        for target in self.targets:
+            results = self.done[target.id]
+            marks = Text()
+            for result in results:
+                word, style = _STYLE[result.verdict]
+                marks.append("■" if result.verdict != Verdict.SKIP else "□", style=style)
+            table.add_row(
+                Text(target.id, style="bold"),
+                Text(self.phase[target.id], style="cyan"),
+                Text(f"{len(results)}/{self.total}"),
+                marks,
+            )
+        return table
+
+    def _refresh(self) -> None:
+        self.live.update(self._render())
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        self.phase[target.id] = phase
+        self._refresh()
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        self.done[target.id].append(result)
+        self._refresh()
+
+    def target_done(self, result: TargetResult) -> None:
+        self.phase[result.id] = {
+            TargetStatus.OK: "done",
+            TargetStatus.SKIPPED: "skipped",
+            TargetStatus.ERROR: "error",
+        }[result.status]
+        if not self.done[result.id]:
+            self.done[result.id] = list(result.results)
+        self._refresh()
+
+
+def render_grid(run: RunResult) -> Table:
+    check_ids: list[str] = []
+    for target in run.targets:
+        for result in target.results:
+            if result.check not in check_ids:
+                check_ids.append(result.check)
+    table = Table(title="proxytest", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("target", style="bold", no_wrap=True)
+    table.add_column("version", style="dim", no_wrap=True)
+    for check_id in check_ids:
+        family, _, name = check_id.partition(".")
+        table.add_column(f"{family}\n{_SHORT.get(name, name)}", justify="center", no_wrap=True)
+    for target in run.targets:
+        by_id = {r.check: r for r in target.results}
+        cells = [_cell(by_id[c]) if c in by_id else Text("") for c in check_ids]
+        table.add_row(target.id, target.proxy_version or "-", *cells)
+    return table
+
+
+def render_details(run: RunResult) -> Group:
+    """Everything below pass, grouped so one root cause is told once."""
+    lines: list[Text] = []
+    for target in run.targets:
+        if target.status != TargetStatus.OK:
+            word = "skipped" if target.status == TargetStatus.SKIPPED else "ERROR"
+            style = "dim" if target.status == TargetStatus.SKIPPED else "bold magenta"
+            lines.append(Text.assemble((f"{target.id}: {word}: ", style),
+                                       (target.reason or "", "")))
+            continue
+        groups: dict[tuple[Verdict, str, str | None, bool], list[CheckResult]] = {}
+        for result in sorted(target.results, key=lambda r: -r.verdict.rank):
+            if result.verdict == Verdict.SKIP or (
+                result.verdict == Verdict.PASS and not result.unexpected_pass
+            ):
+                continue
+            key = (result.verdict, result.summary, result.hint, result.as_expected)
+            groups.setdefault(key, []).append(result)
+        shown_hints: set[str] = set()
+        for (verdict, summary, hint, _), results in groups.items():
+            style = _STYLE[verdict][1]
+            word = verdict.value.upper()
+            first = results[0]
+            tag = " (expected)" if first.as_expected else ""
+            if first.unexpected_pass:
+                tag = f" (matrix expects {first.expected}: update it)"
+            names = ", ".join(r.check for r in results)
+            lines.append(Text.assemble(
+                (f"{target.id} ", "bold"), (f"{names} ", ""),
+                (f"{word}{tag}", style), ": ", summary,
+            ))
+            if hint and hint not in shown_hints:
+                shown_hints.add(hint)
+                lines.append(Text(f"    fix: {hint}", style="italic"))
+    return Group(*lines)
+
+
+def print_report(console: Console, run: RunResult) -> None:
+    console.print(render_grid(run))
+    console.print(Text("* expected by the matrix   ! passes although the matrix expects a "
+                       "failure", style="dim"))
+    details = render_details(run)
+    if details.renderables:
+        console.print()
+        console.print(details)
+    counts: dict[Verdict, int] = {}
+    for target in run.targets:
+        for result in target.results:
+            counts[result.verdict] = counts.get(result.verdict, 0) + 1
+    summary = ", ".join(f"{n} {v.value}" for v, n in sorted(counts.items(), key=lambda x: x[0].rank))
+    verdict = "as expected" if run.as_expected else "UNEXPECTED RESULTS"
+    style = "bold green" if run.as_expected else "bold red"
+    console.print()
+    console.print(Text.assemble((f"{verdict}: ", style),
+                                f"{len(run.targets)} targets, {summary} in {run.duration_s:.1f} s"))

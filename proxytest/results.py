@@ -1,0 +1,149 @@
+"""Outcomes as data: verdicts, check results, target results, the run result.
+
+These objects are what reports render; ``RunResult.to_json()`` is the JSON
+report contract of DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["CheckResult", "Outcome", "RunResult", "TargetResult", "TargetStatus", "Verdict"]
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"  # behaves as a direct connection would
+    DEGRADED = "degraded"  # works, but worse than direct in a way users notice
+    FAIL = "fail"  # broken
+    ERROR = "error"  # the harness could not judge
+    SKIP = "skip"  # not applicable or not selected
+
+    @property
+    def rank(self) -> int:
+        """Severity order for sorting and summaries (higher is worse)."""
+        return _RANK[self]
+
+
+_RANK = {
+    Verdict.PASS: 0,
+    Verdict.SKIP: 1,
+    Verdict.DEGRADED: 2,
+    Verdict.FAIL: 3,
+    Verdict.ERROR: 4,
+}
+
+
+class TargetStatus(enum.StrEnum):
+    OK = "ok"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a check's pure evaluation concludes from a timeline.
+
+    ``failure`` names the kind of failure (``"held"``, ``"status"``…) so the
+    adapter can pick the hint for that exact knob. ``retry`` asks the runner to
+    measure again because the tool itself was too late to judge.
+    """
+
+    verdict: Verdict
+    summary: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    failure: str | None = None
+    retry: bool = False
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    verdict: Verdict
+    summary: str
+    expected: Verdict | None = None
+    hint: str | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    attempts: int = 1
+    # The raw timeline, for reports that draw it; not part of the JSON contract.
+    timeline: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def as_expected(self) -> bool:
+        """True when this result does not make the run fail."""
+        if self.verdict in (Verdict.PASS, Verdict.SKIP):
+            return True
+        return self.expected is not None and self.verdict == self.expected
+
+    @property
+    def unexpected_pass(self) -> bool:
+        """The matrix expected a failure that did not happen: the entry is stale."""
+        return self.expected not in (None, Verdict.PASS) and self.verdict == Verdict.PASS
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "verdict": self.verdict.value,
+            "expected": self.expected.value if self.expected else None,
+            "summary": self.summary,
+            "hint": self.hint,
+            "metrics": dict(self.metrics),
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    id: str
+    proxy: str
+    setup: str
+    runtime: str
+    proxy_version: str | None
+    status: TargetStatus
+    reason: str | None
+    results: tuple[CheckResult, ...]
+    duration_s: float = 0.0
+    log_tail: str = ""
+
+    @property
+    def as_expected(self) -> bool:
+        return all(r.as_expected for r in self.results)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "proxy": self.proxy,
+            "setup": self.setup,
+            "runtime": self.runtime,
+            "proxy_version": self.proxy_version,
+            "status": self.status.value,
+            "reason": self.reason,
+            "results": [r.to_json() for r in self.results],
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    tool_version: str
+    started_at: str
+    duration_s: float
+    targets: tuple[TargetResult, ...]
+
+    @property
+    def as_expected(self) -> bool:
+        return all(t.as_expected for t in self.targets)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.as_expected else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tool": {"name": "proxytest", "version": self.tool_version},
+            "started_at": self.started_at,
+            "duration_s": round(self.duration_s, 3),
+            "targets": [t.to_json() for t in self.targets],
+        }

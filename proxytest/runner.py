@@ -1,0 +1,328 @@
+"""Run targets: launch each proxy, probe it with every selected check, stop it.
+
+Targets run concurrently (bounded by a semaphore), and the checks of one target
+run concurrently: each uses its own connections and the traffic is small.
+Timing checks are judged against a direct origin-to-client baseline measured
+in the same run, and re-measured when the tool's own event loop was late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+
+from . import __version__
+from ._aio import finish
+from .adapters import ADAPTERS, Adapter, RenderedConfig
+from .checks import CHECKS, Check, EvalContext, analyse
+from .errors import BinaryNotFound, HarnessError, LaunchError, UsageError
+from .lag import LagMonitor
+from .launchers import LaunchSpec, launch_local
+from .launchers.local import LocalProcess
+from .matrix import TargetSpec
+from .origin import Origin
+from .origin.server import READY_PATH
+from .probes import ProbeContext, StreamTimeline
+from .probes.context import new_session
+from .results import CheckResult, Outcome, RunResult, TargetResult, TargetStatus, Verdict
+from .templates import PLACEHOLDERS, Placeholders, render_files, render_text
+from .timing import Thresholds
+
+__all__ = ["Progress", "RunOptions", "check_templates", "run_checks", "run_targets"]
+
+LOOPBACK = "127.0.0.1"
+
+
+class Progress(Protocol):
+    """Receives progress events; the console's live display implements it."""
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None: ...
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None: ...
+
+    def target_done(self, result: TargetResult) -> None: ...
+
+
+class _Silent:
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        pass
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        pass
+
+    def target_done(self, result: TargetResult) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    checks: tuple[Check, ...] = tuple(CHECKS.values())
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    concurrency: int = 4
+    keep_run_dirs: bool = False
+
+
+def check_templates(targets: Sequence[TargetSpec]) -> None:
+    """Render every template once with dummy values: unknown placeholders fail early."""
+    dummy = {name: "x" for name in PLACEHOLDERS}
+    for target in targets:
+        for path in target.configs:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(f"cannot read config file: {exc.strerror or exc}", file=path,
+                                 fix="check the path") from None
+            render_text(text, dummy, source=path)
+
+
+_RESERVED: set[int] = set()
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A free TCP port on ``host`` that this process has not handed out before."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _RESERVED:
+            _RESERVED.add(port)
+            return port
+    raise HarnessError("no free port found on loopback after 50 tries")
+
+
+async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
+    """Direct origin-to-client p95 delay (ms) for SSE events and pushed messages."""
+    th = ctx.thresholds
+    sse, ws = CHECKS["sse.stream"], CHECKS["ws.push"]
+    values: dict[str, float] = {}
+    for _ in range(1 + th.timing_retries):
+        timelines = await asyncio.gather(sse.probe(ctx, "baseline"), ws.probe(ctx, "baseline"))
+        for tl in timelines:
+            assert isinstance(tl, StreamTimeline)
+            stats = analyse(tl.deliveries, tl.expected, tl.interval_ms, th.coalesce_window_ms)
+            values[tl.kind] = stats.p95_delay_ms or 0.0
+        if all(tl.loop_lag_ms <= th.loop_lag_limit_ms for tl in timelines):
+            break
+    return values
+
+
+async def _wait_ready(
+    proc: LocalProcess, origin: Origin, session: aiohttp.ClientSession, th: Thresholds, name: str
+) -> float:
+    """Poll through the proxy until a request reaches *our* origin; return seconds taken."""
+    started = time.monotonic()
+    deadline = started + th.ready_timeout_s
+    url = f"http://{proc.host}:{proc.port}{READY_PATH}"
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not proc.alive:
+            raise LaunchError(
+                f"{name} exited with code {proc.exit_code} before it was ready",
+                detail=proc.log_tail(),
+            )
+        try:
+            async with asyncio.timeout(1.0), session.get(url) as response:
+                body = await response.text()
+                if response.status == 200 and body == origin.id:
+                    return time.monotonic() - started
+                last = f"status {response.status}"
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            last = type(exc).__name__
+        await asyncio.sleep(0.05)
+    raise LaunchError(
+        f"{name} did not pass a request to the origin within {th.ready_timeout_s:g} s "
+        f"(last attempt: {last})",
+        detail=proc.log_tail(),
+    )
+
+
+async def run_checks(
+    ctx: ProbeContext,
+    checks: Sequence[Check],
+    *,
+    baseline: asyncio.Future[dict[str, float]] | dict[str, float] | None = None,
+    adapter: Adapter | None = None,
+    target: TargetSpec | None = None,
+    alive: LocalProcess | None = None,
+    progress: Progress | None = None,
+) -> tuple[CheckResult, ...]:
+    """Probe and judge ``checks`` concurrently against the endpoint in ``ctx``."""
+    th = ctx.thresholds
+    progress = progress or _Silent()
+
+    async def baseline_values() -> dict[str, float]:
+        if baseline is None:
+            return {}
+        if isinstance(baseline, dict):
+            return baseline
+        return await baseline
+
+    async def one(check: Check) -> CheckResult:
+        started = time.monotonic()
+        attempts = 0
+        timeline = None
+        while True:
+            attempts += 1
+            try:
+                async with asyncio.timeout(th.check_timeout_s):
+                    timeline = await check.probe(ctx, check.id)
+            except TimeoutError:
+                outcome = Outcome(Verdict.ERROR,
+                                  f"the probe did not finish within {th.check_timeout_s:g} s")
+            except Exception as exc:  # a harness failure, never the proxy's verdict
+                outcome = Outcome(Verdict.ERROR, f"the probe failed: {type(exc).__name__}: {exc}")
+            else:
+                ectx = EvalContext(th, await baseline_values() if check.timing else {})
+                outcome = check.evaluate(timeline, ectx)
+            if outcome.retry and attempts <= th.timing_retries:
+                continue
+            break
+        if alive is not None and not alive.alive and outcome.verdict != Verdict.PASS:
+            outcome = Outcome(
+                Verdict.ERROR,
+                f"the proxy exited (code {alive.exit_code}) during the check: {outcome.summary}",
+                outcome.metrics,
+            )
+        hint = None
+        if outcome.verdict in (Verdict.FAIL, Verdict.DEGRADED) and outcome.failure:
+            hint = (adapter.hint(check.id, outcome.failure) if adapter else None) or (
+                check.hints.get(outcome.failure)
+            )
+        result = CheckResult(
+            check=check.id,
+            verdict=outcome.verdict,
+            summary=outcome.summary,
+            expected=target.expected(check.id) if target else None,
+            hint=hint,
+            metrics=outcome.metrics,
+            duration_s=time.monotonic() - started,
+            attempts=attempts,
+            timeline=timeline,
+        )
+        if target is not None:
+            progress.check_done(target, result)
+        return result
+
+    return tuple(await asyncio.gather(*(one(c) for c in checks)))
+
+
+def _all(checks: Sequence[Check], target: TargetSpec, verdict: Verdict, summary: str,
+         hint: str | None = None) -> tuple[CheckResult, ...]:
+    return tuple(
+        CheckResult(c.id, verdict, summary, expected=target.expected(c.id), hint=hint)
+        for c in checks
+    )
+
+
+@dataclass
+class _RunEnv:
+    origin: Origin
+    session: aiohttp.ClientSession
+    lag: LagMonitor
+    baseline: asyncio.Future[dict[str, float]]
+    options: RunOptions
+    progress: Progress
+    semaphore: asyncio.Semaphore
+
+
+async def _run_target(target: TargetSpec, env: _RunEnv) -> TargetResult:
+    async with env.semaphore:
+        started = time.monotonic()
+        result = await _run_target_inner(target, env)
+        result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
+        env.progress.target_done(result)
+        return result
+
+
+async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
+    options, th = env.options, env.options.thresholds
+    adapter = ADAPTERS[target.proxy]
+    base = dict(id=target.id, proxy=target.proxy, setup=target.setup, runtime="local")
+    env.progress.target_phase(target, "finding binary")
+    try:
+        binary = adapter.find_binary(target.binary)
+    except BinaryNotFound as exc:
+        reason = f"{exc.problem}"
+        return TargetResult(**base, proxy_version=None, status=TargetStatus.SKIPPED,
+                            reason=reason, results=_all(options.checks, target, Verdict.SKIP,
+                                                        reason))
+    version = await adapter.version(binary)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{target.proxy}-"))
+    log_tail = ""
+    try:
+        env.progress.target_phase(target, "validating config")
+        placeholders = Placeholders(LOOPBACK, free_port(), env.origin.host, env.origin.port,
+                                    run_dir)
+        files = render_files(target.configs, placeholders)
+        config = RenderedConfig(run_dir, files, target.configs)
+        await adapter.validate(binary, config)
+        spec = LaunchSpec(
+            argv=adapter.argv(binary, config),
+            run_dir=run_dir,
+            host=LOOPBACK,
+            port=placeholders.listen_port,
+            env=adapter.env(config),
+            stop_signal=adapter.stop_signal,
+            stop_grace_s=th.stop_grace_s,
+            label=target.id,
+        )
+        env.progress.target_phase(target, "starting")
+        async with launch_local(spec) as proc:
+            await _wait_ready(proc, env.origin, env.session, th, adapter.name)
+            env.progress.target_phase(target, "checking")
+            ctx = ProbeContext(LOOPBACK, spec.port, env.origin, env.session, th, env.lag,
+                               label=target.id)
+            results = await run_checks(ctx, options.checks, baseline=env.baseline,
+                                       adapter=adapter, target=target, alive=proc,
+                                       progress=env.progress)
+            log_tail = proc.log_tail()
+        return TargetResult(**base, proxy_version=version, status=TargetStatus.OK, reason=None,
+                            results=results, log_tail=log_tail)
+    except HarnessError as exc:
+        reason = exc.problem
+        detail = f"\n{exc.detail}" if exc.detail else ""
+        return TargetResult(**base, proxy_version=version, status=TargetStatus.ERROR,
+                            reason=reason + detail,
+                            results=_all(options.checks, target, Verdict.ERROR, reason),
+                            log_tail=exc.detail)
+    except UsageError as exc:  # a template that changed since it was checked
+        return TargetResult(**base, proxy_version=version, status=TargetStatus.ERROR,
+                            reason=str(exc),
+                            results=_all(options.checks, target, Verdict.ERROR, str(exc)))
+    finally:
+        if not options.keep_run_dirs:
+            await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
+
+
+async def run_targets(
+    targets: Sequence[TargetSpec],
+    options: RunOptions | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run every target and return the whole result. Never raises for a proxy's faults."""
+    options = options or RunOptions()
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    started = time.monotonic()
+    async with Origin(LOOPBACK) as origin, LagMonitor() as lag, new_session() as session:
+        direct = ProbeContext(origin.host, origin.port, origin, session, options.thresholds,
+                              lag, label="direct")
+        baseline = asyncio.ensure_future(measure_baseline(direct))
+        env = _RunEnv(origin, session, lag, baseline, options, progress or _Silent(),
+                      asyncio.Semaphore(options.concurrency))
+        try:
+            results = await asyncio.gather(*(_run_target(t, env) for t in targets))
+        finally:
+            baseline.cancel()
+    return RunResult(__version__, started_at, time.monotonic() - started, tuple(results))
+
+

@@ -1,0 +1,629 @@
+"""A controllable "faulty proxy": an HTTP/1.1 reverse proxy in asyncio that is
+either clean or injects exactly one fault.
+
+proxytest's own tests put it between a client and the origin so that every
+check can be shown to fail against its fault and to pass through the clean
+relay. It is a real proxy at the TCP level (asyncio streams, no aiohttp): it
+parses the request head, opens one upstream connection per client connection,
+parses the response head and forwards Content-Length, chunked and
+close-delimited bodies; a ``101 Switching Protocols`` answer turns the
+connection into a bidirectional byte tunnel.
+
+Simplifications, all on purpose: one request per client connection (both
+sides get ``Connection: close``; a client that pipelines more is ignored), the
+request body is forwarded completely before the response is read (as nginx
+does with request buffering), ``Expect: 100-continue`` is not answered by the
+relay itself, and the relay never adds ``Via`` or ``X-Forwarded-*``.
+
+Faults (``Fault.kind``) and the real proxy behaviour each one imitates:
+
+``clean``
+    Everything passes promptly: each chunk is written downstream as soon as it
+    is read, TCP_NODELAY on both sockets; ``Upgrade`` and ``Connection:
+    upgrade`` are forwarded (a well-configured proxy).
+``hold``
+    The whole response, head and body, is held until the upstream response
+    ends, then sent at once; after a 101 the server→client tunnel bytes are
+    held until the tunnel closes (a buffering proxy, e.g. nginx with
+    ``proxy_buffering on`` or an HTTP/1.0 upstream).
+``strip_headers``
+    The request headers named in ``Fault.headers`` (case-insensitive) are
+    removed. Without ``Upgrade`` (or without ``Connection: upgrade``) the
+    upstream sees a plain GET and its answer, e.g. 400, is forwarded (nginx
+    without ``proxy_set_header Upgrade/Connection``; a proxy that drops
+    ``Last-Event-ID`` or ``Sec-WebSocket-Protocol``).
+``delay``
+    Each downstream body or tunnel chunk is delivered ``delay_ms`` late, in
+    order and still separate (a slow or overloaded hop).
+``coalesce``
+    Downstream body or tunnel bytes are collected and flushed every
+    ``delay_ms`` (HAProxy without ``http-no-delay``, Nagle-like batching).
+``close_after_idle``
+    When no byte flowed in either direction for ``idle_s``, both connections
+    are closed: plain TCP close, no WebSocket close frame, chunked body left
+    unterminated (``proxy_read_timeout``, ``timeout tunnel``, idle timeouts
+    of load balancers).
+``cut_after_bytes``
+    Both connections are aborted once ``after_bytes`` body or tunnel bytes
+    went downstream, or went upstream, whichever comes first (buffer or
+    message size limits, e.g. a max frame or body size).
+``drop_ws_control``
+    After a 101 the WebSocket frames are parsed in both directions and ping
+    and pong frames are dropped; everything else is forwarded byte-exact
+    (proxies that answer or swallow control frames themselves).
+``drop_ws_close``
+    Same parsing; a close frame in either direction is not forwarded, both
+    TCP connections are aborted instead, so the peers see 1006 (a proxy that
+    tears down tunnels on its own terms).
+``gzip``
+    If the request accepts gzip and the response is a 200 without
+    ``Content-Encoding``, the body is compressed and sent chunked. With
+    ``flush=True`` the compressor is synced after each upstream chunk, so
+    events stay prompt; with ``flush=False`` output only leaves when zlib
+    produces it or at the end (nginx ``gzip on`` for text/event-stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import zlib
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+__all__ = ["FAULT_KINDS", "Fault", "Relay"]
+
+FAULT_KINDS = (
+    "clean", "hold", "strip_headers", "delay", "coalesce", "close_after_idle",
+    "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip",
+)  # fmt: skip
+
+HEAD_TIMEOUT_S = 10.0  # a client must send its request head within this
+CONNECT_TIMEOUT_S = 5.0  # upstream TCP connect
+READ_TIMEOUT_S = 120.0  # no byte on a response head, body or tunnel for this long: give up
+CLOSE_TIMEOUT_S = 2.0  # graceful close, then abort
+MAX_HEAD_BYTES = 64 * 1024
+READ_SIZE = 64 * 1024
+
+Emit = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault for the relay to inject; parameters a kind does not use are ignored."""
+
+    kind: str = "clean"
+    delay_ms: int = 300  # delay, coalesce
+    idle_s: float = 1.0  # close_after_idle
+    after_bytes: int = 64 * 1024  # cut_after_bytes
+    headers: tuple[str, ...] = ()  # strip_headers
+    flush: bool = True  # gzip: Z_SYNC_FLUSH after each upstream chunk
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; choose one of {FAULT_KINDS}")
+        if self.delay_ms <= 0 or self.idle_s <= 0 or self.after_bytes <= 0:
+            raise ValueError(
+                f"delay_ms, idle_s and after_bytes must be positive, got {self.delay_ms}, "
+                f"{self.idle_s}, {self.after_bytes}"
+            )
+        if isinstance(self.headers, str) or (self.kind == "strip_headers" and not self.headers):
+            raise ValueError("strip_headers needs a tuple of names, e.g. headers=('Upgrade',)")
+
+
+class _Abort(Exception):
+    """Abort both TCP connections now (cut_after_bytes, drop_ws_close)."""
+
+
+class _BadMessage(Exception):
+    """A request or response head the relay cannot parse."""
+
+
+@dataclass
+class _Head:
+    """A request or response head: start line plus headers in their original order and case."""
+
+    start: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, raw: bytes) -> _Head:
+        start, *lines = raw.decode("latin-1").split("\r\n")
+        head = cls(start)
+        for line in filter(None, lines):
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip():
+                raise _BadMessage(f"malformed header line {line!r}")
+            head.headers.append((name, value.strip()))
+        return head
+
+    @property
+    def status(self) -> int:
+        try:
+            return int(self.start.split(" ", 2)[1])
+        except (IndexError, ValueError):
+            raise _BadMessage(f"malformed status line {self.start!r}") from None
+
+    def get(self, name: str) -> str | None:
+        values = [v for n, v in self.headers if n.lower() == name.lower()]
+        return ", ".join(values) if values else None
+
+    def tokens(self, name: str) -> set[str]:
+        return {t.strip().lower() for t in (self.get(name) or "").split(",") if t.strip()}
+
+    def remove(self, *names: str) -> None:
+        drop = {n.lower() for n in names}
+        self.headers = [(n, v) for n, v in self.headers if n.lower() not in drop]
+
+    def encode(self) -> bytes:
+        lines = [self.start, *(f"{n}: {v}" for n, v in self.headers), "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+
+def _framing(head: _Head, method: str | None) -> tuple[str, int]:
+    """How a body is delimited: ("none" | "length" | "chunked" | "close", length).
+
+    ``method`` is None for a request, else the request method the response answers.
+    """
+    if method is not None and (
+        method == "HEAD" or 100 <= head.status < 200 or head.status in (204, 304)
+    ):
+        return "none", 0
+    if te := head.get("transfer-encoding"):
+        return ("chunked", 0) if te.lower().rstrip().endswith("chunked") else ("close", 0)
+    if (length := head.get("content-length")) is not None:
+        try:
+            return "length", int(length.split(",")[0])
+        except ValueError:
+            raise _BadMessage(f"bad Content-Length {length!r}") from None
+    return ("none", 0) if method is None else ("close", 0)
+
+
+class _WsFilter:
+    """Incremental RFC 6455 frame splitter for one direction of a tunnel.
+
+    Frames may span reads and one read may hold several frames. Frames whose
+    opcode is in ``drop`` vanish; a close frame raises ``_Abort`` when
+    ``abort_on_close``; every other byte comes out unchanged.
+    """
+
+    def __init__(self, drop: frozenset[int], abort_on_close: bool) -> None:
+        self._drop, self._abort_on_close = drop, abort_on_close
+        self._buf = bytearray()
+        self._left = 0  # payload bytes of the current frame still to pass or drop
+        self._keep = True
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Return (bytes to forward, close frame seen)."""
+        out = bytearray()
+        self._buf += data
+        while self._buf:
+            if self._left:
+                n = min(self._left, len(self._buf))
+                if self._keep:
+                    out += self._buf[:n]
+                del self._buf[:n]
+                self._left -= n
+                continue
+            header = self._header()
+            if header is None:
+                break  # wait for the rest of the frame header
+            opcode, header_len, self._left = header
+            if opcode == 0x8 and self._abort_on_close:
+                return bytes(out), True
+            self._keep = opcode not in self._drop
+            if self._keep:
+                out += self._buf[:header_len]
+            del self._buf[:header_len]
+        return bytes(out), False
+
+    def _header(self) -> tuple[int, int, int] | None:
+        buf = self._buf
+        if len(buf) < 2:
+            return None
+        pos, length = 2, buf[1] & 0x7F
+        if length >= 126:
+            pos = 4 if length == 126 else 10
+            if len(buf) < pos:
+                return None
+            length = int.from_bytes(buf[2:pos], "big")
+        pos += 4 if buf[1] & 0x80 else 0  # masking key
+        return (buf[0] & 0x0F, pos, length) if len(buf) >= pos else None
+
+
+async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run coroutines until the first ends; cancel and await the rest; re-raise its error."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()
+
+
+def _nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _Downstream:
+    """Server→client bytes, shaped by hold, delay or coalesce; written at once otherwise."""
+
+    def __init__(self, writer: asyncio.StreamWriter, fault: Fault) -> None:
+        self._writer, self._kind, self._delay = writer, fault.kind, fault.delay_ms / 1000
+        self._held = bytearray()
+        self._queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        if self._kind == "delay":
+            self._task = asyncio.create_task(self._delayed())
+        elif self._kind == "coalesce":
+            self._task = asyncio.create_task(self._batched())
+
+    async def head(self, data: bytes) -> None:
+        """A response head: only hold keeps it back."""
+        if self._kind == "hold":
+            self._held += data
+        else:
+            await self._write(data)
+
+    async def send(self, data: bytes) -> None:
+        """Body or tunnel bytes."""
+        if self._kind in ("hold", "coalesce"):
+            self._held += data
+        elif self._kind == "delay":
+            due = asyncio.get_running_loop().time() + self._delay
+            self._queue.put_nowait((due, data))
+        else:
+            await self._write(data)
+
+    async def finish(self) -> None:
+        """Deliver everything still held or queued (the upstream side ended)."""
+        if self._task is not None and self._kind == "delay":
+            self._queue.put_nowait(None)
+            await self._task  # drains the queue, each chunk at its due time
+        await self.aclose()
+        if self._held:
+            data = bytes(self._held)
+            self._held.clear()
+            await self._write(data)
+
+    async def aclose(self) -> None:
+        """Stop the writer task without delivering anything more."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def _delayed(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (item := await self._queue.get()) is not None:
+            due, data = item
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._write(data)
+
+    async def _batched(self) -> None:
+        while True:
+            await asyncio.sleep(self._delay)
+            if self._held:
+                data = bytes(self._held)
+                self._held.clear()
+                await self._write(data)
+
+
+class _Connection:
+    """One client connection: one request, one upstream connection, one response."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: tuple[str, int],
+        fault: Fault,
+    ) -> None:
+        self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        self.ureader: asyncio.StreamReader | None = None
+        self.uwriter: asyncio.StreamWriter | None = None
+        self.last_io = asyncio.get_running_loop().time()
+        self.sent = {"up": 0, "down": 0}  # body and tunnel bytes, for cut_after_bytes
+
+    async def run(self) -> None:
+        abort = False
+        self.sink = _Downstream(self.cwriter, self.fault)
+        try:
+            _nodelay(self.cwriter)
+            if self.fault.kind == "close_after_idle":
+                await _first_of(self._exchange(), self._idle_watchdog())
+            else:
+                await self._exchange()
+        except _Abort:
+            abort = True
+        except (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, _BadMessage):
+            pass  # a peer went away, stalled or spoke garbage: close both sides
+        finally:
+            await self.sink.aclose()
+            await self._close(abort)
+
+    async def _exchange(self) -> None:
+        raw = await self._read_head(self.creader, HEAD_TIMEOUT_S)
+        if raw is None:
+            return
+        try:
+            req = _Head.parse(raw)
+            method = req.start.split(" ", 1)[0]
+            body = _framing(req, None)
+        except _BadMessage:
+            return await self._reply(400, "Bad Request")
+        wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
+        self._rewrite_request(req)
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                self.ureader, self.uwriter = await asyncio.open_connection(
+                    *self.upstream, limit=MAX_HEAD_BYTES
+                )
+        except (OSError, TimeoutError):
+            return await self._reply(502, "Bad Gateway")
+        _nodelay(self.uwriter)
+        self.uwriter.write(req.encode())
+        await self.uwriter.drain()
+        await self._copy_body(self.creader, *body, self._to_upstream, decode=False)
+        while True:  # forward interim responses such as 100 Continue, then the real one
+            raw = await self._read_head(self.ureader, READ_TIMEOUT_S)
+            if raw is None:
+                return await self._reply(502, "Bad Gateway")
+            resp = _Head.parse(raw)
+            if resp.status == 101 or not 100 <= resp.status < 200:
+                break
+            await self.sink.head(resp.encode())
+        if resp.status == 101:
+            await self.sink.head(resp.encode())
+            return await self._tunnel()
+        await _first_of(self._response(resp, method, wants_gzip), self._watch_client())
+
+    def _rewrite_request(self, req: _Head) -> None:
+        """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy."""
+        if self.fault.kind == "strip_headers":
+            req.remove(*self.fault.headers)
+        upgrade = req.get("upgrade") is not None and "upgrade" in req.tokens("connection")
+        req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
+        req.remove("connection", "keep-alive", "proxy-connection")
+        if not upgrade:
+            req.remove("upgrade")
+        req.headers.append(("Connection", "upgrade" if upgrade else "close"))
+
+    async def _response(self, resp: _Head, method: str, wants_gzip: bool) -> None:
+        assert self.ureader is not None
+        body, length = _framing(resp, method)
+        gzip = (
+            self.fault.kind == "gzip" and wants_gzip and resp.status == 200
+            and body != "none" and resp.get("content-encoding") is None
+        )  # fmt: skip
+        resp.remove(*(resp.tokens("connection") - {"close"}))
+        resp.remove("connection", "keep-alive")
+        emit: Emit = self._to_client
+        if gzip:
+            resp.remove("content-length", "transfer-encoding")
+            resp.headers += [("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")]
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: gzip wrapper
+
+            async def emit(data: bytes) -> None:
+                out = compressor.compress(data)
+                if self.fault.flush:
+                    out += compressor.flush(zlib.Z_SYNC_FLUSH)
+                if out:
+                    await self._to_client(b"%x\r\n%s\r\n" % (len(out), out))
+
+        resp.headers.append(("Connection", "close"))
+        await self.sink.head(resp.encode())
+        await self._copy_body(self.ureader, body, length, emit, decode=gzip)
+        if gzip:
+            out = compressor.flush()
+            await self._to_client(b"%x\r\n%s\r\n0\r\n\r\n" % (len(out), out))
+        await self.sink.finish()
+
+    async def _tunnel(self) -> None:
+        kind = self.fault.kind
+        drop = frozenset({0x9, 0xA} if kind == "drop_ws_control" else ())
+        inspect = kind in ("drop_ws_control", "drop_ws_close")
+
+        async def pump(reader: asyncio.StreamReader, emit: Emit) -> None:
+            ws = _WsFilter(drop, abort_on_close=kind == "drop_ws_close") if inspect else None
+            while data := await self._read(reader, READ_SIZE):
+                close_seen = False
+                if ws is not None:
+                    data, close_seen = ws.feed(data)
+                if data:
+                    await emit(data)
+                if close_seen:
+                    raise _Abort
+
+        async def downstream() -> None:
+            assert self.ureader is not None
+            await pump(self.ureader, self._to_client)
+            await self.sink.finish()
+
+        await _first_of(pump(self.creader, self._to_upstream), downstream())
+
+    async def _copy_body(
+        self, reader: asyncio.StreamReader, framing: str, length: int, emit: Emit, decode: bool
+    ) -> None:
+        """Forward one body; chunked bodies stay chunked unless ``decode``."""
+        if framing == "length":
+            while length:
+                data = await self._read(reader, min(length, READ_SIZE))
+                if not data:
+                    raise EOFError("body shorter than its Content-Length")
+                length -= len(data)
+                await emit(data)
+        elif framing == "close":
+            while data := await self._read(reader, READ_SIZE):
+                await emit(data)
+        elif framing == "chunked":
+            while True:
+                line = await self._readline(reader)
+                try:
+                    size = int(line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise _BadMessage(f"bad chunk size line {line!r}") from None
+                if size == 0:
+                    while (trailer := await self._readline(reader)).strip():
+                        line += trailer
+                    if not decode:
+                        await emit(line + trailer)
+                    return
+                pending = b"" if decode else line
+                while size:
+                    data = await self._read(reader, min(size, READ_SIZE))
+                    if not data:
+                        raise EOFError("chunked body ended inside a chunk")
+                    size -= len(data)
+                    if not size:
+                        crlf = await self._readline(reader)
+                        data += b"" if decode else crlf
+                    await emit(pending + data)
+                    pending = b""
+
+    async def _to_upstream(self, data: bytes) -> None:
+        assert self.uwriter is not None
+        data, cut = self._meter("up", data)
+        self.uwriter.write(data)
+        await self.uwriter.drain()
+        if cut:
+            raise _Abort
+
+    async def _to_client(self, data: bytes) -> None:
+        data, cut = self._meter("down", data)
+        await self.sink.send(data)
+        if cut:
+            raise _Abort
+
+    def _meter(self, direction: str, data: bytes) -> tuple[bytes, bool]:
+        """Under cut_after_bytes: the part of ``data`` within budget, and whether to cut now."""
+        if self.fault.kind != "cut_after_bytes":
+            return data, False
+        left = self.fault.after_bytes - self.sent[direction]
+        self.sent[direction] += min(len(data), left)
+        return data[:left], len(data) >= left
+
+    async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            data = await reader.read(n)
+        self.last_io = asyncio.get_running_loop().time()
+        return data
+
+    async def _readline(self, reader: asyncio.StreamReader) -> bytes:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            line = await reader.readuntil(b"\n")
+        self.last_io = asyncio.get_running_loop().time()
+        return line
+
+    async def _read_head(self, reader: asyncio.StreamReader, timeout: float) -> bytes | None:
+        """The head up to the blank line; None if the peer closed before sending a byte."""
+        try:
+            async with asyncio.timeout(timeout):
+                raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                raise
+            return None
+        self.last_io = asyncio.get_running_loop().time()
+        return raw
+
+    async def _watch_client(self) -> None:
+        """Return when the client hangs up; anything it sends after the request is ignored."""
+        with contextlib.suppress(OSError):
+            while await self.creader.read(READ_SIZE):
+                self.last_io = asyncio.get_running_loop().time()
+
+    async def _idle_watchdog(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (idle := loop.time() - self.last_io) < self.fault.idle_s:
+            await asyncio.sleep(self.fault.idle_s - idle)
+
+    async def _reply(self, status: int, reason: str) -> None:
+        self.cwriter.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+        )
+        await self.cwriter.drain()
+
+    async def _close(self, abort: bool) -> None:
+        writers = [w for w in (self.cwriter, self.uwriter) if w is not None]
+        for writer in writers:
+            if abort:
+                writer.transport.abort()
+            else:
+                writer.close()
+        for writer in writers:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await writer.wait_closed()
+            except TimeoutError:
+                writer.transport.abort()  # the peer does not read: give up on the tail
+            except Exception:
+                pass  # closing a connection that already failed
+
+
+class Relay:
+    """The faulty proxy, as an async context manager bound to an ephemeral port.
+
+    ``host`` and ``port`` are valid after ``__aenter__``. ``errors`` collects
+    exceptions the relay did not expect (its own bugs); tests assert it is empty.
+    ``__aexit__`` stops listening and closes every open connection.
+    """
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        fault: Fault = Fault(),  # frozen, so a shared default is safe
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.fault = fault
+        self.host = host
+        self.port = 0
+        self.errors: list[BaseException] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Relay:
+        self._server = await asyncio.start_server(self._accept, self.host, 0, limit=MAX_HEAD_BYTES)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await _Connection(reader, writer, self.upstream, self.fault).run()
+        except Exception as exc:
+            self.errors.append(exc)
