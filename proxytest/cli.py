@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -40,34 +41,65 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checks", action="append", metavar="GLOB",
-                        help="check IDs to run, as globs (repeatable): --checks 'ws.*'")
+    parser.add_argument(
+        "--checks",
+        action="append",
+        metavar="GLOB",
+        help="check IDs to run, as globs (repeatable): --checks 'ws.*'",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
-    parser.add_argument("--runtime", choices=("local", "docker", "auto"),
-                        help="run proxies as local processes (default) or containers")
-    parser.add_argument("--max-hold", type=float, metavar="SECONDS",
-                        help="longest time a long-lived check holds a connection")
-    parser.add_argument("--concurrency", type=int, metavar="N",
-                        help="targets run at once (default: the matrix's, else 4)")
-    parser.add_argument("--keep-run-dirs", action="store_true",
-                        help="keep each target's rendered configs and logs (for debugging)")
+    parser.add_argument(
+        "--runtime",
+        choices=("local", "docker", "auto"),
+        help="run proxies as local processes (default) or containers",
+    )
+    parser.add_argument(
+        "--max-hold",
+        type=float,
+        metavar="SECONDS",
+        help="longest time a long-lived check holds a connection",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="targets run at once (default: the matrix's, else 4)",
+    )
+    parser.add_argument(
+        "--keep-run-dirs",
+        action="store_true",
+        help="keep each target's rendered configs and logs (for debugging)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="proxytest", description="Will your real-time traffic (SSE, "
-                     "WebSocket) survive your reverse proxy setup?")
+    parser = _Parser(
+        prog="proxytest",
+        description="Will your real-time traffic (SSE, "
+        "WebSocket) survive your reverse proxy setup?",
+    )
     parser.add_argument("--version", action="version", version=f"proxytest {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a matrix file (default ./matrix.yaml)")
     run.add_argument("matrix", nargs="?", type=Path, default=Path("matrix.yaml"))
-    run.add_argument("--only", action="append", metavar="PROXY[/SETUP]",
-                     help="run only these targets (repeatable)")
+    run.add_argument(
+        "--only",
+        action="append",
+        metavar="PROXY[/SETUP]",
+        help="run only these targets (repeatable)",
+    )
     _common(run)
     check = sub.add_parser("check", help="run the checks against a config you bring")
     check.add_argument("--proxy", required=True, choices=sorted(ADAPTERS))
-    check.add_argument("--config", required=True, action="append", type=Path, metavar="FILE",
-                       help="config file with placeholders; repeat for multi-file configs "
-                       "(Traefik: static first, then dynamic)")
+    check.add_argument(
+        "--config",
+        required=True,
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="config file with placeholders; repeat for multi-file configs "
+        "(Traefik: static first, then dynamic)",
+    )
     check.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
     _common(check)
     lister = sub.add_parser("list", help="proxies, setups and checks")
@@ -80,22 +112,28 @@ def _checks(patterns: Sequence[str] | None, default: Sequence[str]) -> tuple[str
     chosen = tuple(patterns) if patterns else tuple(default)
     for pattern in chosen:
         if not matching(pattern):
-            raise UsageError(f"--checks {pattern!r} matches no check",
-                             fix="known checks: " + ", ".join(CHECKS))
+            raise UsageError(
+                f"--checks {pattern!r} matches no check", fix="known checks: " + ", ".join(CHECKS)
+            )
     return chosen
 
 
 def _only(targets: Sequence[TargetSpec], only: Sequence[str] | None) -> list[TargetSpec]:
     if not only:
         return list(targets)
-    chosen = []
+    chosen: list[TargetSpec] = []
     for selector in only:
         proxy, _, setup = selector.partition("/")
-        found = [t for t in targets if t.proxy == proxy and (not setup or t.setup == setup)
-                 or t.id == selector]
+        found = [
+            t
+            for t in targets
+            if (t.proxy == proxy and (not setup or t.setup == setup)) or t.id == selector
+        ]
         if not found:
-            raise UsageError(f"--only {selector!r} matches no target of the matrix",
-                             fix="targets: " + ", ".join(t.id for t in targets))
+            raise UsageError(
+                f"--only {selector!r} matches no target of the matrix",
+                fix="targets: " + ", ".join(t.id for t in targets),
+            )
         chosen.extend(t for t in found if t not in chosen)
     return chosen
 
@@ -103,13 +141,15 @@ def _only(targets: Sequence[TargetSpec], only: Sequence[str] | None) -> list[Tar
 def _runtime(requested: str | None, matrix_runtime: str) -> None:
     runtime = requested or matrix_runtime
     if runtime == "docker":
-        raise UsageError("the docker runtime is not available in this version",
-                         fix="use --runtime local (the default)")
+        raise UsageError(
+            "the docker runtime is not available in this version",
+            fix="use --runtime local (the default)",
+        )
 
 
-async def _main_task(coro: object) -> RunResult:
+async def _main_task(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
     """Run ``coro`` so that SIGTERM cancels it like Ctrl-C does (proxies are stopped)."""
-    task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
@@ -120,8 +160,14 @@ async def _main_task(coro: object) -> RunResult:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
-def _execute(args: argparse.Namespace, targets: list[TargetSpec], matrix: Matrix | None,
-             console: Console) -> int:
+def _execute(
+    args: argparse.Namespace,
+    targets: list[TargetSpec],
+    matrix: Matrix | None,
+    console: Console,
+    *,
+    raise_rejected: bool = False,
+) -> int:
     thresholds = Thresholds.from_env()
     patterns = _checks(args.checks, matrix.checks if matrix else ("*",))
     checks = select(patterns)
@@ -131,8 +177,13 @@ def _execute(args: argparse.Namespace, targets: list[TargetSpec], matrix: Matrix
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
     check_templates(targets)
-    options = RunOptions(checks=checks, thresholds=thresholds, concurrency=concurrency,
-                         keep_run_dirs=args.keep_run_dirs)
+    options = RunOptions(
+        checks=checks,
+        thresholds=thresholds,
+        concurrency=concurrency,
+        keep_run_dirs=args.keep_run_dirs,
+        raise_rejected=raise_rejected,
+    )
     interactive = console.is_terminal
     if interactive:
         with LiveProgress(console, targets, len(checks)) as progress:
@@ -167,8 +218,9 @@ class _LineProgress:
         for r in result.results:
             counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
         text = ", ".join(f"{n} {v}" for v, n in counts.items())
-        self.console.print(f"  {result.id}: {result.status.value} ({text}) "
-                           f"in {result.duration_s:.1f} s")
+        self.console.print(
+            f"  {result.id}: {result.status.value} ({text}) in {result.duration_s:.1f} s"
+        )
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
@@ -183,16 +235,23 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     configs = []
     for path in args.config:
         if not path.is_file():
-            raise UsageError("config file not found", file=path,
-                             fix="check the path (relative to the current folder)")
+            raise UsageError(
+                "config file not found",
+                file=path,
+                fix="check the path (relative to the current folder)",
+            )
         configs.append(path)
     adapter = ADAPTERS[args.proxy]
     if args.binary is not None:
         adapter.find_binary(args.binary)  # a wrong --binary is a usage error
-    target = TargetSpec(proxy=args.proxy, setup=configs[0].name, configs=tuple(configs),
-                        id=f"{args.proxy}/{configs[0].name}", binary=args.binary)
-    code = _execute(args, [target], None, console)
-    return code
+    target = TargetSpec(
+        proxy=args.proxy,
+        setup=configs[0].name,
+        configs=tuple(configs),
+        id=f"{args.proxy}/{configs[0].name}",
+        binary=args.binary,
+    )
+    return _execute(args, [target], None, console, raise_rejected=True)
 
 
 # -- list ----------------------------------------------------------------------------
@@ -230,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=max(console.width, 132))
-    errors = Console(stderr=True, highlight=False)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         if args.command == "run":
             return cmd_run(args, console)
@@ -246,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("proxytest: interrupted; every proxy it started was stopped", markup=False)
         return 130
+    except asyncio.CancelledError:  # SIGTERM
+        errors.print("proxytest: terminated; every proxy it started was stopped", markup=False)
+        return 143
 
 
 if __name__ == "__main__":  # pragma: no cover

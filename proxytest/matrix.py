@@ -84,9 +84,7 @@ def discover_setup(proxies_dir: Path, proxy: str, setup: str) -> tuple[Path, ...
     folder = proxies_dir / proxy
     if not folder.is_dir():
         return ()
-    files = [
-        p for p in folder.iterdir() if p.is_file() and p.name.split(".", 1)[0] == setup
-    ]
+    files = [p for p in folder.iterdir() if p.is_file() and p.name.split(".", 1)[0] == setup]
     return tuple(sorted(files, key=lambda p: (p.name.count("."), p.name)))
 
 
@@ -111,7 +109,7 @@ class _Parser:
 
     def mapping(self, node: yaml.Node, what: str, keys: tuple[str, ...]) -> dict[str, yaml.Node]:
         if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"{what} must be a mapping", f"write it as `key: value` lines")
+            raise self.error(node, f"{what} must be a mapping", "write it as `key: value` lines")
         result: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
             key = self.scalar(key_node, "a key")
@@ -149,7 +147,9 @@ class _Parser:
     def runtime(self, node: yaml.Node) -> str:
         value = self.scalar(node, "runtime")
         if value not in RUNTIMES:
-            raise self.error(node, f"unknown runtime {value!r}", "use one of: " + ", ".join(RUNTIMES))
+            raise self.error(
+                node, f"unknown runtime {value!r}", "use one of: " + ", ".join(RUNTIMES)
+            )
         return value
 
     def check_patterns(self, node: yaml.Node) -> tuple[str, ...]:
@@ -202,15 +202,24 @@ class _Parser:
             for name, item in self.string_list(fields["configs"], "configs"):
                 path = (base / name).resolve()
                 if not path.is_file():
-                    raise self.error(item, f"config file {path} not found", "check the path "
-                                     "(relative to the matrix file)")
+                    raise self.error(
+                        item,
+                        f"config file {path} not found",
+                        "check the path (relative to the matrix file)",
+                    )
                 configs.append(path)
-            setup = self.scalar(fields["setup"], "setup") if "setup" in fields else (
-                configs[0].name.split(".", 1)[0] if configs else "")
+            setup = (
+                self.scalar(fields["setup"], "setup")
+                if "setup" in fields
+                else (configs[0].name.split(".", 1)[0] if configs else "")
+            )
         else:
             if "setup" not in fields:
-                raise self.error(node, "target without `setup:` or `configs:`",
-                                 "add setup: default (files proxies/<proxy>/<setup>.*)")
+                raise self.error(
+                    node,
+                    "target without `setup:` or `configs:`",
+                    "add setup: default (files proxies/<proxy>/<setup>.*)",
+                )
             setup = self.scalar(fields["setup"], "setup")
             configs = list(discover_setup(proxies_dir, proxy, setup))
             if not configs:
@@ -218,7 +227,8 @@ class _Parser:
                 raise self.error(
                     fields["setup"],
                     f"no config files {proxies_dir / proxy / setup}.*",
-                    ("known setups of " + proxy + ": " + ", ".join(known)) if known
+                    ("known setups of " + proxy + ": " + ", ".join(known))
+                    if known
                     else f"create {proxies_dir / proxy / setup}.<ext>",
                 )
         if not configs:
@@ -240,8 +250,11 @@ class _Parser:
 
     def matrix(self, root: yaml.Node | None) -> Matrix:
         if root is None:
-            raise MatrixError("the matrix file is empty", file=self.path,
-                              fix="add a `targets:` list (see the default matrix.yaml)")
+            raise MatrixError(
+                "the matrix file is empty",
+                file=self.path,
+                fix="add a `targets:` list (see the default matrix.yaml)",
+            )
         top = self.mapping(root, "the matrix", _TOP_KEYS)
         runtime = self.runtime(top["runtime"]) if "runtime" in top else "local"
         proxies_dir = self.path.parent / (
@@ -251,23 +264,29 @@ class _Parser:
             raise self.error(root, "the matrix has no `targets:`", "add a list of targets")
         targets_node = top["targets"]
         if not isinstance(targets_node, yaml.SequenceNode) or not targets_node.value:
-            raise self.error(targets_node, "`targets:` must be a non-empty list",
-                             "add entries such as `- proxy: nginx` / `  setup: default`")
+            raise self.error(
+                targets_node,
+                "`targets:` must be a non-empty list",
+                "add entries such as `- proxy: nginx` / `  setup: default`",
+            )
         targets = [self.target(t, proxies_dir, runtime) for t in targets_node.value]
         seen: dict[str, TargetSpec] = {}
         for spec, node in zip(targets, targets_node.value, strict=True):
             if spec.id in seen:
-                raise self.error(node, f"target {spec.id!r} appears twice",
-                                 "give one of them a distinct `id:`")
+                raise self.error(
+                    node, f"target {spec.id!r} appears twice", "give one of them a distinct `id:`"
+                )
             seen[spec.id] = spec
         return Matrix(
             targets=tuple(targets),
             checks=self.check_patterns(top["checks"]) if "checks" in top else ("*",),
             concurrency=int(self.number(top["concurrency"], "concurrency", minimum=1))
-            if "concurrency" in top else 4,
+            if "concurrency" in top
+            else 4,
             runtime=runtime,
             max_hold_s=self.number(top["max_hold"], "max_hold", minimum=1)
-            if "max_hold" in top else 75.0,
+            if "max_hold" in top
+            else 75.0,
             path=self.path,
             known_proxies=self.known_proxies,
         )

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -25,7 +25,7 @@ from . import __version__
 from ._aio import finish
 from .adapters import ADAPTERS, Adapter, RenderedConfig
 from .checks import CHECKS, Check, EvalContext, analyse
-from .errors import BinaryNotFound, HarnessError, LaunchError, UsageError
+from .errors import BinaryNotFound, ConfigRejected, HarnessError, LaunchError, UsageError
 from .lag import LagMonitor
 from .launchers import LaunchSpec, launch_local
 from .launchers.local import LocalProcess
@@ -70,6 +70,9 @@ class RunOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     concurrency: int = 4
     keep_run_dirs: bool = False
+    # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
+    # raised as ConfigRejected, instead of an `error` verdict.
+    raise_rejected: bool = False
 
 
 def check_templates(targets: Sequence[TargetSpec]) -> None:
@@ -80,8 +83,11 @@ def check_templates(targets: Sequence[TargetSpec]) -> None:
             try:
                 text = path.read_text(encoding="utf-8")
             except OSError as exc:
-                raise UsageError(f"cannot read config file: {exc.strerror or exc}", file=path,
-                                 fix="check the path") from None
+                raise UsageError(
+                    f"cannot read config file: {exc.strerror or exc}",
+                    file=path,
+                    fix="check the path",
+                ) from None
             render_text(text, dummy, source=path)
 
 
@@ -171,22 +177,23 @@ async def run_checks(
         started = time.monotonic()
         attempts = 0
         timeline = None
-        while True:
+        outcome = Outcome(Verdict.ERROR, "not run")
+        while attempts <= th.timing_retries:
             attempts += 1
             try:
                 async with asyncio.timeout(th.check_timeout_s):
                     timeline = await check.probe(ctx, check.id)
             except TimeoutError:
-                outcome = Outcome(Verdict.ERROR,
-                                  f"the probe did not finish within {th.check_timeout_s:g} s")
+                outcome = Outcome(
+                    Verdict.ERROR, f"the probe did not finish within {th.check_timeout_s:g} s"
+                )
             except Exception as exc:  # a harness failure, never the proxy's verdict
                 outcome = Outcome(Verdict.ERROR, f"the probe failed: {type(exc).__name__}: {exc}")
             else:
                 ectx = EvalContext(th, await baseline_values() if check.timing else {})
                 outcome = check.evaluate(timeline, ectx)
-            if outcome.retry and attempts <= th.timing_retries:
-                continue
-            break
+            if not outcome.retry:
+                break
         if alive is not None and not alive.alive and outcome.verdict != Verdict.PASS:
             outcome = Outcome(
                 Verdict.ERROR,
@@ -216,8 +223,13 @@ async def run_checks(
     return tuple(await asyncio.gather(*(one(c) for c in checks)))
 
 
-def _all(checks: Sequence[Check], target: TargetSpec, verdict: Verdict, summary: str,
-         hint: str | None = None) -> tuple[CheckResult, ...]:
+def _all(
+    checks: Sequence[Check],
+    target: TargetSpec,
+    verdict: Verdict,
+    summary: str,
+    hint: str | None = None,
+) -> tuple[CheckResult, ...]:
     return tuple(
         CheckResult(c.id, verdict, summary, expected=target.expected(c.id), hint=hint)
         for c in checks
@@ -247,22 +259,29 @@ async def _run_target(target: TargetSpec, env: _RunEnv) -> TargetResult:
 async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
     options, th = env.options, env.options.thresholds
     adapter = ADAPTERS[target.proxy]
-    base = dict(id=target.id, proxy=target.proxy, setup=target.setup, runtime="local")
+    base: dict[str, Any] = dict(
+        id=target.id, proxy=target.proxy, setup=target.setup, runtime="local"
+    )
     env.progress.target_phase(target, "finding binary")
     try:
         binary = adapter.find_binary(target.binary)
     except BinaryNotFound as exc:
         reason = f"{exc.problem}"
-        return TargetResult(**base, proxy_version=None, status=TargetStatus.SKIPPED,
-                            reason=reason, results=_all(options.checks, target, Verdict.SKIP,
-                                                        reason))
+        return TargetResult(
+            **base,
+            proxy_version=None,
+            status=TargetStatus.SKIPPED,
+            reason=reason,
+            results=_all(options.checks, target, Verdict.SKIP, reason),
+        )
     version = await adapter.version(binary)
     run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{target.proxy}-"))
     log_tail = ""
     try:
         env.progress.target_phase(target, "validating config")
-        placeholders = Placeholders(LOOPBACK, free_port(), env.origin.host, env.origin.port,
-                                    run_dir)
+        placeholders = Placeholders(
+            LOOPBACK, free_port(), env.origin.host, env.origin.port, run_dir
+        )
         files = render_files(target.configs, placeholders)
         config = RenderedConfig(run_dir, files, target.configs)
         await adapter.validate(binary, config)
@@ -280,25 +299,51 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
         async with launch_local(spec) as proc:
             await _wait_ready(proc, env.origin, env.session, th, adapter.name)
             env.progress.target_phase(target, "checking")
-            ctx = ProbeContext(LOOPBACK, spec.port, env.origin, env.session, th, env.lag,
-                               label=target.id)
-            results = await run_checks(ctx, options.checks, baseline=env.baseline,
-                                       adapter=adapter, target=target, alive=proc,
-                                       progress=env.progress)
+            ctx = ProbeContext(
+                LOOPBACK, spec.port, env.origin, env.session, th, env.lag, label=target.id
+            )
+            results = await run_checks(
+                ctx,
+                options.checks,
+                baseline=env.baseline,
+                adapter=adapter,
+                target=target,
+                alive=proc,
+                progress=env.progress,
+            )
             log_tail = proc.log_tail()
-        return TargetResult(**base, proxy_version=version, status=TargetStatus.OK, reason=None,
-                            results=results, log_tail=log_tail)
+        return TargetResult(
+            **base,
+            proxy_version=version,
+            status=TargetStatus.OK,
+            reason=None,
+            results=results,
+            log_tail=log_tail,
+        )
     except HarnessError as exc:
+        if isinstance(exc, ConfigRejected) and options.raise_rejected:
+            raise
         reason = exc.problem
-        detail = f"\n{exc.detail}" if exc.detail else ""
-        return TargetResult(**base, proxy_version=version, status=TargetStatus.ERROR,
-                            reason=reason + detail,
-                            results=_all(options.checks, target, Verdict.ERROR, reason),
-                            log_tail=exc.detail)
+        more = exc.detail.strip()
+        if isinstance(exc, ConfigRejected) and "\n" not in more:
+            more = ""  # its first line is already in the problem
+        detail = f"\n{more}" if more else ""
+        return TargetResult(
+            **base,
+            proxy_version=version,
+            status=TargetStatus.ERROR,
+            reason=reason + detail,
+            results=_all(options.checks, target, Verdict.ERROR, reason),
+            log_tail=exc.detail,
+        )
     except UsageError as exc:  # a template that changed since it was checked
-        return TargetResult(**base, proxy_version=version, status=TargetStatus.ERROR,
-                            reason=str(exc),
-                            results=_all(options.checks, target, Verdict.ERROR, str(exc)))
+        return TargetResult(
+            **base,
+            proxy_version=version,
+            status=TargetStatus.ERROR,
+            reason=str(exc),
+            results=_all(options.checks, target, Verdict.ERROR, str(exc)),
+        )
     finally:
         if not options.keep_run_dirs:
             await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
@@ -314,15 +359,21 @@ async def run_targets(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     async with Origin(LOOPBACK) as origin, LagMonitor() as lag, new_session() as session:
-        direct = ProbeContext(origin.host, origin.port, origin, session, options.thresholds,
-                              lag, label="direct")
+        direct = ProbeContext(
+            origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
+        )
         baseline = asyncio.ensure_future(measure_baseline(direct))
-        env = _RunEnv(origin, session, lag, baseline, options, progress or _Silent(),
-                      asyncio.Semaphore(options.concurrency))
+        env = _RunEnv(
+            origin,
+            session,
+            lag,
+            baseline,
+            options,
+            progress or _Silent(),
+            asyncio.Semaphore(options.concurrency),
+        )
         try:
             results = await asyncio.gather(*(_run_target(t, env) for t in targets))
         finally:
             baseline.cancel()
     return RunResult(__version__, started_at, time.monotonic() - started, tuple(results))
-
-

@@ -52,7 +52,7 @@ def render_text(text: str, values: Mapping[str, str], *, source: Path | str) -> 
                 f"unknown placeholder {shown}",
                 file=source,
                 line=line,
-                fix="use one of " + ", ".join("{{ %s }}" % n for n in PLACEHOLDERS),
+                fix="use one of " + ", ".join(f"{{{{ {n} }}}}" for n in PLACEHOLDERS),
             )
         return values[name]
 
@@ -74,9 +74,7 @@ def render_file(source: Path, values: Mapping[str, str], dest_dir: Path) -> Path
     return dest
 
 
-def render_files(
-    sources: Sequence[Path], placeholders: Placeholders
-) -> tuple[Path, ...]:
+def render_files(sources: Sequence[Path], placeholders: Placeholders) -> tuple[Path, ...]:
     """Render every file of one config into ``run_dir``; the first is the main one."""
     names = [s.name for s in sources]
     for name in names:

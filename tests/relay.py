@@ -1,66 +1,48 @@
 """A controllable "faulty proxy": an HTTP/1.1 reverse proxy in asyncio that is
-either clean or injects exactly one fault.
+clean or injects exactly one fault, so each check of proxytest can be shown to
+fail against its fault and to pass through the clean relay.
 
-proxytest's own tests put it between a client and the origin so that every
-check can be shown to fail against its fault and to pass through the clean
-relay. It is a real proxy at the TCP level (asyncio streams, no aiohttp): it
-parses the request head, opens one upstream connection per client connection,
-parses the response head and forwards Content-Length, chunked and
-close-delimited bodies; a ``101 Switching Protocols`` answer turns the
-connection into a bidirectional byte tunnel.
+It is a real proxy at the TCP level (asyncio streams, no aiohttp): it parses the
+request head, opens one upstream connection per client connection, parses the
+response head and forwards Content-Length, chunked and close-delimited bodies; a
+``101 Switching Protocols`` turns the connection into a two-way byte tunnel.
+Simplifications, on purpose: one request per client connection (both sides get
+``Connection: close``, later bytes from the client are ignored and its EOF ends
+the exchange), the request body is forwarded whole before the response is read
+(like nginx request buffering), ``Expect: 100-continue`` is not answered by the
+relay itself, no ``Via``/``X-Forwarded-*`` headers are added.
 
-Simplifications, all on purpose: one request per client connection (both
-sides get ``Connection: close``; a client that pipelines more is ignored), the
-request body is forwarded completely before the response is read (as nginx
-does with request buffering), ``Expect: 100-continue`` is not answered by the
-relay itself, and the relay never adds ``Via`` or ``X-Forwarded-*``.
+Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
 
-Faults (``Fault.kind``) and the real proxy behaviour each one imitates:
-
-``clean``
-    Everything passes promptly: each chunk is written downstream as soon as it
-    is read, TCP_NODELAY on both sockets; ``Upgrade`` and ``Connection:
-    upgrade`` are forwarded (a well-configured proxy).
-``hold``
-    The whole response, head and body, is held until the upstream response
-    ends, then sent at once; after a 101 the server→client tunnel bytes are
-    held until the tunnel closes (a buffering proxy, e.g. nginx with
-    ``proxy_buffering on`` or an HTTP/1.0 upstream).
-``strip_headers``
-    The request headers named in ``Fault.headers`` (case-insensitive) are
-    removed. Without ``Upgrade`` (or without ``Connection: upgrade``) the
-    upstream sees a plain GET and its answer, e.g. 400, is forwarded (nginx
-    without ``proxy_set_header Upgrade/Connection``; a proxy that drops
-    ``Last-Event-ID`` or ``Sec-WebSocket-Protocol``).
-``delay``
-    Each downstream body or tunnel chunk is delivered ``delay_ms`` late, in
-    order and still separate (a slow or overloaded hop).
-``coalesce``
-    Downstream body or tunnel bytes are collected and flushed every
-    ``delay_ms`` (HAProxy without ``http-no-delay``, Nagle-like batching).
-``close_after_idle``
-    When no byte flowed in either direction for ``idle_s``, both connections
-    are closed: plain TCP close, no WebSocket close frame, chunked body left
-    unterminated (``proxy_read_timeout``, ``timeout tunnel``, idle timeouts
-    of load balancers).
-``cut_after_bytes``
-    Both connections are aborted once ``after_bytes`` body or tunnel bytes
-    went downstream, or went upstream, whichever comes first (buffer or
-    message size limits, e.g. a max frame or body size).
-``drop_ws_control``
-    After a 101 the WebSocket frames are parsed in both directions and ping
-    and pong frames are dropped; everything else is forwarded byte-exact
-    (proxies that answer or swallow control frames themselves).
-``drop_ws_close``
-    Same parsing; a close frame in either direction is not forwarded, both
-    TCP connections are aborted instead, so the peers see 1006 (a proxy that
-    tears down tunnels on its own terms).
-``gzip``
-    If the request accepts gzip and the response is a 200 without
-    ``Content-Encoding``, the body is compressed and sent chunked. With
-    ``flush=True`` the compressor is synced after each upstream chunk, so
-    events stay prompt; with ``flush=False`` output only leaves when zlib
-    produces it or at the end (nginx ``gzip on`` for text/event-stream).
+- ``clean``: every chunk is written downstream as soon as it is read, TCP_NODELAY
+  on both sockets, ``Upgrade`` and ``Connection: upgrade`` forwarded (a
+  well-configured proxy).
+- ``hold``: the whole response, head and body, waits until the upstream response
+  ends; after a 101 the server→client bytes wait until the tunnel closes (a
+  buffering proxy, ``proxy_buffering on``, an HTTP/1.0 upstream).
+- ``strip_headers``: request headers named in ``headers`` are removed. Without
+  ``Upgrade`` or ``Connection: upgrade`` the upstream sees a plain GET and its
+  answer (e.g. 400) is forwarded (nginx without ``proxy_set_header Upgrade``;
+  proxies that drop ``Last-Event-ID`` or ``Sec-WebSocket-Protocol``).
+- ``delay``: each downstream body or tunnel chunk arrives ``delay_ms`` late, in
+  order and still separate (a slow or overloaded hop).
+- ``coalesce``: downstream body or tunnel bytes are flushed every ``delay_ms``
+  (HAProxy without ``http-no-delay``, Nagle-like batching).
+- ``close_after_idle``: after ``idle_s`` without a byte in either direction both
+  TCP connections are closed: no WebSocket close frame, chunked body left
+  unterminated (``proxy_read_timeout``, ``timeout tunnel``, LB idle timeouts).
+- ``cut_after_bytes``: both connections are aborted once ``after_bytes`` body or
+  tunnel bytes went downstream, or upstream, whichever first (size limits).
+- ``drop_ws_control``: after a 101, WebSocket frames are parsed both ways and
+  ping/pong frames dropped, all else forwarded byte-exact (proxies that swallow
+  or answer control frames themselves).
+- ``drop_ws_close``: same parsing; a close frame is not forwarded, both TCP
+  connections are aborted instead, so peers see 1006 (a proxy tearing tunnels
+  down on its own terms, e.g. on reload).
+- ``gzip``: a 200 without ``Content-Encoding`` to a request accepting gzip is
+  compressed and sent chunked; ``flush=True`` syncs the compressor after each
+  upstream chunk (events stay prompt), ``flush=False`` sends output only when
+  zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
 """
 
 from __future__ import annotations
@@ -173,7 +155,11 @@ def _framing(head: _Head, method: str | None) -> tuple[str, int]:
     ):
         return "none", 0
     if te := head.get("transfer-encoding"):
-        return ("chunked", 0) if te.lower().rstrip().endswith("chunked") else ("close", 0)
+        if te.lower().rstrip().endswith("chunked"):
+            return "chunked", 0
+        if method is None:
+            raise _BadMessage(f"request body framed by Transfer-Encoding {te!r}")
+        return "close", 0
     if (length := head.get("content-length")) is not None:
         try:
             return "length", int(length.split(",")[0])

@@ -9,6 +9,7 @@ management: launchers do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -95,7 +96,7 @@ class Adapter:
 
     async def version(self, binary: Path) -> str | None:
         """The proxy's version, from its own version command."""
-        code, output = await run_command([str(binary), *self.version_args], timeout=15)
+        _code, output = await run_command([str(binary), *self.version_args], timeout=15)
         match = re.search(self.version_pattern, output)
         return match.group(1) if match else None
 
@@ -115,14 +116,12 @@ class Adapter:
         argv = self.check_argv(binary, config)
         if argv is None:
             return
-        code, output = await run_command(
-            argv, timeout=60, cwd=config.run_dir, env=self.env(config)
-        )
+        code, output = await run_command(argv, timeout=60, cwd=config.run_dir, env=self.env(config))
         if code != 0:
             raise self.rejected(config, output)
 
     def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
-        text = config.to_source(output).strip() or f"exited with an error and no message"
+        text = config.to_source(output).strip() or "exited with an error and no message"
         file, line = None, None
         for source in config.sources:
             match = re.search(re.escape(str(source)) + r"\]?:(\d+)", text)
@@ -148,14 +147,29 @@ def _sbin(name: str) -> str | None:
     return None
 
 
+_LOG_PREFIX = re.compile(
+    r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: "  # nginx
+    r"|\[\d+\]\[\d\d:\d\d:\d\d\.\d+\]\[\d+\]\[(\w+)\]\[\w+\] "  # envoy
+    r")"
+)
+
+
 def _interesting(text: str, limit: int = 20) -> str:
-    """The lines of a checker's output worth showing (errors first, no banners)."""
-    lines = [line for line in text.splitlines() if line.strip()]
+    """The lines of a checker's output worth showing: errors first, no timestamps."""
+    lines: list[str] = []
+    for raw in text.splitlines():
+        match = _LOG_PREFIX.match(raw)
+        line = raw[match.end() :] if match else raw
+        if match and (match.group(1) or match.group(2)):
+            line = f"[{match.group(1) or match.group(2)}] {line}"
+        if line.strip() and line not in lines:
+            lines.append(line.rstrip())
     important = [
-        line for line in lines if re.search(r"emerg|error|alert|fatal|invalid|unknown", line, re.I)
+        line
+        for line in lines
+        if re.search(r"emerg|error|alert|fatal|invalid|unknown|critical", line, re.I)
     ]
-    chosen = important or lines
-    return "\n".join(chosen[:limit])
+    return "\n".join((important or lines)[:limit])
 
 
 async def run_command(
@@ -186,7 +200,5 @@ async def run_command(
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

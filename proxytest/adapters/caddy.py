@@ -40,6 +40,8 @@ class Caddy(Adapter):
 
     def env(self, config: RenderedConfig) -> dict[str, str]:
         # Keep Caddy's data and config folders (certificates, autosave) in the run dir.
-        return {"XDG_DATA_HOME": str(config.run_dir / "data"),
-                "XDG_CONFIG_HOME": str(config.run_dir / "config"),
-                "HOME": str(config.run_dir)}
+        return {
+            "XDG_DATA_HOME": str(config.run_dir / "data"),
+            "XDG_CONFIG_HOME": str(config.run_dir / "config"),
+            "HOME": str(config.run_dir),
+        }

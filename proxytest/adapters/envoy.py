@@ -36,9 +36,25 @@ class Envoy(Adapter):
         # --disable-hot-restart: else Envoy leaves shared memory behind and two
         # instances collide on the base id. --concurrency 1: one worker is plenty
         # for these checks and keeps two cores free for the rest.
-        return [str(binary), "-c", str(config.main), "--disable-hot-restart",
-                "--concurrency", "1", "--log-level", "warn"]
+        return [
+            str(binary),
+            "-c",
+            str(config.main),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--log-level",
+            "warn",
+        ]
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
-        return [str(binary), "--mode", "validate", "-c", str(config.main),
-                "--disable-hot-restart", "--log-level", "error"]
+        return [
+            str(binary),
+            "--mode",
+            "validate",
+            "-c",
+            str(config.main),
+            "--disable-hot-restart",
+            "--log-level",
+            "error",
+        ]

@@ -44,7 +44,7 @@ class Nginx(Adapter):
         "compressed_delayed": "nginx gzips event streams only if `gzip_types` lists "
         "text/event-stream: remove it, or keep `proxy_buffering off;` so gzip flushes",
         "header": "nginx forwards request headers unless `proxy_pass_request_headers off;` or "
-        "a `proxy_set_header Last-Event-ID \"\"` clears it",
+        'a `proxy_set_header Last-Event-ID ""` clears it',
         "silent": "nginx never answered the upgrade: look for `proxy_request_buffering` or an "
         "auth subrequest waiting on a body",
         "size": "the limit is not `client_max_body_size` (frames after 101 are not a body): "
@@ -55,8 +55,16 @@ class Nginx(Adapter):
         # -p: the wheel's prefix defaults to the cwd and must be writable (even -t
         # creates temp folders there). -e: error log to stderr, captured by the
         # launcher. -g: stay in the foreground as the process we supervise.
-        return ["-p", f"{config.run_dir}/", "-c", str(config.main), "-e", "stderr",
-                "-g", "daemon off;"]
+        return [
+            "-p",
+            f"{config.run_dir}/",
+            "-c",
+            str(config.main),
+            "-e",
+            "stderr",
+            "-g",
+            "daemon off;",
+        ]
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), *self._common(config)]

@@ -13,6 +13,7 @@ Four shapes are told apart, in this order:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from ..probes.timeline import Delivery, StreamTimeline
@@ -50,7 +51,7 @@ def analyse(
     unique = set(seqs)
     delays = [(d.received_at - d.sent_at) * 1000 for d in deliveries]
     coalesced = 0
-    for before, after in zip(deliveries, deliveries[1:], strict=False):
+    for before, after in itertools.pairwise(deliveries):
         sent_gap = (after.sent_at - before.sent_at) * 1000
         received_gap = (after.received_at - before.received_at) * 1000
         if sent_gap >= interval_ms / 2 and received_gap < window_ms:
@@ -100,11 +101,16 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
     }
     if tl.end == "status" or (tl.status is not None and tl.status not in (101, 200)):
         what = f"status {tl.status}" if tl.status else (tl.error or "no response")
-        return Outcome(Verdict.FAIL, f"no stream: {what}", {**metrics, "status": tl.status},
-                       failure="status")
+        return Outcome(
+            Verdict.FAIL, f"no stream: {what}", {**metrics, "status": tl.status}, failure="status"
+        )
     if stats.received == 0:
-        return Outcome(Verdict.FAIL, f"no {noun} arrived: {_ended(tl)}", metrics,
-                       failure="truncated" if tl.end != "timeout" else "held")
+        return Outcome(
+            Verdict.FAIL,
+            f"no {noun} arrived: {_ended(tl)}",
+            metrics,
+            failure="truncated" if tl.end != "timeout" else "held",
+        )
     if not stats.in_order or stats.duplicates:
         return Outcome(
             Verdict.FAIL,

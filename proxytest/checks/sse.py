@@ -15,10 +15,21 @@ _COMPRESSED = ("gzip", "br", "deflate", "zstd", "compress")
 # -- sse.headers -----------------------------------------------------------------
 async def probe_headers(ctx: ProbeContext, check: str) -> StreamTimeline:
     th = ctx.thresholds
-    url = ctx.url("/sse", ctx.token(check), count=2, interval_ms=100,
-                  initial_delay_ms=th.headers_initial_delay_ms)
-    return await probe.read_stream(ctx, url, expected=2, interval_ms=100, headers=_IDENTITY,
-                                   initial_delay_ms=th.headers_initial_delay_ms)
+    url = ctx.url(
+        "/sse",
+        ctx.token(check),
+        count=2,
+        interval_ms=100,
+        initial_delay_ms=th.headers_initial_delay_ms,
+    )
+    return await probe.read_stream(
+        ctx,
+        url,
+        expected=2,
+        interval_ms=100,
+        headers=_IDENTITY,
+        initial_delay_ms=th.headers_initial_delay_ms,
+    )
 
 
 def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
@@ -32,11 +43,13 @@ def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         "first_event_delay_ms": tl.initial_delay_ms,
     }
     if tl.status is None:
-        return Outcome(Verdict.FAIL, f"no response: {tl.error or tl.end}", metrics,
-                       failure="status")
+        return Outcome(
+            Verdict.FAIL, f"no response: {tl.error or tl.end}", metrics, failure="status"
+        )
     if tl.status != 200:
-        return Outcome(Verdict.FAIL, f"status {tl.status} from proxy, expected 200", metrics,
-                       failure="status")
+        return Outcome(
+            Verdict.FAIL, f"status {tl.status} from proxy, expected 200", metrics, failure="status"
+        )
     if not (content_type or "").lower().startswith("text/event-stream"):
         return Outcome(
             Verdict.FAIL,
@@ -66,8 +79,9 @@ async def probe_stream(ctx: ProbeContext, check: str) -> StreamTimeline:
     th = ctx.thresholds
     count, interval = th.stream_count, th.stream_interval_ms
     url = ctx.url("/sse", ctx.token(check), count=count, interval_ms=interval)
-    return await probe.read_stream(ctx, url, expected=count, interval_ms=interval,
-                                   headers=_IDENTITY)
+    return await probe.read_stream(
+        ctx, url, expected=count, interval_ms=interval, headers=_IDENTITY
+    )
 
 
 def evaluate_stream(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
@@ -90,8 +104,7 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
         what = f"status {first.status}" if first.status else (first.error or first.end)
         return Outcome(Verdict.FAIL, f"no stream to resume: {what}", metrics, failure="status")
     if tl.last_event_id_sent is None:
-        return Outcome(Verdict.FAIL, "events arrived without an id: field", metrics,
-                       failure="ids")
+        return Outcome(Verdict.FAIL, "events arrived without an id: field", metrics, failure="ids")
     second = tl.second
     if second is None or second.status != 200:
         what = f"status {second.status}" if second and second.status else "no response"
@@ -128,8 +141,9 @@ async def probe_compression(ctx: ProbeContext, check: str) -> StreamTimeline:
     th = ctx.thresholds
     count, interval = th.compression_count, th.stream_interval_ms
     url = ctx.url("/sse", ctx.token(check), count=count, interval_ms=interval)
-    return await probe.read_stream(ctx, url, expected=count, interval_ms=interval,
-                                   headers={"Accept-Encoding": "gzip"})
+    return await probe.read_stream(
+        ctx, url, expected=count, interval_ms=interval, headers={"Accept-Encoding": "gzip"}
+    )
 
 
 def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
@@ -141,15 +155,27 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(outcome.verdict, outcome.summary, metrics, outcome.failure, outcome.retry)
     if not compressed:
         if outcome.verdict == Verdict.PASS:
-            return Outcome(Verdict.PASS, "not compressed (client asked for gzip); "
-                           + outcome.summary, metrics)
-        return Outcome(outcome.verdict, f"not compressed, but {outcome.summary}", metrics,
-                       failure=outcome.failure)
+            return Outcome(
+                Verdict.PASS, "not compressed (client asked for gzip); " + outcome.summary, metrics
+            )
+        return Outcome(
+            outcome.verdict,
+            f"not compressed, but {outcome.summary}",
+            metrics,
+            failure=outcome.failure,
+        )
     if outcome.verdict == Verdict.PASS:
-        return Outcome(Verdict.PASS, f"{encoding}-compressed and flushed per event: "
-                       + outcome.summary, metrics)
-    return Outcome(outcome.verdict, f"{encoding}-compressed: {outcome.summary}", metrics,
-                   failure=f"compressed_{outcome.failure}")
+        return Outcome(
+            Verdict.PASS,
+            f"{encoding}-compressed and flushed per event: " + outcome.summary,
+            metrics,
+        )
+    return Outcome(
+        outcome.verdict,
+        f"{encoding}-compressed: {outcome.summary}",
+        metrics,
+        failure=f"compressed_{outcome.failure}",
+    )
 
 
 _BUFFERING = "the proxy buffers the response: turn buffering off for text/event-stream"
@@ -160,16 +186,22 @@ CHECKS = (
         "200 and text/event-stream reach the client before the first event, even a late one",
         probe_headers,
         evaluate_headers,
-        {"held": _BUFFERING, "status": "route /sse to the origin",
-         "content_type": "do not rewrite Content-Type of event streams"},
+        {
+            "held": _BUFFERING,
+            "status": "route /sse to the origin",
+            "content_type": "do not rewrite Content-Type of event streams",
+        },
     ),
     Check(
         "sse.stream",
         "20 small events 100 ms apart arrive one by one (delay vs a direct connection)",
         probe_stream,
         evaluate_stream,
-        {"held": _BUFFERING, "delayed": "the proxy batches small writes: flush each chunk",
-         "truncated": "something on the path cut the stream: look for a timeout or size limit"},
+        {
+            "held": _BUFFERING,
+            "delayed": "the proxy batches small writes: flush each chunk",
+            "truncated": "something on the path cut the stream: look for a timeout or size limit",
+        },
         timing=True,
     ),
     Check(
@@ -184,9 +216,11 @@ CHECKS = (
         "when the client accepts gzip: is the stream compressed, and still flushed per event?",
         probe_compression,
         evaluate_compression,
-        {"compressed_held": "leave text/event-stream out of the proxy's compression types",
-         "compressed_delayed": "leave text/event-stream out of compression, or flush per event",
-         "held": _BUFFERING},
+        {
+            "compressed_held": "leave text/event-stream out of the proxy's compression types",
+            "compressed_delayed": "leave text/event-stream out of compression, or flush per event",
+            "held": _BUFFERING,
+        },
         timing=True,
     ),
 )

@@ -25,8 +25,12 @@ _UPGRADE_HINT = (
 def _no_websocket(status: int | None, error: str | None) -> Outcome:
     """The verdict of every WebSocket check whose handshake did not succeed."""
     what = f"status {status} from proxy" if status else (error or "no answer")
-    return Outcome(Verdict.FAIL, f"no WebSocket: {what} (see ws.upgrade)",
-                   {"status": status}, failure="upgrade")
+    return Outcome(
+        Verdict.FAIL,
+        f"no WebSocket: {what} (see ws.upgrade)",
+        {"status": status},
+        failure="upgrade",
+    )
 
 
 # -- ws.upgrade ------------------------------------------------------------------
@@ -55,8 +59,12 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
             seen = "; the origin got a plain GET (Upgrade not forwarded)"
         elif tl.origin_requests == 0:
             seen = "; the request never reached the origin"
-        return Outcome(Verdict.FAIL, f"status {tl.status} from proxy, expected 101{seen}",
-                       metrics, failure="upgrade")
+        return Outcome(
+            Verdict.FAIL,
+            f"status {tl.status} from proxy, expected 101{seen}",
+            metrics,
+            failure="upgrade",
+        )
     accept = tl.header("Sec-WebSocket-Accept")
     if accept != tl.expected_accept:
         return Outcome(
@@ -67,10 +75,15 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
         )
     upgrade = (tl.header("Upgrade") or "").lower()
     if upgrade != "websocket":
-        return Outcome(Verdict.FAIL, f"101 with Upgrade {upgrade!r}, expected 'websocket'",
-                       metrics, failure="accept")
-    return Outcome(Verdict.PASS, f"101 with a valid Sec-WebSocket-Accept in {fmt_ms(took)}",
-                   metrics)
+        return Outcome(
+            Verdict.FAIL,
+            f"101 with Upgrade {upgrade!r}, expected 'websocket'",
+            metrics,
+            failure="accept",
+        )
+    return Outcome(
+        Verdict.PASS, f"101 with a valid Sec-WebSocket-Accept in {fmt_ms(took)}", metrics
+    )
 
 
 # -- ws.echo ---------------------------------------------------------------------
@@ -100,8 +113,9 @@ def evaluate_echo(tl: EchoTimeline, ctx: EvalContext) -> Outcome:
             failure="size" if bad.size > 65536 else "echo",
         )
     if len(good) < wanted:
-        return Outcome(Verdict.FAIL, f"only {len(good)}/{wanted} messages echoed", metrics,
-                       failure="echo")
+        return Outcome(
+            Verdict.FAIL, f"only {len(good)}/{wanted} messages echoed", metrics, failure="echo"
+        )
     largest = max(ctx.thresholds.echo_sizes)
     return Outcome(
         Verdict.PASS,
@@ -199,8 +213,11 @@ async def probe_subprotocol(ctx: ProbeContext, check: str) -> SubprotocolTimelin
 def evaluate_subprotocol(tl: SubprotocolTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
         return _no_websocket(tl.status, tl.error)
-    metrics = {"offered": list(tl.offered), "client_got": tl.client_got,
-               "origin_selected": tl.origin_selected}
+    metrics = {
+        "offered": list(tl.offered),
+        "client_got": tl.client_got,
+        "origin_selected": tl.origin_selected,
+    }
     if tl.origin_offered is not None and tuple(tl.origin_offered) != tuple(tl.offered):
         return Outcome(
             Verdict.FAIL,
@@ -229,28 +246,36 @@ CHECKS = (
         "the upgrade gets 101 with a valid Sec-WebSocket-Accept",
         probe_upgrade,
         evaluate_upgrade,
-        {"upgrade": _UPGRADE_HINT,
-         "silent": "something on the path waits for a request body that never ends "
-                   "(a buffering filter): keep it off WebSocket routes",
-         "accept": "the proxy must pass the origin's handshake answer unchanged"},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "silent": "something on the path waits for a request body that never ends "
+            "(a buffering filter): keep it off WebSocket routes",
+            "accept": "the proxy must pass the origin's handshake answer unchanged",
+        },
     ),
     Check(
         "ws.echo",
         "text and binary messages from 0 B to 1 MiB come back byte-exact",
         probe_echo,
         evaluate_echo,
-        {"upgrade": _UPGRADE_HINT,
-         "size": "a message or frame size limit on the path: raise it above your largest message",
-         "echo": "the tunnel corrupts or drops frames"},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "size": "a message or frame size limit on the path: raise it above your largest "
+            "message",
+            "echo": "the tunnel corrupts or drops frames",
+        },
     ),
     Check(
         "ws.push",
         "messages the server sends unprompted arrive promptly, one by one",
         probe_push,
         evaluate_push,
-        {"upgrade": _UPGRADE_HINT, "held": "the proxy buffers the tunnel: flush each frame",
-         "delayed": "the proxy batches small writes (Nagle): enable no-delay on the tunnel",
-         "truncated": "the tunnel was cut: look for a timeout or size limit"},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "held": "the proxy buffers the tunnel: flush each frame",
+            "delayed": "the proxy batches small writes (Nagle): enable no-delay on the tunnel",
+            "truncated": "the tunnel was cut: look for a timeout or size limit",
+        },
         timing=True,
     ),
     Check(
@@ -265,8 +290,10 @@ CHECKS = (
         "close codes and reasons propagate both ways",
         probe_close,
         evaluate_close,
-        {"upgrade": _UPGRADE_HINT,
-         "close": "the proxy must forward close frames instead of dropping the TCP connection"},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "close": "the proxy must forward close frames instead of dropping the TCP connection",
+        },
     ),
     Check(
         "ws.subprotocol",

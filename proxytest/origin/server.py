@@ -35,12 +35,13 @@ only standard headers: no ``X-Accel-Buffering`` or other proxy hints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -132,9 +133,11 @@ class Origin:
         return app
 
     async def __aenter__(self) -> Origin:
-        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=0.5)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
         assert server is not None and isinstance(server, asyncio.base_events.Server)
@@ -167,10 +170,8 @@ class Origin:
             if predicate(records) or remaining <= 0:
                 return records
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
-            except TimeoutError:
-                pass
 
     def _notify(self) -> None:
         self._changed.set()
@@ -262,9 +263,9 @@ class Origin:
                 await response.write(b": heartbeat\n\n")
 
     # -- WebSocket routes ----------------------------------------------------------
-    async def _upgrade(self, request: web.Request, **kwargs: Any) -> tuple[
-        web.WebSocketResponse, OriginRecord
-    ]:
+    async def _upgrade(
+        self, request: web.Request, **kwargs: Any
+    ) -> tuple[web.WebSocketResponse, OriginRecord]:
         record = self._record(request)
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         record.subprotocols_offered = tuple(p.strip() for p in offered.split(",") if p.strip())

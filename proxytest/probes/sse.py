@@ -140,7 +140,9 @@ async def read_stream(
     )
 
 
-async def resume(ctx: ProbeContext, check: str, *, first: int = 3, total: int = 6) -> ResumeTimeline:
+async def resume(
+    ctx: ProbeContext, check: str, *, first: int = 3, total: int = 6
+) -> ResumeTimeline:
     """Read ``first`` events, drop the connection, reconnect with Last-Event-ID."""
     probe = ctx.token(check)
     interval = 50.0
@@ -182,6 +184,3 @@ def _cause(exc: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({cause})"
     return text
-
-
-

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -124,7 +125,7 @@ class _Connected:
 
 
 @contextlib.asynccontextmanager
-async def _connect(ctx: ProbeContext, url: str, **kwargs: object) -> AsyncIterator[_Connected]:
+async def _connect(ctx: ProbeContext, url: str, **kwargs: Any) -> AsyncIterator[_Connected]:
     """ws_connect that reports a failed handshake as data instead of raising."""
     ws: aiohttp.ClientWebSocketResponse | None = None
     result = _Connected(None, None, None)
@@ -194,10 +195,14 @@ async def echo(ctx: ProbeContext, check: str) -> EchoTimeline:
                     exchanges.append(EchoExchange(kind, size, False, None, str(exc) or "closed"))
                     break
                 rtt = (time.monotonic() - started) * 1000
-                expected_type = aiohttp.WSMsgType.TEXT if kind == "text" else aiohttp.WSMsgType.BINARY
+                expected_type = (
+                    aiohttp.WSMsgType.TEXT if kind == "text" else aiohttp.WSMsgType.BINARY
+                )
                 if msg.type != expected_type:
                     exchanges.append(
-                        EchoExchange(kind, size, False, rtt, f"got {msg.type.name} {_close_text(msg)}")
+                        EchoExchange(
+                            kind, size, False, rtt, f"got {msg.type.name} {_close_text(msg)}"
+                        )
                     )
                     break
                 ok = msg.data == payload
@@ -245,7 +250,10 @@ async def push(ctx: ProbeContext, check: str, *, count: int, interval_ms: float)
                             error = f"connection ended: {msg.type.name} {_close_text(msg)}".strip()
                             break
             except TimeoutError:
-                end, error = "timeout", f"{len(deliveries)} of {count} messages after {budget:.1f} s"
+                end, error = (
+                    "timeout",
+                    f"{len(deliveries)} of {count} messages after {budget:.1f} s",
+                )
     ended_at = time.monotonic()
     return StreamTimeline(
         kind="ws",
@@ -288,8 +296,11 @@ async def ping(ctx: ProbeContext, check: str) -> PingTimeline:
                     elif msg.type == aiohttp.WSMsgType.PING:
                         origin_ping_seen = True
                         await ws.pong(msg.data)
-                    elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
-                                      aiohttp.WSMsgType.ERROR):
+                    elif msg.type in (
+                        aiohttp.WSMsgType.CLOSE,
+                        aiohttp.WSMsgType.CLOSED,
+                        aiohttp.WSMsgType.ERROR,
+                    ):
                         error = f"connection ended: {msg.type.name} {_close_text(msg)}".strip()
                         break
         except TimeoutError:
@@ -330,7 +341,12 @@ async def close(ctx: ProbeContext, check: str) -> CloseTimeline:
                 origin_got = (records[0].close_code, records[0].close_reason)
     client_got: tuple[int | None, str | None] = (None, None)
     url = ctx.url(
-        "/ws/close", ctx.token(check), ws=True, code=origin_sent[0], reason=origin_sent[1], delay_ms=50
+        "/ws/close",
+        ctx.token(check),
+        ws=True,
+        code=origin_sent[0],
+        reason=origin_sent[1],
+        delay_ms=50,
     )
     async with _connect(ctx, url) as second:
         if second.ws is not None:

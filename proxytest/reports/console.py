@@ -17,7 +17,7 @@ from rich.text import Text
 from ..matrix import TargetSpec
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
 
-__all__ = ["LiveProgress", "render_grid", "render_details"]
+__all__ = ["LiveProgress", "render_details", "render_grid"]
 
 _STYLE = {
     Verdict.PASS: ("pass", "green"),
@@ -64,7 +64,7 @@ class LiveProgress:
             results = self.done[target.id]
             marks = Text()
             for result in results:
-                word, style = _STYLE[result.verdict]
+                _word, style = _STYLE[result.verdict]
                 marks.append("■" if result.verdict != Verdict.SKIP else "□", style=style)
             table.add_row(
                 Text(target.id, style="bold"),
@@ -122,8 +122,9 @@ def render_details(run: RunResult) -> Group:
         if target.status != TargetStatus.OK:
             word = "skipped" if target.status == TargetStatus.SKIPPED else "ERROR"
             style = "dim" if target.status == TargetStatus.SKIPPED else "bold magenta"
-            lines.append(Text.assemble((f"{target.id}: {word}: ", style),
-                                       (target.reason or "", "")))
+            lines.append(
+                Text.assemble((f"{target.id}: {word}: ", style), (target.reason or "", ""))
+            )
             continue
         groups: dict[tuple[Verdict, str, str | None, bool], list[CheckResult]] = {}
         for result in sorted(target.results, key=lambda r: -r.verdict.rank):
@@ -142,10 +143,15 @@ def render_details(run: RunResult) -> Group:
             if first.unexpected_pass:
                 tag = f" (matrix expects {first.expected}: update it)"
             names = ", ".join(r.check for r in results)
-            lines.append(Text.assemble(
-                (f"{target.id} ", "bold"), (f"{names} ", ""),
-                (f"{word}{tag}", style), ": ", summary,
-            ))
+            lines.append(
+                Text.assemble(
+                    (f"{target.id} ", "bold"),
+                    (f"{names} ", ""),
+                    (f"{word}{tag}", style),
+                    ": ",
+                    summary,
+                )
+            )
             if hint and hint not in shown_hints:
                 shown_hints.add(hint)
                 lines.append(Text(f"    fix: {hint}", style="italic"))
@@ -154,8 +160,11 @@ def render_details(run: RunResult) -> Group:
 
 def print_report(console: Console, run: RunResult) -> None:
     console.print(render_grid(run))
-    console.print(Text("* expected by the matrix   ! passes although the matrix expects a "
-                       "failure", style="dim"))
+    console.print(
+        Text(
+            "* expected by the matrix   ! passes although the matrix expects a failure", style="dim"
+        )
+    )
     details = render_details(run)
     if details.renderables:
         console.print()
@@ -164,9 +173,15 @@ def print_report(console: Console, run: RunResult) -> None:
     for target in run.targets:
         for result in target.results:
             counts[result.verdict] = counts.get(result.verdict, 0) + 1
-    summary = ", ".join(f"{n} {v.value}" for v, n in sorted(counts.items(), key=lambda x: x[0].rank))
+    summary = ", ".join(
+        f"{n} {v.value}" for v, n in sorted(counts.items(), key=lambda x: x[0].rank)
+    )
     verdict = "as expected" if run.as_expected else "UNEXPECTED RESULTS"
     style = "bold green" if run.as_expected else "bold red"
     console.print()
-    console.print(Text.assemble((f"{verdict}: ", style),
-                                f"{len(run.targets)} targets, {summary} in {run.duration_s:.1f} s"))
+    console.print(
+        Text.assemble(
+            (f"{verdict}: ", style),
+            f"{len(run.targets)} targets, {summary} in {run.duration_s:.1f} s",
+        )
+    )

@@ -1,0 +1,124 @@
+"""Verdict boundaries of the shared stream judgement (sse.stream, ws.push, sse.compression)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxytest.checks import EvalContext, judge_stream
+from proxytest.results import Verdict
+from proxytest.timing import Thresholds
+
+from ..timelines import stream
+
+CTX = EvalContext(Thresholds(), {"sse": 0.5, "ws": 0.5})
+
+
+def test_streamed_like_direct_passes() -> None:
+    outcome = judge_stream(stream([0.6] * 20), CTX)
+    assert outcome.verdict == Verdict.PASS
+    assert "20/20 events one by one" in outcome.summary
+    assert outcome.metrics["p95_delay_ms"] == pytest.approx(0.6)
+
+
+@pytest.mark.parametrize(("delay", "verdict"), [(49.0, Verdict.PASS), (52.0, Verdict.DEGRADED)])
+def test_delay_boundary_is_50ms_over_the_direct_baseline(delay: float, verdict: Verdict) -> None:
+    # Steady delays (no coalescing): only the p95 excess over direct decides.
+    outcome = judge_stream(stream([delay] * 20), CTX)
+    assert outcome.verdict == verdict
+    if verdict == Verdict.DEGRADED:
+        assert outcome.failure == "delayed"
+
+
+def test_baseline_is_subtracted() -> None:
+    ctx = EvalContext(Thresholds(), {"sse": 30.0})
+    assert judge_stream(stream([70.0] * 20), ctx).verdict == Verdict.PASS
+    assert judge_stream(stream([90.0] * 20), ctx).verdict == Verdict.DEGRADED
+
+
+def test_threshold_scales_with_the_time_factor() -> None:
+    ctx = EvalContext(Thresholds().scaled(3), {"sse": 0.5})
+    assert judge_stream(stream([120.0] * 20), ctx).verdict == Verdict.PASS
+
+
+def _pairs(groups: int, per_group: int, count: int = 20) -> list[float]:
+    """Arrival times where ``groups`` pairs of events arrive together, the rest promptly."""
+    arrivals = [i * 100.0 + 0.5 for i in range(count)]
+    for g in range(groups):
+        first = 2 * g * per_group
+        for k in range(1, per_group):
+            if first + k < count:
+                arrivals[first + k - 1] = arrivals[first + k]  # earlier one waits for the next
+    return arrivals
+
+
+def test_coalescing_boundary_is_a_quarter_of_the_gaps() -> None:
+    # 19 gaps: 4 coalesced pairs (21 %) pass, 5 (26 %) are degraded. A coalesced
+    # event is also ~100 ms late; a slow direct baseline isolates the coalescing rule.
+    ctx = EvalContext(Thresholds(), {"sse": 200.0})
+    four = judge_stream(stream(arrivals_ms=_pairs(4, 2)), ctx)
+    five = judge_stream(stream(arrivals_ms=_pairs(5, 2)), ctx)
+    assert four.metrics["coalesced_fraction"] < 0.25 <= five.metrics["coalesced_fraction"]
+    assert four.verdict == Verdict.PASS
+    assert five.verdict == Verdict.DEGRADED
+    assert "arrived together" in five.summary
+
+
+def test_held_until_the_end_fails() -> None:
+    # All 20 events arrive together 10 ms after the last was sent.
+    arrivals = [1910.0] * 20
+    outcome = judge_stream(stream(arrivals_ms=arrivals), CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert outcome.failure == "held"
+    assert "held until the response ended" in outcome.summary
+    assert "first after 1.9 s" in outcome.summary
+
+
+def test_held_boundary_is_half_the_send_span() -> None:
+    # Send span 1.9 s: a first event 0.9 s late is delayed, 1.0 s late is held.
+    assert judge_stream(stream([900.0] * 20), CTX).verdict == Verdict.DEGRADED
+    assert judge_stream(stream([960.0] * 20), CTX).failure == "held"
+
+
+def test_truncated_fails() -> None:
+    outcome = judge_stream(stream(received=7, end="truncated", error="payload"), CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert outcome.failure == "truncated"
+    assert outcome.summary.startswith("7/20 events")
+
+
+def test_no_events_at_all_fails() -> None:
+    outcome = judge_stream(stream(received=0, end="timeout"), CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert "no events arrived" in outcome.summary
+
+
+def test_bad_status_fails() -> None:
+    outcome = judge_stream(stream(received=0, status=502, end="status"), CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert outcome.summary == "no stream: status 502"
+
+
+def test_out_of_order_fails() -> None:
+    tl = stream()
+    swapped = (tl.deliveries[1], tl.deliveries[0], *tl.deliveries[2:])
+    outcome = judge_stream(tl.__class__(**{**tl.__dict__, "deliveries": swapped}), CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert outcome.failure == "order"
+
+
+def test_tool_lag_turns_degraded_into_a_retry_not_a_verdict() -> None:
+    outcome = judge_stream(stream([120.0] * 20, lag_ms=80.0), CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.retry
+    assert "event loop" in outcome.summary
+
+
+def test_tool_lag_does_not_hide_a_pass() -> None:
+    assert judge_stream(stream([1.0] * 20, lag_ms=80.0), CTX).verdict == Verdict.PASS
+
+
+def test_ws_push_uses_the_ws_baseline_and_noun() -> None:
+    ctx = EvalContext(Thresholds(), {"ws": 40.0, "sse": 0.0})
+    outcome = judge_stream(stream([80.0] * 20, kind="ws"), ctx, noun="messages")
+    assert outcome.verdict == Verdict.PASS
+    assert "messages" in outcome.summary

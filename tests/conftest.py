@@ -1,0 +1,67 @@
+"""Shared fixtures: the project root, and a runner for the CLI in a clean temp dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def running_in_ci() -> bool:
+    return bool(os.environ.get("CI"))
+
+
+def processes_under(folder: Path) -> list[int]:
+    """PIDs of live processes whose working directory is inside ``folder``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if cwd == str(folder) or cwd.startswith(str(folder) + os.sep):
+            found.append(int(entry.name))
+    return found
+
+
+class Cli:
+    """Runs ``python -m proxytest`` with TMPDIR set to a private folder.
+
+    Every run dir the tool makes lands in that folder, so a test can assert that
+    nothing was left behind: no folder, no process working inside one.
+    """
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TMPDIR": str(self.tmp), "COLUMNS": "160"}
+
+    def __call__(
+        self, *args: str, cwd: Path = ROOT, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "proxytest", *args],
+            cwd=cwd,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def leftovers(self) -> list[str]:
+        return sorted(p.name for p in self.tmp.iterdir())
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    return Cli(tmp_path / "tmpdir")

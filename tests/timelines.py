@@ -1,0 +1,57 @@
+"""Synthetic timelines for the pure checks: every verdict boundary without sockets."""
+
+from __future__ import annotations
+
+from proxytest.probes import Delivery, StreamTimeline
+
+T0 = 1000.0  # an arbitrary monotonic origin
+
+
+def stream(
+    delays_ms: list[float] | None = None,
+    *,
+    count: int = 20,
+    interval_ms: float = 100.0,
+    received: int | None = None,
+    arrivals_ms: list[float] | None = None,
+    end: str = "complete",
+    status: int | None = 200,
+    kind: str = "sse",
+    lag_ms: float = 0.0,
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/event-stream"),),
+    headers_ms: float | None = 1.0,
+    initial_delay_ms: float = 0.0,
+    error: str | None = None,
+) -> StreamTimeline:
+    """A stream of ``count`` items sent every ``interval_ms``.
+
+    ``delays_ms`` gives each item's delay; ``arrivals_ms`` gives absolute arrival
+    times (ms after the first send) instead; ``received`` keeps only the first N.
+    """
+    sent = [T0 + (initial_delay_ms + i * interval_ms) / 1000 for i in range(count)]
+    if arrivals_ms is not None:
+        got = [T0 + a / 1000 for a in arrivals_ms]
+    else:
+        delays = delays_ms if delays_ms is not None else [0.5] * count
+        got = [s + d / 1000 for s, d in zip(sent, delays, strict=False)]
+    n = len(got) if received is None else received
+    deliveries = tuple(
+        Delivery(i + 1, sent[i], got[i], str(i + 1)) for i in range(min(n, len(got)))
+    )
+    ended = (deliveries[-1].received_at if deliveries else T0) + 0.001
+    return StreamTimeline(
+        kind=kind,
+        url="http://127.0.0.1:1/sse",
+        requested_at=T0 - 0.001,
+        status=status,
+        headers=headers,
+        headers_at=None if headers_ms is None else T0 - 0.001 + headers_ms / 1000,
+        deliveries=deliveries,
+        expected=count,
+        interval_ms=interval_ms,
+        ended_at=ended,
+        end=end,
+        error=error,
+        loop_lag_ms=lag_ms,
+        initial_delay_ms=initial_delay_ms,
+    )
