@@ -54,12 +54,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="run proxies as local processes (default) or containers",
     )
     parser.add_argument(
-        "--max-hold",
-        type=float,
-        metavar="SECONDS",
-        help="longest time a long-lived check holds a connection",
-    )
-    parser.add_argument(
         "--concurrency",
         type=int,
         metavar="N",
@@ -171,8 +165,6 @@ def _execute(
     thresholds = Thresholds.from_env()
     patterns = _checks(args.checks, matrix.checks if matrix else ("*",))
     checks = select(patterns)
-    if args.max_hold is not None and args.max_hold <= 0:
-        raise UsageError("--max-hold must be positive", fix="e.g. --max-hold 75")
     concurrency = args.concurrency or (matrix.concurrency if matrix else 4)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")

@@ -33,7 +33,7 @@ from .results import Verdict
 __all__ = ["Matrix", "TargetSpec", "discover_setup", "load_matrix", "parse_matrix"]
 
 RUNTIMES = ("local", "docker", "auto")
-_TOP_KEYS = ("checks", "concurrency", "runtime", "proxies_dir", "max_hold", "targets")
+_TOP_KEYS = ("checks", "concurrency", "runtime", "proxies_dir", "targets")
 _TARGET_KEYS = ("proxy", "setup", "configs", "binary", "expect", "runtime", "id", "note")
 
 
@@ -74,7 +74,6 @@ class Matrix:
     checks: tuple[str, ...] = ("*",)
     concurrency: int = 4
     runtime: str = "local"
-    max_hold_s: float = 75.0
     path: Path | None = None
     known_proxies: tuple[str, ...] = field(default=(), compare=False)
 
@@ -284,9 +283,6 @@ class _Parser:
             if "concurrency" in top
             else 4,
             runtime=runtime,
-            max_hold_s=self.number(top["max_hold"], "max_hold", minimum=1)
-            if "max_hold" in top
-            else 75.0,
             path=self.path,
             known_proxies=self.known_proxies,
         )

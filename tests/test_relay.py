@@ -294,6 +294,9 @@ async def test_clean_websocket_is_byte_exact(upstream: Upstream) -> None:
 async def test_hold_delivers_sse_only_at_the_end(upstream: Upstream) -> None:
     async with Relay(upstream.host, upstream.port, Fault("hold")) as relay:
         stream = await get_sse(relay)
+        async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+            with pytest.raises(TimeoutError):  # the 101 is held until the tunnel closes
+                await asyncio.wait_for(session.ws_connect(ws_url(relay)), 0.5)
     assert len(stream.sent) == 5
     assert stream.arrived[0] > stream.sent[-1]
     assert relay.errors == []

@@ -201,7 +201,11 @@ async def echo(ctx: ProbeContext, check: str) -> EchoTimeline:
                 if msg.type != expected_type:
                     exchanges.append(
                         EchoExchange(
-                            kind, size, False, rtt, f"got {msg.type.name} {_close_text(msg)}"
+                            kind,
+                            size,
+                            False,
+                            rtt,
+                            f"got {msg.type.name} {_close_text(msg)}".strip(),
                         )
                     )
                     break

@@ -1,0 +1,157 @@
+"""Each check fails against the fault it detects and passes through a clean path.
+
+The "proxy" here is tests/relay.py: a real HTTP/1.1 reverse proxy in Python
+that is clean or injects one fault. Real sockets, real origin, real probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from proxytest.checks import CHECKS, select
+from proxytest.lag import LagMonitor
+from proxytest.origin import Origin
+from proxytest.probes import ProbeContext
+from proxytest.probes.context import new_session
+from proxytest.results import CheckResult, Verdict
+from proxytest.runner import measure_baseline, run_checks
+from proxytest.timing import Thresholds
+
+from .relay import Fault, Relay
+
+pytestmark = pytest.mark.asyncio
+
+
+async def through(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckResult]:
+    th = Thresholds()
+    async with (
+        Origin() as origin,
+        Relay(origin.host, origin.port, fault) as relay,
+        LagMonitor() as lag,
+        new_session() as session,
+    ):
+        direct = ProbeContext(origin.host, origin.port, origin, session, th, lag)
+        checks = select(patterns)
+        baseline = await measure_baseline(direct) if any(c.timing for c in checks) else {}
+        ctx = ProbeContext(relay.host, relay.port, origin, session, th, lag)
+        results = await run_checks(ctx, checks, baseline=baseline)
+    return {r.check: r for r in results}
+
+
+async def test_every_check_passes_through_the_clean_relay() -> None:
+    results = await through(Fault("clean"), ["*"])
+    assert set(results) == set(CHECKS)
+    failed = {k: r.summary for k, r in results.items() if r.verdict != Verdict.PASS}
+    assert failed == {}
+
+
+async def test_every_check_passes_against_the_origin_itself() -> None:
+    th = Thresholds()
+    async with Origin() as origin, LagMonitor() as lag, new_session() as session:
+        ctx = ProbeContext(origin.host, origin.port, origin, session, th, lag)
+        results = await run_checks(ctx, tuple(CHECKS.values()), baseline={})
+    assert {r.check: r.verdict for r in results} == {c: Verdict.PASS for c in CHECKS}
+
+
+async def test_stripped_upgrade_fails_every_websocket_check() -> None:
+    results = await through(Fault("strip_headers", headers=("Upgrade", "Connection")), ["ws.*"])
+    assert {r.verdict for r in results.values()} == {Verdict.FAIL}
+    upgrade = results["ws.upgrade"]
+    assert upgrade.metrics["status"] == 400
+    assert upgrade.metrics["origin_saw_upgrade"] is False
+    assert upgrade.summary.startswith("status 400 from proxy, expected 101")
+    assert "hop-by-hop" in (upgrade.hint or "")
+
+
+async def test_held_response_fails_headers_stream_push_and_compression() -> None:
+    results = await through(
+        Fault("hold"), ["sse.headers", "sse.stream", "ws.push", "sse.compression"]
+    )
+    for check in ("sse.headers", "sse.stream", "ws.push"):
+        assert results[check].verdict == Verdict.FAIL, results[check].summary
+    assert "held until the first event" in results["sse.headers"].summary
+    assert "held until the response ended" in results["sse.stream"].summary
+    assert results["sse.stream"].metrics["first_delay_ms"] > 1500
+    assert results["sse.compression"].verdict == Verdict.FAIL
+
+
+@pytest.mark.parametrize("kind", ["delay", "coalesce"])
+async def test_delayed_or_coalesced_delivery_is_degraded(kind: str) -> None:
+    results = await through(Fault(kind, delay_ms=300), ["sse.stream", "ws.push"])
+    for check in ("sse.stream", "ws.push"):
+        result = results[check]
+        assert result.verdict == Verdict.DEGRADED, result.summary
+        assert result.metrics["p95_delay_ms"] > 150
+        assert "delayed or coalesced" in result.summary
+
+
+async def test_coalescing_is_reported_as_such() -> None:
+    results = await through(Fault("coalesce", delay_ms=300), ["sse.stream"])
+    assert results["sse.stream"].metrics["coalesced_fraction"] >= 0.5
+    assert "arrived together" in results["sse.stream"].summary
+
+
+async def test_a_cut_stream_is_truncated() -> None:
+    results = await through(Fault("cut_after_bytes", after_bytes=1200), ["sse.stream"])
+    result = results["sse.stream"]
+    assert result.verdict == Verdict.FAIL
+    assert 0 < result.metrics["events_received"] < 20
+    assert "the stream was cut" in result.summary
+
+
+async def test_a_size_limit_fails_the_echo_with_the_size() -> None:
+    results = await through(Fault("cut_after_bytes", after_bytes=512 * 1024), ["ws.echo"])
+    result = results["ws.echo"]
+    assert result.verdict == Verdict.FAIL
+    assert "1048576 bytes" in result.summary
+    assert result.metrics["largest_ok_bytes"] == 65536
+
+
+async def test_dropped_control_frames_fail_ping() -> None:
+    results = await through(Fault("drop_ws_control"), ["ws.ping", "ws.echo"])
+    assert results["ws.ping"].verdict == Verdict.FAIL
+    assert "no pong" in results["ws.ping"].summary
+    assert results["ws.echo"].verdict == Verdict.PASS  # data frames still flow
+
+
+async def test_dropped_close_frames_fail_close() -> None:
+    results = await through(Fault("drop_ws_close"), ["ws.close"])
+    result = results["ws.close"]
+    assert result.verdict == Verdict.FAIL
+    assert "1006" in result.summary
+
+
+async def test_stripped_subprotocol_fails() -> None:
+    results = await through(
+        Fault("strip_headers", headers=("Sec-WebSocket-Protocol",)), ["ws.subprotocol"]
+    )
+    assert results["ws.subprotocol"].verdict == Verdict.FAIL
+    assert "the origin saw none" in results["ws.subprotocol"].summary
+
+
+async def test_stripped_last_event_id_fails() -> None:
+    results = await through(
+        Fault("strip_headers", headers=("Last-Event-ID",)), ["sse.last-event-id"]
+    )
+    result = results["sse.last-event-id"]
+    assert result.verdict == Verdict.FAIL
+    assert "did not reach the origin" in result.summary
+
+
+async def test_gzip_that_flushes_per_event_passes_and_says_compressed() -> None:
+    results = await through(Fault("gzip", flush=True), ["sse.compression", "sse.stream"])
+    result = results["sse.compression"]
+    assert result.verdict == Verdict.PASS, result.summary
+    assert result.metrics["compressed"] is True
+    assert result.metrics["content_encoding"] == "gzip"
+    assert results["sse.stream"].metrics.get("p95_delay_ms") is not None  # identity: untouched
+
+
+async def test_gzip_that_does_not_flush_fails_compression() -> None:
+    results = await through(Fault("gzip", flush=False), ["sse.compression"])
+    result = results["sse.compression"]
+    assert result.verdict == Verdict.FAIL, result.summary
+    assert result.metrics["compressed"] is True
+    assert "gzip-compressed" in result.summary
