@@ -108,12 +108,10 @@ class ConfigRejected(HarnessError):
         super().__init__(f"{_where(file, line)}{self.reason}", detail=detail)
 
     def as_usage_error(self) -> UsageError:
-        return UsageError(
-            self.reason,
-            file=self.file,
-            line=self.line,
-            fix="correct the config at that line; the proxy said:\n" + indent(self.detail),
-        )
+        fix = "correct the config at that line" if self.line else "correct the config"
+        if "\n" in self.detail.strip():
+            fix += "; the proxy said:\n" + indent(self.detail)
+        return UsageError(self.reason, file=self.file, line=self.line, fix=fix)
 
 
 class LaunchError(HarnessError):

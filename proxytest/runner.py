@@ -123,32 +123,40 @@ async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
 
 
 async def _wait_ready(
-    proc: LocalProcess, origin: Origin, session: aiohttp.ClientSession, th: Thresholds, name: str
+    proc: LocalProcess,
+    env: _RunEnv,
+    adapter: Adapter,
+    config: RenderedConfig,
 ) -> float:
     """Poll through the proxy until a request reaches *our* origin; return seconds taken."""
+    th = env.options.thresholds
     started = time.monotonic()
     deadline = started + th.ready_timeout_s
     url = f"http://{proc.host}:{proc.port}{READY_PATH}"
     last = "no answer"
     while time.monotonic() < deadline:
+        log = config.to_source(proc.log_tail(200))
+        refused = adapter.refused_at_start(config, log)
+        if refused is not None:
+            raise refused
         if not proc.alive:
             raise LaunchError(
-                f"{name} exited with code {proc.exit_code} before it was ready",
-                detail=proc.log_tail(),
+                f"{adapter.name} exited with code {proc.exit_code} before it was ready",
+                detail=config.to_source(proc.log_tail()),
             )
         try:
-            async with asyncio.timeout(1.0), session.get(url) as response:
+            async with asyncio.timeout(1.0), env.session.get(url) as response:
                 body = await response.text()
-                if response.status == 200 and body == origin.id:
+                if response.status == 200 and body == env.origin.id:
                     return time.monotonic() - started
                 last = f"status {response.status}"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             last = type(exc).__name__
         await asyncio.sleep(0.05)
     raise LaunchError(
-        f"{name} did not pass a request to the origin within {th.ready_timeout_s:g} s "
+        f"{adapter.name} did not pass a request to the origin within {th.ready_timeout_s:g} s "
         f"(last attempt: {last})",
-        detail=proc.log_tail(),
+        detail=config.to_source(proc.log_tail()),
     )
 
 
@@ -297,7 +305,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
         )
         env.progress.target_phase(target, "starting")
         async with launch_local(spec) as proc:
-            await _wait_ready(proc, env.origin, env.session, th, adapter.name)
+            await _wait_ready(proc, env, adapter, config)
             env.progress.target_phase(target, "checking")
             ctx = ProbeContext(
                 LOOPBACK, spec.port, env.origin, env.session, th, env.lag, label=target.id

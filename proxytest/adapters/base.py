@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,9 @@ class Adapter:
     version_args: tuple[str, ...] = ("--version",)
     version_pattern: str = r"(\d+\.\d+(?:\.\d+)?)"
     stop_signal: int = signal.SIGTERM
+    # A line in the proxy's log while it starts that means the config was refused
+    # although the process lives on (Traefik keeps running with a broken file).
+    startup_error: str | None = None
     # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade").
     hints: Mapping[str, str] = {}
 
@@ -121,6 +125,7 @@ class Adapter:
             raise self.rejected(config, output)
 
     def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
+        """The checker's (or startup log's) complaint, pointed at the user's file and line."""
         text = config.to_source(output).strip() or "exited with an error and no message"
         file, line = None, None
         for source in config.sources:
@@ -128,9 +133,17 @@ class Adapter:
             if match:
                 file, line = source, int(match.group(1))
                 break
-        return ConfigRejected(
-            self.name, _interesting(text), file=file or config.sources[0], line=line
-        )
+        if file is None:  # no line number: the first file the message names
+            named = [(text.find(str(s)), s) for s in config.sources if str(s) in text]
+            file = min(named)[1] if named else config.sources[0]
+        return ConfigRejected(self.name, _interesting(text), file=file, line=line)
+
+    def refused_at_start(self, config: RenderedConfig, log: str) -> ConfigRejected | None:
+        """ConfigRejected if the startup log shows the config was refused."""
+        if self.startup_error is None:
+            return None
+        lines = [line for line in log.splitlines() if re.search(self.startup_error, line)]
+        return self.rejected(config, "\n".join(lines)) if lines else None
 
     # -- hints -------------------------------------------------------------------
     def hint(self, check_id: str, failure: str | None) -> str | None:
@@ -147,27 +160,46 @@ def _sbin(name: str) -> str | None:
     return None
 
 
-_LOG_PREFIX = re.compile(
-    r"^(?:\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(\w+)\] \d+#\d+: "  # nginx
-    r"|\[\d+\]\[\d\d:\d\d:\d\d\.\d+\]\[\d+\]\[(\w+)\]\[\w+\] "  # envoy
-    r")"
+_LOG_PREFIXES = (
+    # nginx: 2026/11/23 12:42:28 [emerg] 5830#5830:
+    re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?P<level>\w+)\] \d+#\d+: "),
+    # envoy: [2026-11-23 12:50:42.090][12001][critical][main] [source/x.cc:76]
+    re.compile(r"^\[\d{4}-\d\d-\d\d [\d:.]+\]\[\d+\]\[(?P<level>\w+)\]\[\w+\] (?:\[[^\]]+\] )?"),
+    # haproxy: [ALERT]    (12086) : config :
+    re.compile(r"^\[(?P<level>[A-Z]+)\]\s+\(\d+\) : (?:config : )?"),
+    # traefik: 2026-11-23T12:50:40Z ERR
+    re.compile(r"^\d{4}-\d\d-\d\dT\S+ (?P<level>[A-Z]{3}) "),
 )
+
+
+def _clean(line: str) -> str:
+    """One log line without timestamps and pids; JSON log lines (Caddy) as their message."""
+    if line.startswith("{"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "msg" in record:
+            extra = f": {record['error']}" if record.get("error") else ""
+            return f"[{record.get('level', 'log')}] {record['msg']}{extra}"
+    for pattern in _LOG_PREFIXES:
+        match = pattern.match(line)
+        if match:
+            return f"[{match.group('level').lower()}] {line[match.end() :]}"
+    return line
 
 
 def _interesting(text: str, limit: int = 20) -> str:
     """The lines of a checker's output worth showing: errors first, no timestamps."""
     lines: list[str] = []
     for raw in text.splitlines():
-        match = _LOG_PREFIX.match(raw)
-        line = raw[match.end() :] if match else raw
-        if match and (match.group(1) or match.group(2)):
-            line = f"[{match.group(1) or match.group(2)}] {line}"
+        line = _clean(raw).rstrip()
         if line.strip() and line not in lines:
-            lines.append(line.rstrip())
+            lines.append(line)
     important = [
         line
         for line in lines
-        if re.search(r"emerg|error|alert|fatal|invalid|unknown|critical", line, re.I)
+        if re.search(r"emerg|error|alert|fatal|invalid|unknown|critical|\berr\b", line, re.I)
     ]
     return "\n".join((important or lines)[:limit])
 

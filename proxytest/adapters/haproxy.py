@@ -33,4 +33,4 @@ class HAProxy(Adapter):
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         files = [arg for f in config.files for arg in ("-f", str(f))]
-        return [str(binary), "-c", "-q", *files]
+        return [str(binary), "-c", *files]

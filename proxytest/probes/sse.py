@@ -113,8 +113,8 @@ async def read_stream(
                             break
     except TimeoutError:
         end, error = "timeout", f"still open after {budget:.1f} s"
-    except aiohttp.ClientPayloadError as exc:
-        end, error = "truncated", _cause(exc)
+    except aiohttp.ClientPayloadError:
+        end, error = "truncated", "the response body ended before its end"
     except aiohttp.ClientConnectorError as exc:
         end, error = "refused", str(exc)
     except (aiohttp.ClientError, OSError) as exc:
