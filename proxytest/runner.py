@@ -284,6 +284,8 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
         )
     version = await adapter.version(binary)
     run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{target.proxy}-"))
+    # nginx started as root runs its workers as `nobody`: they must enter the run dir.
+    run_dir.chmod(0o755)
     log_tail = ""
     try:
         env.progress.target_phase(target, "validating config")

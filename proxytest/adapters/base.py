@@ -133,6 +133,8 @@ class Adapter:
             if match:
                 file, line = source, int(match.group(1))
                 break
+        if file is None:
+            file, line = _locate_field(text, config.sources)
         if file is None:  # no line number: the first file the message names
             named = [(text.find(str(s)), s) for s in config.sources if str(s) in text]
             file = min(named)[1] if named else config.sources[0]
@@ -160,6 +162,26 @@ def _sbin(name: str) -> str | None:
     return None
 
 
+_UNKNOWN_FIELD = re.compile(r"(?:no\s+such\s+field|unknown\s+field)[:\s]+['\"]?([A-Za-z_][\w.-]*)")
+
+
+def _locate_field(text: str, sources: Sequence[Path]) -> tuple[Path | None, int | None]:
+    """For checkers that name an unknown field but no line (Envoy): find the field."""
+    match = _UNKNOWN_FIELD.search(text)
+    if not match:
+        return None, None
+    pattern = re.compile(r"(?<![\w.-])" + re.escape(match.group(1)) + r"(?![\w.-])")
+    for source in sources:
+        try:
+            lines = source.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            continue
+        for number, content in enumerate(lines, 1):
+            if pattern.search(content) and not content.lstrip().startswith("#"):
+                return source, number
+    return None, None
+
+
 _LOG_PREFIXES = (
     # nginx: 2026/11/23 12:42:28 [emerg] 5830#5830:
     re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?P<level>\w+)\] \d+#\d+: "),
@@ -185,7 +207,9 @@ def _clean(line: str) -> str:
     for pattern in _LOG_PREFIXES:
         match = pattern.match(line)
         if match:
-            return f"[{match.group('level').lower()}] {line[match.end() :]}"
+            # Envoy pads its protobuf errors with random runs of spaces.
+            rest = re.sub(r"\s{2,}", " ", line[match.end() :])
+            return f"[{match.group('level').lower()}] {rest}"
     return line
 
 

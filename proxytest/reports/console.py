@@ -29,14 +29,29 @@ _STYLE = {
 
 
 _SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip"}
+_TINY = {
+    "upgrade": "upgr", "subprotocol": "subp", "headers": "hdrs", "stream": "strm",
+    "last-event-id": "leid", "compression": "gzip", "close": "clos",
+}  # fmt: skip
+_SYMBOL = {
+    Verdict.PASS: "✓",
+    Verdict.DEGRADED: "≈",
+    Verdict.FAIL: "✗",
+    Verdict.ERROR: "!",
+    Verdict.SKIP: "·",
+}
+# Below this width the grid uses symbols and four-letter headers.
+COMPACT_BELOW = 120
 
 
-def _cell(result: CheckResult) -> Text:
+def _cell(result: CheckResult, compact: bool = False) -> Text:
     word, style = _STYLE[result.verdict]
+    if compact:
+        word = _SYMBOL[result.verdict]
     if result.verdict not in (Verdict.PASS, Verdict.SKIP) and result.as_expected:
-        return Text(word.lower() + "*", style=f"dim {style}")
+        return Text((word if compact else word.lower()) + "*", style=f"dim {style}")
     if result.unexpected_pass:
-        return Text("pass!", style="bold green")
+        return Text(word + "!", style="bold green")
     return Text(word, style=style if result.verdict == Verdict.PASS else f"bold {style}")
 
 
@@ -96,23 +111,47 @@ class LiveProgress:
         self._refresh()
 
 
-def render_grid(run: RunResult) -> Table:
+def render_grid(run: RunResult, width: int = 200) -> Table:
+    """Targets × checks. Narrow terminals get symbols and short headers."""
+    compact = width < COMPACT_BELOW
     check_ids: list[str] = []
     for target in run.targets:
         for result in target.results:
             if result.check not in check_ids:
                 check_ids.append(result.check)
-    table = Table(title="proxytest", title_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("target", style="bold", no_wrap=True)
-    table.add_column("version", style="dim", no_wrap=True)
+    table = Table(
+        title="proxytest",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 0) if compact else (0, 1),
+    )
+    table.add_column("target", style="bold", no_wrap=True, min_width=16 if compact else None)
+    if not compact:
+        table.add_column("version", style="dim", no_wrap=True)
     for check_id in check_ids:
         family, _, name = check_id.partition(".")
-        table.add_column(f"{family}\n{_SHORT.get(name, name)}", justify="center", no_wrap=True)
+        short = _TINY.get(name, name) if compact else _SHORT.get(name, name)
+        table.add_column(
+            f"{family}\n{short}", justify="center", no_wrap=True, min_width=5 if compact else None
+        )
     for target in run.targets:
         by_id = {r.check: r for r in target.results}
-        cells = [_cell(by_id[c]) if c in by_id else Text("") for c in check_ids]
-        table.add_row(target.id, target.proxy_version or "-", *cells)
+        cells = [_cell(by_id[c], compact) if c in by_id else Text("") for c in check_ids]
+        version = [] if compact else [target.proxy_version or "-"]
+        table.add_row(target.id, *version, *cells)
     return table
+
+
+def _legend(run: RunResult, compact: bool) -> Text:
+    text = Text(style="dim")
+    if compact:
+        text.append("✓ pass  ≈ degraded  ✗ fail  ! error  · skip   ")
+        versions = {f"{t.proxy} {t.proxy_version}" for t in run.targets if t.proxy_version}
+        if versions:
+            text.append("(" + ", ".join(sorted(versions)) + ")\n")
+    text.append("* expected by the matrix   ! passes although the matrix expects a failure")
+    return text
 
 
 def render_details(run: RunResult) -> Group:
@@ -159,12 +198,8 @@ def render_details(run: RunResult) -> Group:
 
 
 def print_report(console: Console, run: RunResult) -> None:
-    console.print(render_grid(run))
-    console.print(
-        Text(
-            "* expected by the matrix   ! passes although the matrix expects a failure", style="dim"
-        )
-    )
+    console.print(render_grid(run, console.width))
+    console.print(_legend(run, console.width < COMPACT_BELOW))
     details = render_details(run)
     if details.renderables:
         console.print()

@@ -1,0 +1,69 @@
+"""Runner behaviour that needs no particular proxy: skips, errors, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from proxytest.adapters.haproxy import HAProxy
+from proxytest.checks import select
+from proxytest.errors import BinaryNotFound
+from proxytest.matrix import TargetSpec
+from proxytest.results import TargetStatus, Verdict
+from proxytest.runner import RunOptions, run_targets
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_missing_binary_is_a_skip_with_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(HAProxy, "executables", ("proxytest-no-such-haproxy",))
+    with pytest.raises(BinaryNotFound) as info:
+        HAProxy().find_binary()
+    assert "apt-get install haproxy" in str(info.value)
+    target = TargetSpec("haproxy", "default", (ROOT / "proxies/haproxy/default.cfg",))
+    run = asyncio.run(run_targets([target], RunOptions(checks=select(["sse.*"]))))
+    (result,) = run.targets
+    assert result.status == TargetStatus.SKIPPED
+    assert "apt-get install haproxy" in (result.reason or "")
+    assert {r.verdict for r in result.results} == {Verdict.SKIP}
+    assert run.exit_code == 0  # not installed is not a broken proxy
+
+
+def test_a_proxy_that_dies_at_start_is_an_error_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Valid for `nginx -t`, but the port is taken when it starts: nginx exits.
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "busy.conf"
+        template = (
+            "pid {{ run_dir }}/n.pid;\nevents {}\nhttp { server { listen 127.0.0.1:PORT; "
+            "location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; } } }\n"
+        )
+        config.write_text(template.replace("PORT", str(port)))
+        monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+        (tmp_path / "tmp").mkdir()
+        tempfile.tempdir = None
+        try:
+            run = asyncio.run(
+                run_targets(
+                    [TargetSpec("nginx", "busy", (config,))],
+                    RunOptions(checks=select(["ws.upgrade"])),
+                )
+            )
+        finally:
+            tempfile.tempdir = None
+    (result,) = run.targets
+    assert result.status == TargetStatus.ERROR
+    assert "exited with code" in (result.reason or "") or "did not pass" in (result.reason or "")
+    assert "bind()" in (result.reason or "")
+    assert "in use" in (result.reason or "")
+    assert result.results[0].verdict == Verdict.ERROR
+    assert list((tmp_path / "tmp").iterdir()) == []
