@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from .reports import write_json
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
 from .runner import RunOptions, check_templates, run_targets
+from .settings import Settings
 from .timing import Thresholds
 
 __all__ = ["main"]
@@ -52,6 +54,24 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--runtime",
         choices=("local", "docker", "auto"),
         help="run proxies as local processes (default) or containers",
+    )
+    parser.add_argument(
+        "--max-hold",
+        type=float,
+        metavar="SECONDS",
+        help="longest time a long-lived check holds a connection (default: the matrix's, else 75)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        metavar="SECONDS",
+        help="ping / SSE comment interval of ws.keepalive and sse.heartbeat (default 10)",
+    )
+    parser.add_argument(
+        "--load-connections",
+        type=int,
+        metavar="N",
+        help="WebSockets and SSE streams opened by load.concurrency (default 1000)",
     )
     parser.add_argument(
         "--concurrency",
@@ -168,12 +188,23 @@ def _execute(
     concurrency = args.concurrency or (matrix.concurrency if matrix else 4)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    settings = matrix.settings if matrix else Settings()
+    for flag, value, name in (
+        ("--max-hold", args.max_hold, "max_hold_s"),
+        ("--heartbeat", args.heartbeat, "heartbeat_s"),
+        ("--load-connections", args.load_connections, "load_connections"),
+    ):
+        if value is not None:
+            if value <= 0:
+                raise UsageError(f"{flag} must be positive, got {value}")
+            settings = replace(settings, **{name: value})
     check_templates(targets)
     options = RunOptions(
         checks=checks,
         thresholds=thresholds,
         concurrency=concurrency,
         keep_run_dirs=args.keep_run_dirs,
+        settings=settings,
         raise_rejected=raise_rejected,
     )
     interactive = console.is_terminal

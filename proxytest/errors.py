@@ -4,6 +4,7 @@ Findings about a proxy are never exceptions: a proxy that breaks an upgrade is a
 ``fail`` verdict. Exceptions mean the tool could not do its job::
 
     ProxytestError
+    ├── Unsupported                 a check cannot apply to this target: verdict ``skip``
     ├── UsageError                  bad input from the user: exit code 2
     │   ├── MatrixError             matrix.yaml is malformed or names unknown things
     │   └── TemplateError           a config template has an unknown placeholder
@@ -27,12 +28,17 @@ __all__ = [
     "MatrixError",
     "ProxytestError",
     "TemplateError",
+    "Unsupported",
     "UsageError",
 ]
 
 
 class ProxytestError(Exception):
     """Base class of every error proxytest raises on purpose."""
+
+
+class Unsupported(ProxytestError):
+    """A check does not apply to this target (e.g. a proxy with no reload to drive)."""
 
 
 def _where(file: Path | str | None, line: int | None) -> str:

@@ -4,7 +4,10 @@ Nothing downstream sees a raw dict: every error names the file and the line
 (from PyYAML's marks) and says how to fix it. Example::
 
     checks: ["*"]          # globs on check IDs
-    concurrency: 4         # targets run at once
+    concurrency: 4         # targets in their start-up and quick checks at once
+    max_hold: 75           # seconds a long-lived check holds a connection
+    heartbeat: 10          # ws.keepalive ping / sse.heartbeat comment interval
+    load_connections: 1000 # WebSockets and SSE streams for load.concurrency
     targets:
       - proxy: nginx
         setup: default     # proxies/nginx/default.*
@@ -29,11 +32,15 @@ import yaml
 from . import checks as catalogue
 from .errors import MatrixError
 from .results import Verdict
+from .settings import Settings
 
 __all__ = ["Matrix", "TargetSpec", "discover_setup", "load_matrix", "parse_matrix"]
 
 RUNTIMES = ("local", "docker", "auto")
-_TOP_KEYS = ("checks", "concurrency", "runtime", "proxies_dir", "targets")
+_TOP_KEYS = (
+    "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
+    "load_connections", "targets",
+)  # fmt: skip
 _TARGET_KEYS = ("proxy", "setup", "configs", "binary", "expect", "runtime", "id", "note")
 
 
@@ -74,6 +81,7 @@ class Matrix:
     checks: tuple[str, ...] = ("*",)
     concurrency: int = 4
     runtime: str = "local"
+    settings: Settings = field(default_factory=Settings)
     path: Path | None = None
     known_proxies: tuple[str, ...] = field(default=(), compare=False)
 
@@ -283,6 +291,19 @@ class _Parser:
             if "concurrency" in top
             else 4,
             runtime=runtime,
+            settings=Settings(
+                max_hold_s=self.number(top["max_hold"], "max_hold", minimum=0.1)
+                if "max_hold" in top
+                else Settings.max_hold_s,
+                heartbeat_s=self.number(top["heartbeat"], "heartbeat", minimum=0.1)
+                if "heartbeat" in top
+                else Settings.heartbeat_s,
+                load_connections=int(
+                    self.number(top["load_connections"], "load_connections", minimum=1)
+                )
+                if "load_connections" in top
+                else Settings.load_connections,
+            ),
             path=self.path,
             known_proxies=self.known_proxies,
         )

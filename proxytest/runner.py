@@ -9,38 +9,32 @@ in the same run, and re-measured when the tool's own event loop was late.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
 
 from . import __version__
-from ._aio import finish
-from .adapters import ADAPTERS, Adapter, RenderedConfig
+from ._aio import Gate
+from .adapters import ADAPTERS, Adapter
 from .checks import CHECKS, Check, EvalContext, analyse
-from .errors import BinaryNotFound, ConfigRejected, HarnessError, LaunchError, UsageError
+from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
+from .harness import LOOPBACK, Harness
 from .lag import LagMonitor
-from .launchers import LaunchSpec, launch_local
 from .launchers.local import LocalProcess
 from .matrix import TargetSpec
 from .origin import Origin
-from .origin.server import READY_PATH
 from .probes import ProbeContext, StreamTimeline
 from .probes.context import new_session
 from .results import CheckResult, Outcome, RunResult, TargetResult, TargetStatus, Verdict
-from .templates import PLACEHOLDERS, Placeholders, render_files, render_text
+from .settings import Settings
+from .templates import PLACEHOLDERS, render_text
 from .timing import Thresholds
 
 __all__ = ["Progress", "RunOptions", "check_templates", "run_checks", "run_targets"]
-
-LOOPBACK = "127.0.0.1"
 
 
 class Progress(Protocol):
@@ -73,6 +67,7 @@ class RunOptions:
     # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
     # raised as ConfigRejected, instead of an `error` verdict.
     raise_rejected: bool = False
+    settings: Settings = field(default_factory=Settings)
 
 
 def check_templates(targets: Sequence[TargetSpec]) -> None:
@@ -91,21 +86,6 @@ def check_templates(targets: Sequence[TargetSpec]) -> None:
             render_text(text, dummy, source=path)
 
 
-_RESERVED: set[int] = set()
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A free TCP port on ``host`` that this process has not handed out before."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-        if port not in _RESERVED:
-            _RESERVED.add(port)
-            return port
-    raise HarnessError("no free port found on loopback after 50 tries")
-
-
 async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
     """Direct origin-to-client p95 delay (ms) for SSE events and pushed messages."""
     th = ctx.thresholds
@@ -120,44 +100,6 @@ async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
         if all(tl.loop_lag_ms <= th.loop_lag_limit_ms for tl in timelines):
             break
     return values
-
-
-async def _wait_ready(
-    proc: LocalProcess,
-    env: _RunEnv,
-    adapter: Adapter,
-    config: RenderedConfig,
-) -> float:
-    """Poll through the proxy until a request reaches *our* origin; return seconds taken."""
-    th = env.options.thresholds
-    started = time.monotonic()
-    deadline = started + th.ready_timeout_s
-    url = f"http://{proc.host}:{proc.port}{READY_PATH}"
-    last = "no answer"
-    while time.monotonic() < deadline:
-        log = config.to_source(proc.log_tail(200))
-        refused = adapter.refused_at_start(config, log)
-        if refused is not None:
-            raise refused
-        if not proc.alive:
-            raise LaunchError(
-                f"{adapter.name} exited with code {proc.exit_code} before it was ready",
-                detail=config.to_source(proc.log_tail()),
-            )
-        try:
-            async with asyncio.timeout(1.0), env.session.get(url) as response:
-                body = await response.text()
-                if response.status == 200 and body == env.origin.id:
-                    return time.monotonic() - started
-                last = f"status {response.status}"
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            last = type(exc).__name__
-        await asyncio.sleep(0.05)
-    raise LaunchError(
-        f"{adapter.name} did not pass a request to the origin within {th.ready_timeout_s:g} s "
-        f"(last attempt: {last})",
-        detail=config.to_source(proc.log_tail()),
-    )
 
 
 async def run_checks(
@@ -252,16 +194,16 @@ class _RunEnv:
     baseline: asyncio.Future[dict[str, float]]
     options: RunOptions
     progress: Progress
-    semaphore: asyncio.Semaphore
+    semaphore: asyncio.Semaphore  # targets in their start-up and quick phase at once
+    gate: Gate  # quick phases shared, load checks exclusive
 
 
 async def _run_target(target: TargetSpec, env: _RunEnv) -> TargetResult:
-    async with env.semaphore:
-        started = time.monotonic()
-        result = await _run_target_inner(target, env)
-        result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
-        env.progress.target_done(result)
-        return result
+    started = time.monotonic()
+    result = await _run_target_inner(target, env)
+    result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
+    env.progress.target_done(result)
+    return result
 
 
 async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
@@ -283,44 +225,65 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
             results=_all(options.checks, target, Verdict.SKIP, reason),
         )
     version = await adapter.version(binary)
-    run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{target.proxy}-"))
-    # nginx started as root runs its workers as `nobody`: they must enter the run dir.
-    run_dir.chmod(0o755)
+    harness = Harness(
+        adapter,
+        binary,
+        target.configs,
+        th,
+        env.session,
+        keep_run_dirs=options.keep_run_dirs,
+        label=target.id,
+    )
     log_tail = ""
+    slot_held = False
     try:
-        env.progress.target_phase(target, "validating config")
-        placeholders = Placeholders(
-            LOOPBACK, free_port(), env.origin.host, env.origin.port, run_dir
-        )
-        files = render_files(target.configs, placeholders)
-        config = RenderedConfig(run_dir, files, target.configs)
-        await adapter.validate(binary, config)
-        spec = LaunchSpec(
-            argv=adapter.argv(binary, config),
-            run_dir=run_dir,
-            host=LOOPBACK,
-            port=placeholders.listen_port,
-            env=adapter.env(config),
-            stop_signal=adapter.stop_signal,
-            stop_grace_s=th.stop_grace_s,
-            label=target.id,
-        )
+        await env.semaphore.acquire()
+        slot_held = True
         env.progress.target_phase(target, "starting")
-        async with launch_local(spec) as proc:
-            await _wait_ready(proc, env, adapter, config)
+        async with harness.instance(
+            env.origin.host, env.origin.port, env.origin.id, validate=True
+        ) as main:
+            proc = main.process
             env.progress.target_phase(target, "checking")
             ctx = ProbeContext(
-                LOOPBACK, spec.port, env.origin, env.session, th, env.lag, label=target.id
+                LOOPBACK,
+                main.port,
+                env.origin,
+                env.session,
+                th,
+                env.lag,
+                label=target.id,
+                settings=options.settings,
+                harness=harness,
             )
-            results = await run_checks(
-                ctx,
-                options.checks,
-                baseline=env.baseline,
-                adapter=adapter,
-                target=target,
-                alive=proc,
-                progress=env.progress,
-            )
+
+            def phase(kinds: tuple[str, ...]) -> Awaitable[tuple[CheckResult, ...]]:
+                return run_checks(
+                    ctx,
+                    [c for c in options.checks if c.kind in kinds],
+                    baseline=env.baseline,
+                    adapter=adapter,
+                    target=target,
+                    alive=proc,
+                    progress=env.progress,
+                )
+
+            # Quick checks first, in a concurrency slot, while no load check runs.
+            async with env.gate.shared():
+                quick = await phase(("quick",))
+            env.semaphore.release()
+            slot_held = False
+
+            async def load() -> tuple[CheckResult, ...]:
+                if not any(c.kind == "load" for c in options.checks):
+                    return ()
+                async with env.gate.exclusive():
+                    return await phase(("load",))
+
+            # Long holds of every target overlap; load checks take turns meanwhile.
+            held, loaded = await asyncio.gather(phase(("long", "lifecycle")), load())
+            order = {c.id: i for i, c in enumerate(options.checks)}
+            results = tuple(sorted((*quick, *held, *loaded), key=lambda r: order[r.check]))
             log_tail = proc.log_tail()
         return TargetResult(
             **base,
@@ -355,8 +318,8 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
             results=_all(options.checks, target, Verdict.ERROR, str(exc)),
         )
     finally:
-        if not options.keep_run_dirs:
-            await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
+        if slot_held:
+            env.semaphore.release()
 
 
 async def run_targets(
@@ -381,6 +344,7 @@ async def run_targets(
             options,
             progress or _Silent(),
             asyncio.Semaphore(options.concurrency),
+            Gate(),
         )
         try:
             results = await asyncio.gather(*(_run_target(t, env) for t in targets))

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..errors import BinaryNotFound, ConfigRejected, UsageError
+from ..errors import BinaryNotFound, ConfigRejected, Unsupported, UsageError
+from ..launchers.base import Running
 
 __all__ = ["Adapter", "RenderedConfig"]
 
@@ -146,6 +147,14 @@ class Adapter:
             return None
         lines = [line for line in log.splitlines() if re.search(self.startup_error, line)]
         return self.rejected(config, "\n".join(lines)) if lines else None
+
+    # -- reload ------------------------------------------------------------------
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        """Reload the running proxy the way its operators do; return how it was done.
+
+        Raises :class:`Unsupported` (the check is skipped) when there is none.
+        """
+        raise Unsupported(f"no reload is known for {self.name}")
 
     # -- hints -------------------------------------------------------------------
     def hint(self, check_id: str, failure: str | None) -> str | None:

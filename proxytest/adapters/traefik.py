@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import yaml
+
+from ..errors import Unsupported
+from ..launchers.base import Running
 from .base import Adapter, RenderedConfig
 
 
@@ -16,7 +21,13 @@ class Traefik(Adapter):
     version_pattern = r"Version:\s+(\S+)"
     # A broken dynamic file does not stop Traefik: it logs and answers 404.
     startup_error = r"Error while building configuration|[Cc]annot start the provider"
+    _reloads = 0
     hints = {
+        "idle": "Traefik: the entryPoint's `respondingTimeouts.readTimeout` (60 s since v3.0) and "
+        "`idleTimeout` (180 s), and the serversTransport's `respondingTimeouts`, close quiet "
+        "connections: raise them for long-lived streams",
+        "lifetime": "Traefik: a non-zero entryPoint `respondingTimeouts.writeTimeout` caps a "
+        "stream's life: keep it 0",
         "held": "Traefik's `buffering` middleware holds whole responses: keep it off "
         "streaming routes",
         "delayed": "Traefik flushes every `responseForwarding.flushInterval` (100 ms; "
@@ -30,6 +41,27 @@ class Traefik(Adapter):
         "upgrade": "Traefik passes WebSocket upgrades by default: look for a middleware "
         "that rewrites Connection or Upgrade",
     }
+
+    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+        """Change the dynamic file: Traefik's file provider reloads on change."""
+        dynamic = [f for f in config.files[1:] if f.suffix in (".yaml", ".yml")]
+        if not dynamic:
+            raise Unsupported(
+                "Traefik reloads by a change of its dynamic configuration; this config has "
+                "no separate YAML dynamic file for proxytest to change"
+            )
+        path = dynamic[0]
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        self._reloads += 1
+        # A new, unused middleware: a real configuration change that alters no route.
+        middlewares = data.setdefault("http", {}).setdefault("middlewares", {})
+        middlewares[f"proxytest-reload-{self._reloads}"] = {
+            "headers": {"customRequestHeaders": {"X-Proxytest-Reload": str(self._reloads)}}
+        }
+        tmp = path.with_name(f".{path.name}.proxytest")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        os.replace(tmp, path)
+        return f"changed the dynamic file {path.name} (the file provider reloads on change)"
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         # The static configuration comes from exactly one source: this file. It

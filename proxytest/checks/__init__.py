@@ -5,13 +5,30 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from . import sse, ws
+from . import lifecycle, long, sse, ws
 from .base import Check, EvalContext
 from .delivery import analyse, judge_stream
 
+# The catalogue order of DESIGN.md: WebSocket, SSE, lifecycle and load.
+_ORDER = {
+    name: index
+    for index, name in enumerate((
+        "ws.upgrade", "ws.echo", "ws.push", "ws.ping", "ws.close", "ws.subprotocol",
+        "ws.idle", "ws.keepalive",
+        "sse.headers", "sse.stream", "sse.last-event-id", "sse.reconnect", "sse.compression",
+        "sse.idle", "sse.heartbeat", "sse.lifetime",
+        "lifecycle.reload", "lifecycle.origin-restart", "load.concurrency",
+    ))
+}  # fmt: skip
+
 __all__ = ["CHECKS", "Check", "EvalContext", "analyse", "judge_stream", "matching", "select"]
 
-CHECKS: dict[str, Check] = {c.id: c for c in (*ws.CHECKS, *sse.CHECKS)}
+CHECKS: dict[str, Check] = {
+    c.id: c
+    for c in sorted(
+        (*ws.CHECKS, *sse.CHECKS, *long.CHECKS, *lifecycle.CHECKS), key=lambda c: _ORDER[c.id]
+    )
+}
 
 
 def matching(pattern: str, ids: Iterable[str] | None = None) -> list[str]:

@@ -34,6 +34,10 @@ class Check:
     # Timing checks compare with the direct baseline and are re-measured when
     # the tool's own event loop was late.
     timing: bool = False
+    # When it runs: "quick" (seconds; all at once), "long" (holds up to max-hold;
+    # all targets' long checks overlap), "lifecycle" (private proxy instance),
+    # "load" (one target at a time, with no timing check running anywhere).
+    kind: str = "quick"
 
     @property
     def family(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..probes import ProbeContext, ResumeTimeline, StreamTimeline
 from ..probes import sse as probe
+from ..probes.timeline import ReconnectTimeline
 from ..results import Outcome, Verdict
 from .base import Check, EvalContext, fmt_ms
 from .delivery import judge_stream
@@ -136,6 +137,57 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
     )
 
 
+# -- sse.reconnect ---------------------------------------------------------------
+async def probe_reconnect(ctx: ProbeContext, check: str) -> ReconnectTimeline:
+    return await probe.reconnect(ctx, check)
+
+
+def evaluate_reconnect(tl: ReconnectTimeline, ctx: EvalContext) -> Outcome:
+    first = tl.attempts[0]
+    got = [i for a in tl.attempts for i in a.ids]
+    seen = set(got)
+    duplicated = len(got) - len(seen)
+    lost = [i for i in tl.expected if i not in seen]
+    sent = [a.last_event_id for a in tl.attempts[1:]]
+    reached = [a.origin_saw for a in tl.attempts[1:]]
+    metrics = {
+        "connections": len(tl.attempts),
+        "events_expected": len(tl.expected),
+        "events_received": len(seen),
+        "duplicated": duplicated,
+        "lost": len(lost),
+        "retry_ms": tl.retry_ms,
+    }
+    if first.status != 200:
+        what = f"status {first.status}" if first.status else first.end
+        return Outcome(Verdict.FAIL, f"no stream: {what}", metrics, failure="status")
+    if duplicated or lost:
+        problems = []
+        if duplicated:
+            problems.append(f"{duplicated} events delivered twice")
+        if lost:
+            problems.append(f"{len(lost)} lost ({', '.join(map(str, lost[:6]))})")
+        why = ""
+        if sent != reached:
+            why = f": Last-Event-ID {', '.join(map(str, sent))} sent, the origin saw " + (
+                ", ".join(map(str, reached))
+            )
+        return Outcome(
+            Verdict.FAIL,
+            f"across {tl.cuts} cuts and {len(tl.attempts)} connections: "
+            f"{' and '.join(problems)}{why}",
+            metrics,
+            failure="header" if sent != reached else "resume",
+        )
+    retry = f"`retry: {tl.retry_ms}` honoured" if tl.retry_ms else "no `retry:` reached the client"
+    return Outcome(
+        Verdict.PASS,
+        f"{len(tl.expected)} events over {len(tl.attempts)} connections ({tl.cuts} cuts), none "
+        f"lost or duplicated; Last-Event-ID reached the origin each time, {retry}",
+        metrics,
+    )
+
+
 # -- sse.compression ---------------------------------------------------------------
 async def probe_compression(ctx: ProbeContext, check: str) -> StreamTimeline:
     th = ctx.thresholds
@@ -210,6 +262,17 @@ CHECKS = (
         probe_resume,
         evaluate_resume,
         {"header": "forward the Last-Event-ID request header to the origin"},
+    ),
+    Check(
+        "sse.reconnect",
+        "after the origin cuts a stream, a browser-like reconnect loses and repeats no event",
+        probe_reconnect,
+        evaluate_reconnect,
+        {
+            "header": "forward the Last-Event-ID request header to the origin",
+            "resume": "the stream did not resume where it was cut: look for buffering that "
+            "drops the events sent just before a cut",
+        },
     ),
     Check(
         "sse.compression",

@@ -62,11 +62,14 @@ class LocalProcess:
             return ""
         return "\n".join(_ANSI.sub("", text).splitlines()[-lines:])
 
-    def send_signal(self, sig: int) -> None:
-        """Signal the proxy's process group (reloads, graceful stops)."""
+    def send_signal(self, sig: int, *, group: bool = True) -> None:
+        """Signal the proxy's process group, or only its main process (a master's reload)."""
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, sig)
+                if group:
+                    os.killpg(self.pid, sig)
+                else:
+                    os.kill(self.pid, sig)
 
     async def stop(self) -> None:
         """Stop signal to the group, then SIGKILL after the grace period."""

@@ -11,9 +11,11 @@ Routes are behaviours, chosen by path and query (all GET):
     (send ``retry:`` first), ``gap_after`` + ``gap_s`` (a quiet gap after that
     event), ``comment_every_s`` (``:`` heartbeat comments while quiet),
     ``hold_s`` (keep the stream open this long after the last event), ``start``
-    (first id, 1). A ``Last-Event-ID`` header resumes after that id.
+    (first id, 1), ``cut_at`` (comma-separated ids after which the connection is
+    aborted, as an origin that dies would). A ``Last-Event-ID`` header resumes after that id.
 ``/ws/echo``
-    Echoes text and binary messages byte for byte.
+    Echoes text and binary messages byte for byte; ``ping_every_s`` makes the
+    origin ping the client at that interval (keepalive from the server side).
 ``/ws/push``
     Pushes ``count`` messages every ``interval_ms`` with no client traffic.
 ``/ws/ping``
@@ -213,6 +215,7 @@ class Origin:
         gap = _float(request, "gap_s", 0)
         comment_every = _float(request, "comment_every_s", 0)
         hold = _float(request, "hold_s", 0)
+        cut_at = {int(x) for x in request.query.get("cut_at", "").split(",") if x.strip().isdigit()}
         record = self._record(request)
         start = _int(request, "start", 1)
         last = record.last_event_id
@@ -237,6 +240,11 @@ class Origin:
                 record.events_sent += 1
                 if seq == gap_after:
                     await self._quiet(response, gap, comment_every)
+                if seq in cut_at and request.transport is not None:
+                    # An origin that dies mid-stream: no chunked terminator, a reset.
+                    request.transport.abort()
+                    self._finish(record, "cut")
+                    return response
             await self._quiet(response, hold, comment_every)
             await response.write_eof()
         except ConnectionResetError:
@@ -314,7 +322,9 @@ class Origin:
         self._notify()
 
     async def _ws_echo(self, request: web.Request) -> web.WebSocketResponse:
+        ping_every = _float(request, "ping_every_s", 0)
         ws, record = await self._upgrade(request)
+        pinger = asyncio.create_task(self._pinger(ws, ping_every)) if ping_every > 0 else None
 
         async def echo(msg: WSMessage) -> None:
             if msg.type == WSMsgType.TEXT:
@@ -322,8 +332,22 @@ class Origin:
             elif msg.type == WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
 
-        await self._serve(ws, record, echo)
+        try:
+            await self._serve(ws, record, echo)
+        finally:
+            if pinger is not None:
+                pinger.cancel()
         return ws
+
+    @staticmethod
+    async def _pinger(ws: web.WebSocketResponse, every: float) -> None:
+        """Ping the client every ``every`` seconds (its pongs are answered by aiohttp)."""
+        n = 0
+        while not ws.closed:
+            await asyncio.sleep(every)
+            n += 1
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.ping(f"proxytest-keepalive-{n}".encode())
 
     async def _ws_push(self, request: web.Request) -> web.WebSocketResponse:
         count = _int(request, "count", 20)
@@ -379,5 +403,6 @@ class Origin:
 
 async def serve_forever(host: str, port: int) -> None:  # pragma: no cover - manual use
     async with Origin(host, port) as origin:
-        print(f"proxytest origin {origin.id} on {origin.url}", flush=True)
+        # One JSON line first: a parent process reads the id and port from it.
+        print(json.dumps({"id": origin.id, "port": origin.port, "url": origin.url}), flush=True)
         await asyncio.Event().wait()

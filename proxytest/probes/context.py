@@ -5,13 +5,18 @@ from __future__ import annotations
 import itertools
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import aiohttp
 
 from ..lag import LagMonitor
 from ..origin import Origin
+from ..settings import Settings
 from ..timing import Thresholds
+
+if TYPE_CHECKING:
+    from ..harness import Harness
 
 _counter = itertools.count(1)
 
@@ -27,6 +32,10 @@ class ProbeContext:
     thresholds: Thresholds
     lag: LagMonitor = field(default_factory=LagMonitor)
     label: str = "target"
+    settings: Settings = field(default_factory=Settings)
+    # A launched proxy's own controls (private instances, reload); None when the
+    # endpoint is not one proxytest launched (a relay, the origin itself).
+    harness: Harness | None = None
 
     @property
     def base_url(self) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .context import ProbeContext
-from .timeline import Delivery, ResumeTimeline, StreamTimeline
+from .timeline import Attempt, Delivery, ReconnectTimeline, ResumeTimeline, StreamTimeline
 
 __all__ = ["SseParser", "read_stream", "resume"]
 
@@ -184,3 +184,56 @@ def _cause(exc: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in text:
         text += f" ({cause})"
     return text
+
+
+async def reconnect(
+    ctx: ProbeContext, check: str, *, count: int = 12, cuts: tuple[int, ...] = (4, 8)
+) -> ReconnectTimeline:
+    """Like EventSource: when the stream ends early, wait ``retry:`` and reconnect
+    with Last-Event-ID, until every event arrived or attempts run out."""
+    probe_id = ctx.token(check)
+    interval, retry_default = 50.0, 200
+    url = ctx.url(
+        "/sse",
+        probe_id,
+        count=count,
+        interval_ms=interval,
+        retry_ms=retry_default,
+        cut_at=",".join(map(str, cuts)),
+    )
+    attempts: list[Attempt] = []
+    last_id: str | None = None
+    retry_ms: int | None = None
+    received: set[int] = set()
+    for _ in range(len(cuts) + 3):  # bounded: a browser would go on, a test must not
+        headers = {"Accept-Encoding": "identity"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        tl = await read_stream(ctx, url, expected=count, interval_ms=interval, headers=headers)
+        ids = tuple(d.seq for d in tl.deliveries)
+        received.update(ids)
+        event_ids = [d.event_id for d in tl.deliveries if d.event_id]
+        if event_ids:
+            last_id = event_ids[-1]
+        retry_ms = tl.retry_ms or retry_ms
+        attempts.append(
+            Attempt(tl.requested_at, headers.get("Last-Event-ID"), tl.status, ids, tl.end)
+        )
+        if tl.status != 200 or count in received:
+            break
+        await asyncio.sleep((retry_ms or retry_default) / 1000)
+    records = await ctx.origin.wait_for(
+        probe_id, lambda r: len(r) >= len(attempts), ctx.thresholds.message_timeout_s
+    )
+    attempts = [
+        Attempt(
+            a.requested_at,
+            a.last_event_id,
+            a.status,
+            a.ids,
+            a.end,
+            records[i].last_event_id if i < len(records) else None,
+        )
+        for i, a in enumerate(attempts)
+    ]
+    return ReconnectTimeline(tuple(range(1, count + 1)), retry_ms, tuple(attempts), len(cuts))

@@ -135,3 +135,102 @@ class SubprotocolTimeline:
     client_got: str | None
     origin_offered: tuple[str, ...] | None
     origin_selected: str | None
+
+
+@dataclass(frozen=True)
+class HoldTimeline:
+    """A long-lived connection held open up to ``max_hold_s``: did it survive?
+
+    ``opened_at`` is when the connection was usable (after the upgrade, or the
+    first SSE event); ``ended_at`` is None when it was still open at max-hold.
+    """
+
+    kind: str  # "ws" or "sse"
+    mode: str  # "idle", "keepalive", "heartbeat" or "lifetime"
+    status: int | None
+    error: str | None
+    opened_at: float | None
+    ended_at: float | None
+    max_hold_s: float
+    heartbeat_s: float | None = None
+    how: str | None = None  # how it ended, as the client saw it
+    close_code: int | None = None
+    events: int = 0
+    expected_events: int = 0
+    last_event_at: float | None = None
+    origin_end: str | None = None  # the origin's view of its side of the connection
+    origin_ended_at: float | None = None
+
+    @property
+    def dropped_after_s(self) -> float | None:
+        if self.ended_at is None or self.opened_at is None:
+            return None
+        return round(self.ended_at - self.opened_at, 2)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One connection of a reconnecting SSE client."""
+
+    requested_at: float
+    last_event_id: str | None  # the Last-Event-ID header it sent
+    status: int | None
+    ids: tuple[int, ...]  # sequence numbers of the events it received
+    end: str
+    origin_saw: str | None = None  # the Last-Event-ID the origin received for it
+
+
+@dataclass(frozen=True)
+class ReconnectTimeline:
+    """sse.reconnect: a stream cut by the origin, resumed by a browser-like client."""
+
+    expected: tuple[int, ...]
+    retry_ms: int | None
+    attempts: tuple[Attempt, ...]
+    cuts: int  # how many times the origin cut the stream
+
+
+@dataclass(frozen=True)
+class Fate:
+    """What became of one open connection while something happened to the proxy."""
+
+    kind: str  # "ws" or "sse"
+    opened_at: float | None
+    ended_at: float | None  # None: still open when the watch stopped
+    last_data_at: float | None
+    how: str | None = None
+
+
+@dataclass(frozen=True)
+class ReloadTimeline:
+    """lifecycle.reload: open connections and new ones across a reload."""
+
+    unsupported: str | None = None
+    method: str | None = None
+    error: str | None = None
+    reload_at: float | None = None
+    observe_s: float = 0.0
+    fates: tuple[Fate, ...] = ()
+    during_ok: int = 0
+    during_failed: tuple[str, ...] = ()
+    after_ws: str | None = None  # None when a new WebSocket worked after the reload
+    after_sse: str | None = None
+    alive_after: bool = True
+    log_tail: str = ""
+
+
+@dataclass(frozen=True)
+class RestartTimeline:
+    """lifecycle.origin-restart: the origin dies mid-stream, then comes back."""
+
+    unsupported: str | None = None
+    error: str | None = None
+    killed_at: float | None = None
+    learn_limit_s: float = 0.0
+    fates: tuple[Fate, ...] = ()
+    restarted_at: float | None = None
+    recovered_after_s: float | None = None  # None: no request got through in time
+    recover_limit_s: float = 0.0
+    last_failure: str | None = None
+    after_ws: str | None = None
+    after_sse: str | None = None

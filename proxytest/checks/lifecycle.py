@@ -1,0 +1,198 @@
+"""Lifecycle checks: a reload with connections open; an origin that dies mid-stream.
+
+Both are informational about open connections (a reload that cuts them at
+once is ``degraded``) and strict about new ones (``fail`` when the proxy no
+longer serves after the event).
+"""
+
+from __future__ import annotations
+
+from ..probes import ProbeContext
+from ..probes import lifecycle as probe
+from ..probes.timeline import Fate, ReloadTimeline, RestartTimeline
+from ..results import Outcome, Verdict
+from .base import Check, EvalContext
+
+CUT_WITHIN_S = 1.0  # closed this soon after the event: cut at once, not drained
+PROMPT_S = 2.0  # a client told of a dead origin within this is told promptly
+
+
+def _fate_words(fates: tuple[Fate, ...], since: float) -> tuple[dict[str, int], list[float]]:
+    counts = {"survived": 0, "drained": 0, "cut": 0}
+    closed_after: list[float] = []
+    for fate in fates:
+        counts[_fate(fate, since)] += 1
+        if fate.ended_at is not None:
+            closed_after.append(round(fate.ended_at - since, 2))
+    return counts, closed_after
+
+
+def _fate(fate: Fate, since: float) -> str:
+    if fate.ended_at is None:
+        return "survived"
+    return "cut" if fate.ended_at - since < CUT_WITHIN_S else "drained"
+
+
+def _by_kind(fates: tuple[Fate, ...], since: float) -> str:
+    """'WebSockets: 2 cut at once; SSE streams: 2 survived'."""
+    words = {"survived": "survived", "drained": "drained then closed", "cut": "cut at once"}
+    parts = []
+    for kind, noun in (("ws", "WebSockets"), ("sse", "SSE streams")):
+        mine = [f for f in fates if f.kind == kind]
+        if not mine:
+            continue
+        tally: dict[str, int] = {}
+        for fate in mine:
+            tally[_fate(fate, since)] = tally.get(_fate(fate, since), 0) + 1
+        parts.append(f"{noun}: " + ", ".join(f"{n} {words[w]}" for w, n in tally.items()))
+    return "; ".join(parts)
+
+
+def _watched(fates: tuple[Fate, ...]) -> str:
+    ws = sum(f.kind == "ws" for f in fates)
+    sse = len(fates) - ws
+    if not ws:
+        return f"{sse} SSE streams (WebSocket is not proxied: see ws.upgrade)"
+    return f"{ws} open WebSockets and {sse} SSE streams"
+
+
+def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
+    if tl.unsupported:
+        return Outcome(Verdict.SKIP, tl.unsupported)
+    if tl.error or tl.reload_at is None:
+        return Outcome(Verdict.ERROR, tl.error or "the reload did not happen")
+    counts, closed_after = _fate_words(tl.fates, tl.reload_at)
+    metrics: dict[str, object] = {
+        "method": tl.method,
+        "open_connections": len(tl.fates),
+        **{f"{k}_connections": v for k, v in counts.items()},
+        "closed_after_s": closed_after,
+        "observed_s": tl.observe_s,
+        "new_requests_ok": tl.during_ok,
+        "new_requests_failed": len(tl.during_failed),
+    }
+    fates = _by_kind(tl.fates, tl.reload_at)
+    if counts["drained"]:
+        fates += f" (the last after {max(closed_after):.1f} s)"
+    if not tl.alive_after:
+        return Outcome(
+            Verdict.FAIL,
+            f"the proxy exited on reload ({tl.method})",
+            metrics,
+            failure="reload_died",
+        )
+    if tl.after_ws or tl.after_sse:
+        broken = "; ".join(
+            p
+            for p in (
+                f"WebSocket: {tl.after_ws}" if tl.after_ws else "",
+                f"SSE: {tl.after_sse}" if tl.after_sse else "",
+            )
+            if p
+        )
+        return Outcome(
+            Verdict.FAIL,
+            f"new connections fail after the reload: {broken}",
+            metrics,
+            failure="reload_broken",
+        )
+    during = f"{tl.during_ok} new requests during it all answered"
+    if tl.during_failed:
+        during = (
+            f"{len(tl.during_failed)} of {tl.during_ok + len(tl.during_failed)} new "
+            f"requests during it failed ({tl.during_failed[0]})"
+        )
+    summary = f"{tl.method}, watched {tl.observe_s:g} s: {fates}; {during}"
+    if counts["cut"] or tl.during_failed:
+        return Outcome(Verdict.DEGRADED, summary, metrics, failure="reload_cut")
+    return Outcome(Verdict.PASS, summary, metrics)
+
+
+def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
+    if tl.unsupported:
+        return Outcome(Verdict.SKIP, tl.unsupported)
+    if tl.error or tl.killed_at is None:
+        return Outcome(Verdict.ERROR, tl.error or "the origin was not killed")
+    learned = [
+        None if f.ended_at is None else round(f.ended_at - tl.killed_at, 2) for f in tl.fates
+    ]
+    hung = [f.kind for f, s in zip(tl.fates, learned, strict=True) if s is None]
+    known = [s for s in learned if s is not None]
+    metrics: dict[str, object] = {
+        "open_connections": len(tl.fates),
+        "learned_after_s": learned,
+        "hung_connections": len(hung),
+        "recovered_after_s": tl.recovered_after_s,
+    }
+    if hung:
+        return Outcome(
+            Verdict.FAIL,
+            f"{len(hung)} of {len(tl.fates)} connections ({', '.join(hung)}) still open "
+            f"{tl.learn_limit_s:g} s after the origin died: clients hang instead of reconnecting",
+            metrics,
+            failure="hung",
+        )
+    if tl.recovered_after_s is None:
+        return Outcome(
+            Verdict.FAIL,
+            f"no request got through within {tl.recover_limit_s:g} s after the origin came "
+            f"back (last: {tl.last_failure})",
+            metrics,
+            failure="no_recovery",
+        )
+    if tl.after_ws or tl.after_sse:
+        broken = tl.after_ws or tl.after_sse
+        return Outcome(
+            Verdict.FAIL,
+            f"new connections fail after the origin came back: {broken}",
+            metrics,
+            failure="no_recovery",
+        )
+    slowest = max(known) if known else 0.0
+    summary = (
+        f"all {_watched(tl.fates)} learned within {slowest:.1f} s "
+        f"({', '.join(sorted({f.how or '?' for f in tl.fates}))}); new connections "
+        f"worked {tl.recovered_after_s:.1f} s after the origin came back"
+    )
+    if slowest > PROMPT_S:
+        return Outcome(Verdict.DEGRADED, summary, metrics, failure="slow_learn")
+    return Outcome(Verdict.PASS, summary, metrics)
+
+
+async def probe_reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
+    return await probe.reload(ctx, check)
+
+
+async def probe_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
+    return await probe.origin_restart(ctx, check)
+
+
+CHECKS = (
+    Check(
+        "lifecycle.reload",
+        "open streams across a config reload: survive, drain or drop; new connections work",
+        probe_reload,
+        evaluate_reload,
+        {
+            "reload_cut": "the reload closed open connections at once: give old workers a "
+            "drain period so clients are not cut on every deploy",
+            "reload_broken": "the proxy did not serve new connections after the reload",
+            "reload_died": "the proxy exited on reload: check its reload command and config",
+        },
+        kind="lifecycle",
+    ),
+    Check(
+        "lifecycle.origin-restart",
+        "the origin dies mid-stream: clients learn promptly; new connections work when it is back",
+        probe_restart,
+        evaluate_restart,
+        {
+            "hung": "the proxy keeps client connections open although the origin is gone: "
+            "enable upstream error propagation / shorter upstream timeouts",
+            "no_recovery": "the proxy keeps failing after the origin is back: look at passive "
+            "health checks (max_fails/fail_timeout, outlier detection) and retry settings",
+            "slow_learn": "clients learn late that the origin died: look at upstream read timeouts",
+        },
+        kind="lifecycle",
+    ),
+)

@@ -1,0 +1,179 @@
+"""Long-lived connection checks: idle, keepalive, heartbeat and lifetime holds.
+
+Each holds one connection up to max-hold and reports ``dropped_after_s`` (null
+when it survived), how it ended, and for a drop the heartbeat that would have
+kept it alive.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..probes import ProbeContext
+from ..probes import hold as probe
+from ..probes.timeline import HoldTimeline
+from ..results import Outcome, Verdict
+from .base import Check, EvalContext
+
+_NOUN = {"ws": "WebSocket", "sse": "SSE stream"}
+
+
+def suggested_heartbeat_s(dropped_after_s: float) -> int:
+    """A heartbeat comfortably inside the measured timeout (80 %, at least 1 s)."""
+    return max(1, math.floor(dropped_after_s * 0.8))
+
+
+def _metrics(tl: HoldTimeline) -> dict[str, object]:
+    metrics: dict[str, object] = {
+        "max_hold_s": tl.max_hold_s,
+        "dropped_after_s": tl.dropped_after_s,
+        "close_code": tl.close_code,
+        "ended_by": tl.how,
+    }
+    if tl.heartbeat_s:
+        metrics["heartbeat_s"] = tl.heartbeat_s
+    if tl.kind == "sse":
+        metrics["events_received"] = tl.events
+    return metrics
+
+
+def _not_open(tl: HoldTimeline) -> Outcome | None:
+    if tl.opened_at is not None:
+        return None
+    if tl.kind == "ws":
+        what = f"status {tl.status} from proxy" if tl.status else (tl.error or "no answer")
+        return Outcome(
+            Verdict.FAIL,
+            f"no WebSocket: {what} (see ws.upgrade)",
+            {"status": tl.status},
+            failure="upgrade",
+        )
+    what = f"status {tl.status}" if tl.status and tl.status != 200 else (tl.error or "no event")
+    return Outcome(
+        Verdict.FAIL, f"no stream to hold: {what}", {"status": tl.status}, failure="status"
+    )
+
+
+def evaluate_idle(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
+    """ws.idle and sse.idle: silent both ways; pass = survived max-hold."""
+    early = _not_open(tl)
+    if early:
+        return early
+    metrics = _metrics(tl)
+    noun = _NOUN[tl.kind]
+    dropped = tl.dropped_after_s
+    if dropped is None:
+        return Outcome(
+            Verdict.PASS,
+            f"idle {noun} held for {tl.max_hold_s:g} s (max-hold), silent both ways",
+            metrics,
+        )
+    beat = suggested_heartbeat_s(dropped)
+    metrics["suggested_heartbeat_s"] = beat
+    remedy = "ping" if tl.kind == "ws" else "send a `:` comment"
+    return Outcome(
+        Verdict.FAIL,
+        f"dropped after {dropped:.1f} s of silence: {tl.how}; {remedy} every ≤ {beat} s, "
+        "or raise the proxy's idle timeout",
+        metrics,
+        failure="idle",
+    )
+
+
+def evaluate_kept(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
+    """ws.keepalive and sse.heartbeat: with a heartbeat; pass = survived max-hold."""
+    early = _not_open(tl)
+    if early:
+        return early
+    metrics = _metrics(tl)
+    noun = _NOUN[tl.kind]
+    what = "pings both ways" if tl.kind == "ws" else "`:` comments"
+    every = tl.heartbeat_s or 0
+    dropped = tl.dropped_after_s
+    if dropped is None:
+        return Outcome(
+            Verdict.PASS,
+            f"{noun} held for {tl.max_hold_s:g} s with {what} every {every:g} s: "
+            f"a {every:g} s heartbeat works behind this proxy",
+            metrics,
+        )
+    if dropped < every:
+        beat = suggested_heartbeat_s(dropped)
+        metrics["suggested_heartbeat_s"] = beat
+        return Outcome(
+            Verdict.FAIL,
+            f"dropped after {dropped:.1f} s, before the first heartbeat ({every:g} s): "
+            f"{tl.how}; send them every ≤ {beat} s",
+            metrics,
+            failure="idle",
+        )
+    return Outcome(
+        Verdict.FAIL,
+        f"dropped after {dropped:.1f} s despite {what} every {every:g} s: {tl.how}; "
+        "a limit on total duration, or one that heartbeats do not reset",
+        metrics,
+        failure="lifetime",
+    )
+
+
+def evaluate_lifetime(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
+    """sse.lifetime: one event a second for max-hold; pass = all arrived, stream intact."""
+    early = _not_open(tl)
+    if early:
+        return early
+    metrics = _metrics(tl)
+    metrics["events_expected"] = tl.expected_events
+    dropped = tl.dropped_after_s
+    if dropped is None:
+        return Outcome(
+            Verdict.PASS,
+            f"{tl.events} events over {tl.max_hold_s:g} s, one a second: no limit on "
+            "stream duration",
+            metrics,
+        )
+    return Outcome(
+        Verdict.FAIL,
+        f"cut after {dropped:.1f} s while events flowed ({tl.events}/{tl.expected_events} "
+        f"events): {tl.how}; a limit on total stream duration",
+        metrics,
+        failure="lifetime",
+    )
+
+
+async def probe_ws_idle(ctx: ProbeContext, check: str) -> HoldTimeline:
+    return await probe.hold_ws(ctx, check, ping_every=None)
+
+
+async def probe_ws_keepalive(ctx: ProbeContext, check: str) -> HoldTimeline:
+    return await probe.hold_ws(ctx, check, ping_every=ctx.settings.heartbeat_s)
+
+
+async def probe_sse_idle(ctx: ProbeContext, check: str) -> HoldTimeline:
+    return await probe.hold_sse(ctx, check)
+
+
+async def probe_sse_heartbeat(ctx: ProbeContext, check: str) -> HoldTimeline:
+    return await probe.hold_sse(ctx, check, comment_every=ctx.settings.heartbeat_s)
+
+
+async def probe_sse_lifetime(ctx: ProbeContext, check: str) -> HoldTimeline:
+    return await probe.hold_sse(ctx, check, lifetime=True)
+
+
+_IDLE = "an idle timeout on the path closed the connection: raise it, or heartbeat more often"
+_LIFETIME = "a limit on total connection or response duration: raise or disable it for streams"
+
+CHECKS = (
+    Check("ws.idle", "an idle WebSocket is held up to max-hold; measures when it is dropped",
+          probe_ws_idle, evaluate_idle, {"idle": _IDLE}, kind="long"),
+    Check("ws.keepalive", "with pings both ways every N s, a WebSocket survives max-hold",
+          probe_ws_keepalive, evaluate_kept, {"idle": _IDLE, "lifetime": _LIFETIME},
+          kind="long"),
+    Check("sse.idle", "an SSE stream with no events is held up to max-hold; measures the drop",
+          probe_sse_idle, evaluate_idle, {"idle": _IDLE}, kind="long"),
+    Check("sse.heartbeat", "with `:` comments every N s, a quiet SSE stream survives max-hold",
+          probe_sse_heartbeat, evaluate_kept, {"idle": _IDLE, "lifetime": _LIFETIME},
+          kind="long"),
+    Check("sse.lifetime", "a stream with an event every second lasts max-hold (no total limit)",
+          probe_sse_lifetime, evaluate_lifetime, {"lifetime": _LIFETIME}, kind="long"),
+)  # fmt: skip

@@ -1,0 +1,144 @@
+"""A launched proxy's controls: start private instances of a target, reload one.
+
+The runner starts each target's main instance through :meth:`Harness.instance`;
+lifecycle checks start their own private instance the same way, so a reload or
+a dying origin never disturbs the checks running against the main one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from ._aio import finish
+from .adapters import Adapter, RenderedConfig
+from .errors import LaunchError
+from .launchers import LaunchSpec, launch_local
+from .launchers.local import LocalProcess
+from .origin.server import READY_PATH
+from .templates import Placeholders, render_files
+from .timing import Thresholds
+
+__all__ = ["Harness", "Instance", "free_port"]
+
+LOOPBACK = "127.0.0.1"
+_RESERVED: set[int] = set()
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A free TCP port on ``host`` that this process has not handed out before."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        if port not in _RESERVED:
+            _RESERVED.add(port)
+            return port
+    raise LaunchError("no free port found on loopback after 50 tries")
+
+
+@dataclass
+class Instance:
+    """One running proxy instance: where it listens, its process, its rendered config."""
+
+    host: str
+    port: int
+    process: LocalProcess
+    config: RenderedConfig
+    ready_s: float
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class Harness:
+    adapter: Adapter
+    binary: Path
+    sources: Sequence[Path]
+    thresholds: Thresholds
+    session: aiohttp.ClientSession
+    keep_run_dirs: bool = False
+    label: str = "proxy"
+
+    @contextlib.asynccontextmanager
+    async def instance(
+        self, upstream_host: str, upstream_port: int, origin_id: str, *, validate: bool = False
+    ) -> AsyncIterator[Instance]:
+        """Render the config for a new port and ``upstream``, start it, wait until ready."""
+        run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{self.adapter.name}-"))
+        # nginx started as root runs its workers as `nobody`: they must enter the run dir.
+        run_dir.chmod(0o755)
+        try:
+            placeholders = Placeholders(
+                LOOPBACK, free_port(), upstream_host, upstream_port, run_dir
+            )
+            files = render_files(self.sources, placeholders)
+            config = RenderedConfig(run_dir, files, tuple(self.sources))
+            if validate:
+                await self.adapter.validate(self.binary, config)
+            spec = LaunchSpec(
+                argv=self.adapter.argv(self.binary, config),
+                run_dir=run_dir,
+                host=LOOPBACK,
+                port=placeholders.listen_port,
+                env=self.adapter.env(config),
+                stop_signal=self.adapter.stop_signal,
+                stop_grace_s=self.thresholds.stop_grace_s,
+                label=self.label,
+            )
+            async with launch_local(spec) as process:
+                ready = await self._wait_ready(process, config, origin_id)
+                yield Instance(LOOPBACK, spec.port, process, config, ready)
+        finally:
+            if not self.keep_run_dirs:
+                await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
+
+    async def _wait_ready(
+        self, proc: LocalProcess, config: RenderedConfig, origin_id: str
+    ) -> float:
+        """Poll through the proxy until a request reaches *our* origin; seconds taken."""
+        adapter, th = self.adapter, self.thresholds
+        started = time.monotonic()
+        deadline = started + th.ready_timeout_s
+        url = f"http://{proc.host}:{proc.port}{READY_PATH}"
+        last = "no answer"
+        while time.monotonic() < deadline:
+            log = config.to_source(proc.log_tail(200))
+            refused = adapter.refused_at_start(config, log)
+            if refused is not None:
+                raise refused
+            if not proc.alive:
+                raise LaunchError(
+                    f"{adapter.name} exited with code {proc.exit_code} before it was ready",
+                    detail=config.to_source(proc.log_tail()),
+                )
+            try:
+                async with asyncio.timeout(1.0), self.session.get(url) as response:
+                    body = await response.text()
+                    if response.status == 200 and body == origin_id:
+                        return time.monotonic() - started
+                    last = f"status {response.status}"
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                last = type(exc).__name__
+            await asyncio.sleep(0.05)
+        raise LaunchError(
+            f"{adapter.name} did not pass a request to the origin within "
+            f"{th.ready_timeout_s:g} s (last attempt: {last})",
+            detail=config.to_source(proc.log_tail()),
+        )
+
+    async def reload(self, instance: Instance) -> str:
+        """Reload ``instance`` the way its operators do; return how it was done."""
+        return await self.adapter.reload(self.binary, instance.process, instance.config)
