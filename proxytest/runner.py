@@ -102,6 +102,15 @@ async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
     return values
 
 
+def check_budget(check: Check, ctx: ProbeContext, th: Thresholds) -> float:
+    """How long one attempt of ``check`` may take before it is an error."""
+    if check.kind == "long":
+        return ctx.settings.max_hold_s + th.check_timeout_s
+    if check.kind in ("lifecycle", "load"):
+        return 4 * th.check_timeout_s
+    return th.check_timeout_s
+
+
 async def run_checks(
     ctx: ProbeContext,
     checks: Sequence[Check],
@@ -125,18 +134,17 @@ async def run_checks(
 
     async def one(check: Check) -> CheckResult:
         started = time.monotonic()
+        limit = check_budget(check, ctx, th)
         attempts = 0
         timeline = None
         outcome = Outcome(Verdict.ERROR, "not run")
         while attempts <= th.timing_retries:
             attempts += 1
             try:
-                async with asyncio.timeout(th.check_timeout_s):
+                async with asyncio.timeout(limit):
                     timeline = await check.probe(ctx, check.id)
             except TimeoutError:
-                outcome = Outcome(
-                    Verdict.ERROR, f"the probe did not finish within {th.check_timeout_s:g} s"
-                )
+                outcome = Outcome(Verdict.ERROR, f"the probe did not finish within {limit:g} s")
             except Exception as exc:  # a harness failure, never the proxy's verdict
                 outcome = Outcome(Verdict.ERROR, f"the probe failed: {type(exc).__name__}: {exc}")
             else:

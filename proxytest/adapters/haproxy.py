@@ -16,6 +16,8 @@ class HAProxy(Adapter):
     version_args = ("-v",)
     version_pattern = r"HA-?Proxy version (\d+\.\d+(?:\.\d+)?)"
     hints = {
+        "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "
+        "frontend; derived from the fd limit by default): size it for your streams",
         "ws.idle:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or, when that is "
         "unset, at `timeout client`/`timeout server`: set `timeout tunnel 1h` (and "
         "`timeout client-fin 30s`)",

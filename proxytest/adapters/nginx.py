@@ -35,6 +35,9 @@ class Nginx(Adapter):
     version_pattern = r"nginx/(\S+)"
     stop_signal = signal.SIGTERM  # fast shutdown; SIGQUIT would wait for open streams
     hints = {
+        "limit": "nginx's `worker_connections` (512 by default) counts both sides of each "
+        "proxied connection, so about 256 streams per worker: raise it together with "
+        "`worker_rlimit_nofile`",
         "reload_cut": "nginx closed open connections on reload: `worker_shutdown_timeout` is "
         "set too short; old workers should keep streams for a drain period",
         "hung": "nginx kept the client connection open after the origin died: check "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 
-from . import lifecycle, long, sse, ws
+from . import lifecycle, load, long, sse, ws
 from .base import Check, EvalContext
 from .delivery import analyse, judge_stream
 
@@ -23,12 +23,8 @@ _ORDER = {
 
 __all__ = ["CHECKS", "Check", "EvalContext", "analyse", "judge_stream", "matching", "select"]
 
-CHECKS: dict[str, Check] = {
-    c.id: c
-    for c in sorted(
-        (*ws.CHECKS, *sse.CHECKS, *long.CHECKS, *lifecycle.CHECKS), key=lambda c: _ORDER[c.id]
-    )
-}
+_ALL = (*ws.CHECKS, *sse.CHECKS, *long.CHECKS, *lifecycle.CHECKS, *load.CHECKS)
+CHECKS: dict[str, Check] = {c.id: c for c in sorted(_ALL, key=lambda c: _ORDER[c.id])}
 
 
 def matching(pattern: str, ids: Iterable[str] | None = None) -> list[str]:

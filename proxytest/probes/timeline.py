@@ -234,3 +234,19 @@ class RestartTimeline:
     last_failure: str | None = None
     after_ws: str | None = None
     after_sse: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadTimeline:
+    """load.concurrency: N WebSockets and N SSE streams open at once through one proxy."""
+
+    requested: int  # asked for, per kind
+    attempted: int  # opened, per kind (less than requested only for the tool's own limits)
+    ws_ok: int
+    sse_ok: int
+    failures: tuple[tuple[str, int], ...]  # ("ws: status 502", 12), ...
+    setup_s: float
+    still_open: int  # of the connections opened, how many answered again after all were up
+    tool_limit: str | None = None
+    fd_limit: int = 0
+    tool_rss_mb: float = 0.0

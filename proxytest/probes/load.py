@@ -1,0 +1,184 @@
+"""The load probe: many WebSockets and SSE streams open at the same time.
+
+Connections are opened with bounded parallelism (like clients arriving in a
+burst, without overflowing accept queues), each proves it works (an echo, a
+first event), and all stay open together; then every WebSocket echoes once
+more, so a proxy that silently dropped some is caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import time
+from collections import Counter
+
+import aiohttp
+
+from .context import ProbeContext
+from .sse import SseParser
+from .timeline import LoadTimeline
+
+__all__ = ["load", "raise_fd_limit"]
+
+OPEN_PARALLEL = 64  # connections being set up at once
+CONNECT_TIMEOUT_S = 15.0
+FDS_PER_CONNECTION = 2  # the client's socket and the origin's socket, both in this process
+FD_RESERVE = 256  # for everything else the tool has open
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one; return the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return 64
+
+
+async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
+    requested = ctx.settings.load_connections
+    limit = raise_fd_limit()
+    room = (limit - _open_fds() - FD_RESERVE) // (2 * FDS_PER_CONNECTION)
+    attempted = max(0, min(requested, room))
+    tool_limit = None
+    if attempted < requested:
+        tool_limit = (
+            f"asked for {requested} of each kind, but this process may open only {limit} files "
+            f"(4 per WebSocket/stream pair, client and origin side): tested {attempted}"
+        )
+    failures: Counter[str] = Counter()
+    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    streams: list[aiohttp.ClientResponse] = []
+    gate = asyncio.Semaphore(OPEN_PARALLEL)
+    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    timeout = aiohttp.ClientTimeout(total=None)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def open_ws() -> None:
+            async with gate:
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        ws = await session.ws_connect(f"{ctx.ws_base_url}/ws/echo", heartbeat=None)
+                        await ws.send_str("hello")
+                        msg = await ws.receive()
+                    if msg.type == aiohttp.WSMsgType.TEXT and msg.data == "hello":
+                        sockets.append(ws)
+                    else:
+                        failures[f"ws: {msg.type.name.lower()} instead of the echo"] += 1
+                        await ws.close()
+                except aiohttp.WSServerHandshakeError as exc:
+                    failures[f"ws: status {exc.status}"] += 1
+                except TimeoutError:
+                    failures["ws: no answer in time"] += 1
+                except (aiohttp.ClientError, OSError) as exc:
+                    failures[f"ws: {_kind(exc)}"] += 1
+
+        async def open_sse() -> None:
+            async with gate:
+                response = None
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                        response = await session.get(
+                            f"{ctx.base_url}/sse?count=1&hold_s=120",
+                            headers={"Accept-Encoding": "identity"},
+                        )
+                        if response.status != 200:
+                            failures[f"sse: status {response.status}"] += 1
+                            response.close()
+                            return
+                        parser = SseParser()
+                        while not parser.feed((await response.content.readany()).decode()):
+                            if response.content.at_eof():
+                                raise aiohttp.ClientPayloadError("ended before an event")
+                    streams.append(response)
+                except TimeoutError:
+                    failures["sse: no event in time"] += 1
+                except (aiohttp.ClientError, OSError) as exc:
+                    failures[f"sse: {_kind(exc)}"] += 1
+                if response is not None and response not in streams:
+                    response.close()
+
+        started = time.monotonic()
+        try:
+            await asyncio.gather(
+                *(open_ws() for _ in range(attempted)), *(open_sse() for _ in range(attempted))
+            )
+            setup_s = time.monotonic() - started
+            still_open = await _still_open(sockets, streams)
+        finally:
+            await _close_all(sockets, streams)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return LoadTimeline(
+        requested=requested,
+        attempted=attempted,
+        ws_ok=len(sockets),
+        sse_ok=len(streams),
+        failures=tuple(failures.most_common()),
+        setup_s=round(setup_s, 2),
+        still_open=still_open,
+        tool_limit=tool_limit,
+        fd_limit=limit,
+        tool_rss_mb=round(rss_mb, 1),
+    )
+
+
+async def _still_open(
+    sockets: list[aiohttp.ClientWebSocketResponse], streams: list[aiohttp.ClientResponse]
+) -> int:
+    """With everything open: every WebSocket echoes again; every stream is still open."""
+    gate = asyncio.Semaphore(OPEN_PARALLEL * 4)
+
+    async def again(ws: aiohttp.ClientWebSocketResponse) -> bool:
+        async with gate:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await ws.send_str("again")
+                    msg = await ws.receive()
+                return msg.type == aiohttp.WSMsgType.TEXT and msg.data == "again"
+            except (TimeoutError, aiohttp.ClientError, OSError, RuntimeError):
+                return False
+
+    echoed = await asyncio.gather(*(again(ws) for ws in sockets))
+    open_streams = sum(1 for r in streams if not r.content.at_eof() and not r.closed)
+    return sum(echoed) + open_streams
+
+
+async def _close_all(
+    sockets: list[aiohttp.ClientWebSocketResponse], streams: list[aiohttp.ClientResponse]
+) -> None:
+    for response in streams:
+        response.close()
+
+    async def close(ws: aiohttp.ClientWebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await ws.close()
+
+    await asyncio.gather(*(close(ws) for ws in sockets))
+
+
+def _kind(exc: BaseException) -> str:
+    text = str(exc).lower()
+    for needle, word in (
+        ("reset", "connection reset"),
+        ("refused", "connection refused"),
+        ("too many open files", "too many open files"),
+        ("payload", "stream cut"),
+        ("disconnect", "disconnected"),
+    ):
+        if needle in text:
+            return word
+    return type(exc).__name__
