@@ -18,7 +18,6 @@ from typing import Any, Protocol
 import aiohttp
 
 from . import __version__
-from ._aio import Gate
 from .adapters import ADAPTERS, Adapter
 from .checks import CHECKS, Check, EvalContext, analyse
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
@@ -203,18 +202,35 @@ class _RunEnv:
     options: RunOptions
     progress: Progress
     semaphore: asyncio.Semaphore  # targets in their start-up and quick phase at once
-    gate: Gate  # quick phases shared, load checks exclusive
+    # Load checks wait until every target's quick (timing) checks are over, so a
+    # thousand connections never share the event loop with a timing probe; then
+    # they take turns.
+    quick_left: int = 0
+    quick_over: asyncio.Event = field(default_factory=asyncio.Event)
+    load_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
+        """Count ``target``'s quick phase as over (once, however the target ends)."""
+        if target.id in done:
+            return
+        done.add(target.id)
+        self.quick_left -= 1
+        if self.quick_left <= 0:
+            self.quick_over.set()
 
 
-async def _run_target(target: TargetSpec, env: _RunEnv) -> TargetResult:
+async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
     started = time.monotonic()
-    result = await _run_target_inner(target, env)
+    try:
+        result = await _run_target_inner(target, env, quick_done)
+    finally:
+        env.quick_phase_over(target, quick_done)
     result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
     env.progress.target_done(result)
     return result
 
 
-async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
+async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
     options, th = env.options, env.options.thresholds
     adapter = ADAPTERS[target.proxy]
     base: dict[str, Any] = dict(
@@ -276,16 +292,17 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
                     progress=env.progress,
                 )
 
-            # Quick checks first, in a concurrency slot, while no load check runs.
-            async with env.gate.shared():
-                quick = await phase(("quick",))
+            # Quick checks first, in a concurrency slot.
+            quick = await phase(("quick",))
             env.semaphore.release()
             slot_held = False
+            env.quick_phase_over(target, quick_done)
 
             async def load() -> tuple[CheckResult, ...]:
                 if not any(c.kind == "load" for c in options.checks):
                     return ()
-                async with env.gate.exclusive():
+                await env.quick_over.wait()
+                async with env.load_turn:
                     return await phase(("load",))
 
             # Long holds of every target overlap; load checks take turns meanwhile.
@@ -352,10 +369,11 @@ async def run_targets(
             options,
             progress or _Silent(),
             asyncio.Semaphore(options.concurrency),
-            Gate(),
+            quick_left=len(targets),
         )
+        quick_done: set[str] = set()
         try:
-            results = await asyncio.gather(*(_run_target(t, env) for t in targets))
+            results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))
         finally:
             baseline.cancel()
     return RunResult(__version__, started_at, time.monotonic() - started, tuple(results))

@@ -39,6 +39,9 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
 - ``drop_ws_close``: same parsing; a close frame is not forwarded, both TCP
   connections are aborted instead, so peers see 1006 (a proxy tearing tunnels
   down on its own terms, e.g. on reload).
+- ``max_connections``: client connections beyond ``connections`` open at once
+  are closed as soon as they are accepted (nginx out of ``worker_connections``,
+  HAProxy at ``maxconn`` with no queue).
 - ``gzip``: a 200 without ``Content-Encoding`` to a request accepting gzip is
   compressed and sent chunked; ``flush=True`` syncs the compressor after each
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
@@ -60,7 +63,7 @@ __all__ = ["FAULT_KINDS", "Fault", "Relay"]
 
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "coalesce", "close_after_idle",
-    "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip",
+    "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
 )  # fmt: skip
 
 HEAD_TIMEOUT_S = 10.0  # a client must send its request head within this
@@ -83,6 +86,7 @@ class Fault:
     after_bytes: int = 64 * 1024  # cut_after_bytes
     headers: tuple[str, ...] = ()  # strip_headers
     flush: bool = True  # gzip: Z_SYNC_FLUSH after each upstream chunk
+    connections: int = 100  # max_connections: open client connections allowed at once
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -604,6 +608,10 @@ class Relay:
             self._server = None
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.fault.kind == "max_connections" and len(self._tasks) >= self.fault.connections:
+            # Over the limit: close at once, as a proxy out of worker connections does.
+            writer.transport.abort()
+            return
         task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -21,7 +21,10 @@ def test_public_names_are_exactly_all() -> None:
 def test_check_ids_are_the_design_catalogue() -> None:
     assert list(proxytest.CHECKS) == [
         "ws.upgrade", "ws.echo", "ws.push", "ws.ping", "ws.close", "ws.subprotocol",
-        "sse.headers", "sse.stream", "sse.last-event-id", "sse.compression",
+        "ws.idle", "ws.keepalive",
+        "sse.headers", "sse.stream", "sse.last-event-id", "sse.reconnect", "sse.compression",
+        "sse.idle", "sse.heartbeat", "sse.lifetime",
+        "lifecycle.reload", "lifecycle.origin-restart", "load.concurrency",
     ]  # fmt: skip
     for check in proxytest.CHECKS.values():
         assert check.description and len(check.description) < 100

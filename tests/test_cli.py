@@ -147,7 +147,21 @@ http {
 }
 """)
     report = tmp_path / "report.json"
-    done = cli("check", "--proxy", "nginx", "--config", str(config), "--json", str(report))
+    done = cli(
+        "check",
+        "--proxy",
+        "nginx",
+        "--config",
+        str(config),
+        "--json",
+        str(report),
+        "--max-hold",
+        "2",
+        "--heartbeat",
+        "0.5",
+        "--load-connections",
+        "50",
+    )
     assert done.returncode == 1, done.stdout + done.stderr  # WebSocket is broken here
     data = json.loads(report.read_text())
     assert set(data) == {"tool", "started_at", "duration_s", "targets"}
@@ -160,6 +174,9 @@ http {
     assert verdicts["ws.upgrade"] == "fail"
     assert verdicts["sse.stream"] == "pass"
     assert verdicts["sse.headers"] == "pass"  # proxy_buffering off sends headers at once
+    assert verdicts["sse.idle"] == "pass"  # held 2 s
+    assert verdicts["load.concurrency"] == "pass"  # 50 SSE streams; WebSocket not proxied
+    assert len(verdicts) == 19
     result = next(r for r in target["results"] if r["check"] == "ws.upgrade")
     assert set(result) == {
         "check",

@@ -31,8 +31,11 @@ _STYLE = {
 _SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip"}
 _TINY = {
     "upgrade": "upgr", "subprotocol": "subp", "headers": "hdrs", "stream": "strm",
-    "last-event-id": "leid", "compression": "gzip", "close": "clos",
+    "last-event-id": "leid", "compression": "gzip", "close": "clos", "keepalive": "keep",
+    "heartbeat": "beat", "lifetime": "span", "reconnect": "recn", "reload": "rlod",
+    "origin-restart": "orig", "concurrency": "conc",
 }  # fmt: skip
+_TINY_FAMILY = {"lifecycle": "life"}
 _SYMBOL = {
     Verdict.PASS: "✓",
     Verdict.DEGRADED: "≈",
@@ -40,8 +43,6 @@ _SYMBOL = {
     Verdict.ERROR: "!",
     Verdict.SKIP: "·",
 }
-# Below this width the grid uses symbols and four-letter headers.
-COMPACT_BELOW = 120
 
 
 def _cell(result: CheckResult, compact: bool = False) -> Text:
@@ -111,36 +112,75 @@ class LiveProgress:
         self._refresh()
 
 
-def render_grid(run: RunResult, width: int = 200) -> Table:
-    """Targets × checks. Narrow terminals get symbols and short headers."""
-    compact = width < COMPACT_BELOW
-    check_ids: list[str] = []
+def _check_ids(run: RunResult) -> list[str]:
+    ids: list[str] = []
     for target in run.targets:
         for result in target.results:
-            if result.check not in check_ids:
-                check_ids.append(result.check)
-    table = Table(
-        title="proxytest",
-        title_style="bold",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        padding=(0, 0) if compact else (0, 1),
-    )
-    table.add_column("target", style="bold", no_wrap=True, min_width=16 if compact else None)
-    if not compact:
-        table.add_column("version", style="dim", no_wrap=True)
-    for check_id in check_ids:
-        family, _, name = check_id.partition(".")
-        short = _TINY.get(name, name) if compact else _SHORT.get(name, name)
-        table.add_column(
-            f"{family}\n{short}", justify="center", no_wrap=True, min_width=5 if compact else None
+            if result.check not in ids:
+                ids.append(result.check)
+    return ids
+
+
+def _header(check_id: str, compact: bool) -> str:
+    family, _, name = check_id.partition(".")
+    if compact:
+        return f"{_TINY_FAMILY.get(family, family)}\n{_TINY.get(name, name)}"
+    return f"{family}\n{_SHORT.get(name, name)}"
+
+
+def _fits(run: RunResult, ids: list[str], compact: bool) -> int:
+    """The width a one-table grid of ``ids`` needs."""
+    target = max((len(t.id) for t in run.targets), default=6) + 2
+    if compact:
+        return target + 6 * len(ids)
+    version = max((len(t.proxy_version or "-") for t in run.targets), default=7) + 3
+    columns = sum(max(len(line) for line in _header(i, False).split("\n")) + 3 for i in ids)
+    return target + version + max(columns, 0)
+
+
+def _chunks(run: RunResult, ids: list[str], width: int) -> list[list[str]]:
+    """Split the check columns into tables that each fit ``width``."""
+    chunks: list[list[str]] = [[]]
+    for check_id in ids:
+        trial = [*chunks[-1], check_id]
+        if chunks[-1] and _fits(run, trial, True) > width:
+            chunks.append([check_id])
+        else:
+            chunks[-1] = trial
+    return chunks
+
+
+def render_grid(run: RunResult, width: int = 200) -> Group:
+    """Targets × checks. Too narrow for words: symbols and short headers, then several tables."""
+    ids = _check_ids(run)
+    compact = _fits(run, ids, False) > width
+    chunks = _chunks(run, ids, width) if compact else [ids]
+    tables = []
+    for n, chunk in enumerate(chunks):
+        table = Table(
+            title="proxytest" if n == 0 else None,
+            title_style="bold",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 0) if compact else (0, 1),
         )
-    for target in run.targets:
-        by_id = {r.check: r for r in target.results}
-        cells = [_cell(by_id[c], compact) if c in by_id else Text("") for c in check_ids]
-        version = [] if compact else [target.proxy_version or "-"]
-        table.add_row(target.id, *version, *cells)
-    return table
+        table.add_column("target", style="bold", no_wrap=True, min_width=16 if compact else None)
+        if not compact:
+            table.add_column("version", style="dim", no_wrap=True)
+        for check_id in chunk:
+            table.add_column(
+                _header(check_id, compact),
+                justify="center",
+                no_wrap=True,
+                min_width=5 if compact else None,
+            )
+        for target in run.targets:
+            by_id = {r.check: r for r in target.results}
+            cells = [_cell(by_id[c], compact) if c in by_id else Text("") for c in chunk]
+            version = [] if compact else [target.proxy_version or "-"]
+            table.add_row(target.id, *version, *cells)
+        tables.append(table)
+    return Group(*tables)
 
 
 def _legend(run: RunResult, compact: bool) -> Text:
@@ -198,8 +238,9 @@ def render_details(run: RunResult) -> Group:
 
 
 def print_report(console: Console, run: RunResult) -> None:
+    ids = _check_ids(run)
     console.print(render_grid(run, console.width))
-    console.print(_legend(run, console.width < COMPACT_BELOW))
+    console.print(_legend(run, _fits(run, ids, False) > console.width))
     details = render_details(run)
     if details.renderables:
         console.print()

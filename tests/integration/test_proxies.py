@@ -22,18 +22,33 @@ from ..conftest import ROOT, running_in_ci
 
 pytestmark = pytest.mark.integration
 
-F, D = Verdict.FAIL, Verdict.DEGRADED
+F, D, S = Verdict.FAIL, Verdict.DEGRADED, Verdict.SKIP
+# Envoy runs a static config without hot restart: there is no reload to drive.
+NO_RELOAD = {"lifecycle.reload": S}
 DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Upgrade/Connection are hop-by-hop and not forwarded; proxy_buffering on
-    # sends the headers only with the first body bytes.
-    "nginx/default": {"ws.*": F, "sse.headers": F},
-    # No option http-no-delay: small writes coalesced (~200 ms).
-    "haproxy/default": {"sse.stream": D, "sse.compression": D},
-    # No upgrade_configs: 403.
-    "envoy/default": {"ws.*": F},
+    # sends the headers only with the first body bytes; proxy_read_timeout 60 s
+    # closes quiet streams; worker_connections 512 holds ~250 streams.
+    "nginx/default": {"ws.*": F, "sse.headers": F, "sse.idle": F, "load.concurrency": F},
+    # No option http-no-delay: small writes coalesced (~200 ms); timeout
+    # client/server 30 s and no timeout tunnel cut idle connections.
+    "haproxy/default": {"sse.stream": D, "sse.compression": D, "ws.idle": F, "sse.idle": F},
+    # No upgrade_configs: 403; the 15 s route timeout ends every stream.
+    "envoy/default": {"ws.*": F, "sse.idle": F, "sse.heartbeat": F, "sse.lifetime": F, **NO_RELOAD},
     "traefik/default": {},
-    "caddy/default": {},
+    # stream_close_delay 0: a reload closes WebSockets.
+    "caddy/default": {"lifecycle.reload": D},
     **{f"{p}/realtime": {} for p in ADAPTERS},
+    "envoy/realtime": NO_RELOAD,
+}
+# Measured drop times of the default setups' timeouts, in seconds.
+DROPS = {
+    ("nginx/default", "sse.idle"): 60.0,
+    ("haproxy/default", "ws.idle"): 30.0,
+    ("haproxy/default", "sse.idle"): 30.0,
+    ("envoy/default", "sse.idle"): 15.0,
+    ("envoy/default", "sse.heartbeat"): 15.0,
+    ("envoy/default", "sse.lifetime"): 15.0,
 }
 
 
@@ -46,8 +61,10 @@ def documented(target: str, check: str) -> Verdict:
 
 @pytest.fixture(scope="module")
 def default_run() -> RunResult:
+    # The whole default matrix, as `proxytest run` runs it: max-hold 75 s.
     matrix = load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS))
-    return asyncio.run(run_targets(matrix.targets, RunOptions(concurrency=matrix.concurrency)))
+    options = RunOptions(concurrency=matrix.concurrency, settings=matrix.settings)
+    return asyncio.run(run_targets(matrix.targets, options))
 
 
 def target(run: RunResult, target_id: str) -> TargetResult:
@@ -96,6 +113,36 @@ def test_haproxy_default_coalesces_and_the_hint_names_http_no_delay(
     )
     assert stream.metrics["p95_delay_ms"] > 100
     assert "http-no-delay" in (stream.hint or "")
+
+
+@pytest.mark.parametrize(("target_id", "check"), sorted(DROPS))
+def test_drop_times_match_the_proxies_timeouts(
+    default_run: RunResult, target_id: str, check: str
+) -> None:
+    result = next(r for r in target(default_run, target_id).results if r.check == check)
+    assert result.metrics["dropped_after_s"] == pytest.approx(DROPS[target_id, check], abs=2.0)
+    assert result.hint  # names the timeout responsible
+
+
+def test_realtime_setups_hold_connections_for_max_hold(default_run: RunResult) -> None:
+    for proxy in ADAPTERS:
+        for r in target(default_run, f"{proxy}/realtime").results:
+            if r.check in ("ws.idle", "ws.keepalive", "sse.idle", "sse.heartbeat"):
+                assert r.metrics["dropped_after_s"] is None, (proxy, r.check, r.summary)
+                assert r.metrics["max_hold_s"] == 75
+
+
+def test_reload_and_origin_restart_are_real_measurements(default_run: RunResult) -> None:
+    nginx = {r.check: r for r in target(default_run, "nginx/realtime").results}
+    assert nginx["lifecycle.reload"].metrics["method"].startswith("SIGHUP")
+    assert nginx["lifecycle.reload"].metrics["survived_connections"] == 4
+    haproxy = {r.check: r for r in target(default_run, "haproxy/realtime").results}
+    assert haproxy["lifecycle.reload"].metrics["method"].startswith("SIGUSR2")
+    for result in (nginx["lifecycle.origin-restart"], haproxy["lifecycle.origin-restart"]):
+        assert result.metrics["hung_connections"] == 0
+        assert result.metrics["recovered_after_s"] is not None
+    caddy = {r.check: r for r in target(default_run, "caddy/default").results}
+    assert caddy["lifecycle.reload"].metrics["cut_connections"] == 2  # the WebSockets
 
 
 def test_realtime_setups_stream_promptly(default_run: RunResult) -> None:
