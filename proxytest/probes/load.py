@@ -24,7 +24,10 @@ from .timeline import LoadTimeline
 __all__ = ["load", "raise_fd_limit"]
 
 OPEN_PARALLEL = 64  # connections being set up at once
-CONNECT_TIMEOUT_S = 15.0
+CONNECT_TIMEOUT_S = 10.0
+# Past this, no new connection is started: a proxy that queues connections
+# beyond its limit would otherwise keep the probe waiting for minutes.
+OPEN_DEADLINE_S = 60.0
 FDS_PER_CONNECTION = 2  # the client's socket and the origin's socket, both in this process
 FD_RESERVE = 256  # for everything else the tool has open
 
@@ -67,8 +70,16 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
+        def too_late(kind: str) -> bool:
+            if time.monotonic() < deadline:
+                return False
+            failures[f"{kind}: not attempted within {OPEN_DEADLINE_S:g} s"] += 1
+            return True
+
         async def open_ws() -> None:
             async with gate:
+                if too_late("ws"):
+                    return
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT_S):
                         ws = await session.ws_connect(f"{ctx.ws_base_url}/ws/echo", heartbeat=None)
@@ -88,6 +99,8 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
 
         async def open_sse() -> None:
             async with gate:
+                if too_late("sse"):
+                    return
                 response = None
                 try:
                     async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -112,6 +125,7 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
                     response.close()
 
         started = time.monotonic()
+        deadline = started + OPEN_DEADLINE_S
         try:
             await asyncio.gather(
                 *(open_ws() for _ in range(attempted)), *(open_sse() for _ in range(attempted))
