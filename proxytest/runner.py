@@ -208,6 +208,8 @@ class _RunEnv:
     quick_left: int = 0
     quick_over: asyncio.Event = field(default_factory=asyncio.Event)
     load_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # When each target got its slot: its duration excludes the wait for one.
+    active_since: dict[str, float] = field(default_factory=dict)
 
     def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
         """Count ``target``'s quick phase as over (once, however the target ends)."""
@@ -225,7 +227,8 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
         result = await _run_target_inner(target, env, quick_done)
     finally:
         env.quick_phase_over(target, quick_done)
-    result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - started})
+    began = env.active_since.get(target.id, started)
+    result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - began})
     env.progress.target_done(result)
     return result
 
@@ -263,6 +266,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
     try:
         await env.semaphore.acquire()
         slot_held = True
+        env.active_since[target.id] = time.monotonic()
         env.progress.target_phase(target, "starting")
         async with harness.instance(
             env.origin.host, env.origin.port, env.origin.id, validate=True
