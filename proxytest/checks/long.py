@@ -34,7 +34,18 @@ def _metrics(tl: HoldTimeline) -> dict[str, object]:
         metrics["heartbeat_s"] = tl.heartbeat_s
     if tl.kind == "sse":
         metrics["events_received"] = tl.events
+    if tl.kind == "ws" and tl.ended_at is not None:
+        metrics["origin_side_closed"] = tl.origin_end is not None
     return metrics
+
+
+def _how(tl: HoldTimeline) -> str:
+    """How the connection ended and, for a WebSocket, what became of the origin's side."""
+    if tl.kind != "ws":
+        return tl.how or "ended"
+    if tl.origin_end is not None:
+        return f"{tl.how}; the proxy closed the origin's side too"
+    return f"{tl.how}; the origin's side stayed open"
 
 
 def _not_open(tl: HoldTimeline) -> Outcome | None:
@@ -73,7 +84,7 @@ def evaluate_idle(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
     remedy = "ping" if tl.kind == "ws" else "send a `:` comment"
     return Outcome(
         Verdict.FAIL,
-        f"dropped after {dropped:.1f} s of silence: {tl.how}; {remedy} every ≤ {beat} s, "
+        f"dropped after {dropped:.1f} s of silence: {_how(tl)}; {remedy} every ≤ {beat} s, "
         "or raise the proxy's idle timeout",
         metrics,
         failure="idle",
@@ -103,13 +114,13 @@ def evaluate_kept(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(
             Verdict.FAIL,
             f"dropped after {dropped:.1f} s, before the first heartbeat ({every:g} s): "
-            f"{tl.how}; send them every ≤ {beat} s",
+            f"{_how(tl)}; send them every ≤ {beat} s",
             metrics,
             failure="idle",
         )
     return Outcome(
         Verdict.FAIL,
-        f"dropped after {dropped:.1f} s despite {what} every {every:g} s: {tl.how}; "
+        f"dropped after {dropped:.1f} s despite {what} every {every:g} s: {_how(tl)}; "
         "a limit on total duration, or one that heartbeats do not reset",
         metrics,
         failure="lifetime",

@@ -52,6 +52,15 @@ def test_idle_drop_fails_with_time_and_suggested_heartbeat(kind: str, remedy: st
     assert f"{remedy} every ≤ 24 s" in outcome.summary
 
 
+def test_websocket_drop_says_what_became_of_the_origin_side() -> None:
+    closed = evaluate_idle(hold(dropped=3.0, origin_end="client-gone"), CTX)
+    assert "the proxy closed the origin's side too" in closed.summary
+    assert closed.metrics["origin_side_closed"] is True
+    leaked = evaluate_idle(hold(dropped=3.0, origin_end=None), CTX)
+    assert "the origin's side stayed open" in leaked.summary
+    assert leaked.metrics["origin_side_closed"] is False
+
+
 def test_a_drop_one_moment_before_max_hold_still_fails() -> None:
     assert evaluate_idle(hold(dropped=74.9), CTX).verdict == Verdict.FAIL
 
