@@ -56,6 +56,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="run proxies as local processes (default) or containers",
     )
     parser.add_argument(
+        "--image",
+        action="append",
+        metavar="[PROXY=]IMAGE",
+        help="container image for the docker runtime, repeatable (default: pinned official)",
+    )
+    parser.add_argument(
         "--max-hold",
         type=float,
         metavar="SECONDS",
@@ -152,13 +158,20 @@ def _only(targets: Sequence[TargetSpec], only: Sequence[str] | None) -> list[Tar
     return chosen
 
 
-def _runtime(requested: str | None, matrix_runtime: str) -> None:
-    runtime = requested or matrix_runtime
-    if runtime == "docker":
-        raise UsageError(
-            "the docker runtime is not available in this version",
-            fix="use --runtime local (the default)",
-        )
+def _images(values: Sequence[str] | None, proxy: str | None = None) -> dict[str, str]:
+    """--image PROXY=IMAGE (repeatable); in `check`, a bare IMAGE is for its proxy."""
+    images: dict[str, str] = {}
+    for value in values or ():
+        name, sep, image = value.partition("=")
+        if not sep and proxy is not None:
+            name, image = proxy, value
+        if (not sep and proxy is None) or name not in ADAPTERS or not image:
+            raise UsageError(
+                f"--image {value!r}: expected PROXY=IMAGE",
+                fix="e.g. --image nginx=nginx:1.29.3-alpine; proxies: " + ", ".join(ADAPTERS),
+            )
+        images[name] = image
+    return images
 
 
 async def _main_task(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
@@ -205,6 +218,8 @@ def _execute(
         concurrency=concurrency,
         keep_run_dirs=args.keep_run_dirs,
         settings=settings,
+        runtime=args.runtime,
+        images=_images(args.image, getattr(args, "proxy", None)),
         raise_rejected=raise_rejected,
     )
     interactive = console.is_terminal
@@ -248,13 +263,11 @@ class _LineProgress:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     matrix = load_matrix(args.matrix, tuple(ADAPTERS))
-    _runtime(args.runtime, matrix.runtime)
     targets = _only(matrix.targets, args.only)
     return _execute(args, targets, matrix, console)
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
-    _runtime(args.runtime, "local")
     configs = []
     for path in args.config:
         if not path.is_file():

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -21,9 +21,10 @@ import aiohttp
 from ._aio import finish
 from .adapters import Adapter, RenderedConfig
 from .errors import LaunchError
-from .launchers import LaunchSpec, launch_local
-from .launchers.local import LocalProcess
+from .launchers import LaunchSpec
+from .launchers.base import Running
 from .origin.server import READY_PATH
+from .runtimes import LocalRuntime, Runtime
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
@@ -53,7 +54,7 @@ class Instance:
 
     host: str
     port: int
-    process: LocalProcess
+    process: Running
     config: RenderedConfig
     ready_s: float
 
@@ -65,10 +66,11 @@ class Instance:
 @dataclass
 class Harness:
     adapter: Adapter
-    binary: Path
+    binary: Path  # argv[0] where the proxy runs: the host binary, or its path in the image
     sources: Sequence[Path]
     thresholds: Thresholds
     session: aiohttp.ClientSession
+    runtime: Runtime = field(default_factory=LocalRuntime)
     keep_run_dirs: bool = False
     label: str = "proxy"
 
@@ -87,7 +89,7 @@ class Harness:
             files = render_files(self.sources, placeholders)
             config = RenderedConfig(run_dir, files, tuple(self.sources))
             if validate:
-                await self.adapter.validate(self.binary, config)
+                await self.adapter.validate(self.binary, config, self.runtime.run)
             spec = LaunchSpec(
                 argv=self.adapter.argv(self.binary, config),
                 run_dir=run_dir,
@@ -98,16 +100,14 @@ class Harness:
                 stop_grace_s=self.thresholds.stop_grace_s,
                 label=self.label,
             )
-            async with launch_local(spec) as process:
+            async with self.runtime.launch(spec) as process:
                 ready = await self._wait_ready(process, config, origin_id)
                 yield Instance(LOOPBACK, spec.port, process, config, ready)
         finally:
             if not self.keep_run_dirs:
                 await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
 
-    async def _wait_ready(
-        self, proc: LocalProcess, config: RenderedConfig, origin_id: str
-    ) -> float:
+    async def _wait_ready(self, proc: Running, config: RenderedConfig, origin_id: str) -> float:
         """Poll through the proxy until a request reaches *our* origin; seconds taken."""
         adapter, th = self.adapter, self.thresholds
         started = time.monotonic()
@@ -115,10 +115,10 @@ class Harness:
         url = f"http://{proc.host}:{proc.port}{READY_PATH}"
         last = "no answer"
         while time.monotonic() < deadline:
-            log = config.to_source(proc.log_tail(200))
-            refused = adapter.refused_at_start(config, log)
-            if refused is not None:
-                raise refused
+            if adapter.startup_error is not None:
+                refused = adapter.refused_at_start(config, config.to_source(proc.log_tail(200)))
+                if refused is not None:
+                    raise refused
             if not proc.alive:
                 raise LaunchError(
                     f"{adapter.name} exited with code {proc.exit_code} before it was ready",
@@ -141,4 +141,6 @@ class Harness:
 
     async def reload(self, instance: Instance) -> str:
         """Reload ``instance`` the way its operators do; return how it was done."""
-        return await self.adapter.reload(self.binary, instance.process, instance.config)
+        return await self.adapter.reload(
+            self.binary, instance.process, instance.config, self.runtime.run
+        )

@@ -8,6 +8,8 @@ Nothing downstream sees a raw dict: every error names the file and the line
     max_hold: 75           # seconds a long-lived check holds a connection
     heartbeat: 10          # ws.keepalive ping / sse.heartbeat comment interval
     load_connections: 1000 # WebSockets and SSE streams for load.concurrency
+    runtime: local         # local | docker | auto (also per target)
+    images: {nginx: "nginx:1.29.3-alpine"}   # docker runtime (also per target: image:)
     targets:
       - proxy: nginx
         setup: default     # proxies/nginx/default.*
@@ -39,9 +41,9 @@ __all__ = ["Matrix", "TargetSpec", "discover_setup", "load_matrix", "parse_matri
 RUNTIMES = ("local", "docker", "auto")
 _TOP_KEYS = (
     "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
-    "load_connections", "targets",
+    "load_connections", "images", "targets",
 )  # fmt: skip
-_TARGET_KEYS = ("proxy", "setup", "configs", "binary", "expect", "runtime", "id", "note")
+_TARGET_KEYS = ("proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ class TargetSpec:
     binary: Path | None = None
     expect: tuple[tuple[str, Verdict], ...] = ()
     runtime: str = "local"
+    image: str | None = None  # for the docker runtime; default: the matrix's, else official
     note: str | None = None
     source: str | None = None  # "matrix.yaml:12", for messages
 
@@ -192,7 +195,9 @@ class _Parser:
             entries.append((pattern, verdict))
         return tuple(entries)
 
-    def target(self, node: yaml.Node, proxies_dir: Path, runtime: str) -> TargetSpec:
+    def target(
+        self, node: yaml.Node, proxies_dir: Path, runtime: str, images: dict[str, str]
+    ) -> TargetSpec:
         fields = self.mapping(node, "a target", _TARGET_KEYS)
         if "proxy" not in fields:
             raise self.error(node, "target without `proxy:`", "add proxy: <name>")
@@ -251,6 +256,7 @@ class _Parser:
             binary=binary,
             expect=self.expect(fields["expect"]) if "expect" in fields else (),
             runtime=self.runtime(fields["runtime"]) if "runtime" in fields else runtime,
+            image=self.scalar(fields["image"], "image") if "image" in fields else images.get(proxy),
             note=self.scalar(fields["note"], "note") if "note" in fields else None,
             source=f"{self.path}:{node.start_mark.line + 1}",
         )
@@ -276,7 +282,17 @@ class _Parser:
                 "`targets:` must be a non-empty list",
                 "add entries such as `- proxy: nginx` / `  setup: default`",
             )
-        targets = [self.target(t, proxies_dir, runtime) for t in targets_node.value]
+        images: dict[str, str] = {}
+        if "images" in top:
+            for proxy, image_node in self.mapping(top["images"], "images", ()).items():
+                if proxy not in self.known_proxies:
+                    raise self.error(
+                        image_node,
+                        f"images: unknown proxy {proxy!r}",
+                        "use one of: " + ", ".join(self.known_proxies),
+                    )
+                images[proxy] = self.scalar(image_node, f"images: {proxy}")
+        targets = [self.target(t, proxies_dir, runtime, images) for t in targets_node.value]
         seen: dict[str, TargetSpec] = {}
         for spec, node in zip(targets, targets_node.value, strict=True):
             if spec.id in seen:

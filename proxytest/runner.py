@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -23,12 +24,13 @@ from .checks import CHECKS, Check, EvalContext, analyse
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
 from .harness import LOOPBACK, Harness
 from .lag import LagMonitor
-from .launchers.local import LocalProcess
+from .launchers.base import Running
 from .matrix import TargetSpec
 from .origin import Origin
 from .probes import ProbeContext, StreamTimeline
 from .probes.context import new_session
 from .results import CheckResult, Outcome, RunResult, TargetResult, TargetStatus, Verdict
+from .runtimes import DockerRuntime, LocalRuntime, Runtime, docker_engine
 from .settings import Settings
 from .templates import PLACEHOLDERS, render_text
 from .timing import Thresholds
@@ -67,6 +69,9 @@ class RunOptions:
     # raised as ConfigRejected, instead of an `error` verdict.
     raise_rejected: bool = False
     settings: Settings = field(default_factory=Settings)
+    # None: each target's own runtime (matrix); else local, docker or auto for all.
+    runtime: str | None = None
+    images: Mapping[str, str] = field(default_factory=dict)  # proxy -> image
 
 
 def check_templates(targets: Sequence[TargetSpec]) -> None:
@@ -101,6 +106,43 @@ async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
     return values
 
 
+def _requested(target: TargetSpec, options: RunOptions) -> str:
+    return options.runtime or target.runtime
+
+
+async def _choose_runtime(
+    target: TargetSpec, adapter: Adapter, options: RunOptions
+) -> Runtime | str:
+    """The runtime for ``target``, or why it cannot run (a skip reason).
+
+    ``auto`` picks docker when an engine answers and the image is present, else
+    local; ``docker`` pulls a missing image and skips when that fails.
+    """
+    requested = _requested(target, options)
+    if requested == "local":
+        return LocalRuntime()
+    image = options.images.get(target.proxy) or target.image or adapter.default_image
+    engine = docker_engine()
+    problem = await asyncio.to_thread(engine.unavailable)
+    if requested == "auto":
+        if problem or not await asyncio.to_thread(engine.image_present, image):
+            return LocalRuntime()
+        return DockerRuntime(engine, image)
+    if problem:
+        return f"{problem}; start one or set DOCKER_HOST (or use --runtime local)"
+    missing = await asyncio.to_thread(engine.ensure_image, image)
+    if missing:
+        return missing
+    return DockerRuntime(engine, image)
+
+
+async def _sweep_containers() -> None:
+    """Remove containers left by proxytest runs on this host that died (best effort)."""
+    engine = docker_engine()
+    if await asyncio.to_thread(engine.unavailable) is None:
+        await asyncio.to_thread(engine.sweep)
+
+
 def check_budget(check: Check, ctx: ProbeContext, th: Thresholds) -> float:
     """How long one attempt of ``check`` may take before it is an error."""
     if check.kind == "long":
@@ -117,7 +159,7 @@ async def run_checks(
     baseline: asyncio.Future[dict[str, float]] | dict[str, float] | None = None,
     adapter: Adapter | None = None,
     target: TargetSpec | None = None,
-    alive: LocalProcess | None = None,
+    alive: Running | None = None,
     progress: Progress | None = None,
 ) -> tuple[CheckResult, ...]:
     """Probe and judge ``checks`` concurrently against the endpoint in ``ctx``."""
@@ -236,28 +278,43 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
 async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
     options, th = env.options, env.options.thresholds
     adapter = ADAPTERS[target.proxy]
+    chosen = await _choose_runtime(target, adapter, options)
+    runtime_name = chosen.name if not isinstance(chosen, str) else _requested(target, options)
     base: dict[str, Any] = dict(
-        id=target.id, proxy=target.proxy, setup=target.setup, runtime="local"
+        id=target.id, proxy=target.proxy, setup=target.setup, runtime=runtime_name
     )
-    env.progress.target_phase(target, "finding binary")
-    try:
-        binary = adapter.find_binary(target.binary)
-    except BinaryNotFound as exc:
-        reason = f"{exc.problem}"
+    if isinstance(chosen, str):  # the engine or the image is not available
         return TargetResult(
-            **base,
-            proxy_version=None,
-            status=TargetStatus.SKIPPED,
-            reason=reason,
-            results=_all(options.checks, target, Verdict.SKIP, reason),
-        )
-    version = await adapter.version(binary)
+            **base, proxy_version=None, status=TargetStatus.SKIPPED, reason=chosen,
+            results=_all(options.checks, target, Verdict.SKIP, chosen),
+        )  # fmt: skip
+    runtime = chosen
+    host_binary: Path | None = None
+    if runtime.name == "local":
+        env.progress.target_phase(target, "finding binary")
+        try:
+            host_binary = adapter.find_binary(target.binary)
+        except BinaryNotFound as exc:
+            reason = f"{exc.problem}"
+            return TargetResult(
+                **base,
+                proxy_version=None,
+                status=TargetStatus.SKIPPED,
+                reason=reason,
+                results=_all(options.checks, target, Verdict.SKIP, reason),
+            )
+    binary = runtime.binary(adapter, host_binary)
+    try:
+        version = await adapter.version(binary, runtime.run)
+    except Exception:  # a version is nice to have, never a reason to stop
+        version = None
     harness = Harness(
         adapter,
         binary,
         target.configs,
         th,
         env.session,
+        runtime=runtime,
         keep_run_dirs=options.keep_run_dirs,
         label=target.id,
     )
@@ -365,6 +422,8 @@ async def run_targets(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
         baseline = asyncio.ensure_future(measure_baseline(direct))
+        if options.runtime in ("docker", "auto") or any(t.runtime != "local" for t in targets):
+            await _sweep_containers()
         env = _RunEnv(
             origin,
             session,

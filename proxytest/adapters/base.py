@@ -15,15 +15,29 @@ import os
 import re
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 from ..errors import BinaryNotFound, ConfigRejected, Unsupported, UsageError
 from ..launchers.base import Running
 
-__all__ = ["Adapter", "RenderedConfig"]
+__all__ = ["Adapter", "RenderedConfig", "Run", "run_command"]
+
+
+class Run(Protocol):
+    """Runs a short command where the proxy runs (locally, or in a throwaway container)."""
+
+    def __call__(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Awaitable[tuple[int, str]]: ...
 
 
 @dataclass(frozen=True)
@@ -103,9 +117,9 @@ class Adapter:
                     return path
         return None
 
-    async def version(self, binary: Path) -> str | None:
+    async def version(self, binary: Path, run: Run | None = None) -> str | None:
         """The proxy's version, from its own version command."""
-        _code, output = await run_command([str(binary), *self.version_args], timeout=15)
+        _code, output = await (run or run_command)([str(binary), *self.version_args], timeout=60)
         match = re.search(self.version_pattern, output)
         return match.group(1) if match else None
 
@@ -120,12 +134,14 @@ class Adapter:
     def env(self, config: RenderedConfig) -> dict[str, str]:
         return {}
 
-    async def validate(self, binary: Path, config: RenderedConfig) -> None:
+    async def validate(self, binary: Path, config: RenderedConfig, run: Run | None = None) -> None:
         """Run the proxy's checker; raise :class:`ConfigRejected` with its message."""
         argv = self.check_argv(binary, config)
         if argv is None:
             return
-        code, output = await run_command(argv, timeout=60, cwd=config.run_dir, env=self.env(config))
+        code, output = await (run or run_command)(
+            argv, timeout=60, cwd=config.run_dir, env=self.env(config)
+        )
         if code != 0:
             raise self.rejected(config, output)
 
@@ -153,7 +169,9 @@ class Adapter:
         return self.rejected(config, "\n".join(lines)) if lines else None
 
     # -- reload ------------------------------------------------------------------
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         """Reload the running proxy the way its operators do; return how it was done.
 
         Raises :class:`Unsupported` (the check is skipped) when there is none.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import LaunchError, Unsupported
 from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, run_command
+from .base import Adapter, RenderedConfig, Run, run_command
 
 
 class Caddy(Adapter):
@@ -48,12 +48,14 @@ class Caddy(Adapter):
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), "run", *self._adapter_args(config)]
 
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         """`caddy reload`: posts the config to the admin API named in the config."""
         text = config.main.read_text(encoding="utf-8")
         if re.search(r"^\s*admin\s+off\b", text, re.M):
             raise Unsupported("`admin off`: Caddy has no admin API to reload through")
-        code, output = await run_command(
+        code, output = await (run or run_command)(
             [str(binary), "reload", "--force", *self._adapter_args(config)],
             timeout=30,
             cwd=config.run_dir,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import Unsupported
 from ..launchers.base import Running
-from .base import Adapter, RenderedConfig
+from .base import Adapter, RenderedConfig, Run
 
 
 class Envoy(Adapter):
@@ -61,7 +61,9 @@ class Envoy(Adapter):
             "warn",
         ]
 
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         raise Unsupported(
             "Envoy deployments change config through xDS or a hot restart "
             "(--restart-epoch with a restarter); proxytest runs a static config with "

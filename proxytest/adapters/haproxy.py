@@ -6,7 +6,7 @@ import signal
 from pathlib import Path
 
 from ..launchers.base import Running
-from .base import Adapter, RenderedConfig
+from .base import Adapter, RenderedConfig, Run
 
 
 class HAProxy(Adapter):
@@ -49,7 +49,9 @@ class HAProxy(Adapter):
         # (systemctl reload); -db: stay in the foreground.
         return [str(binary), "-W", "-db", *files]
 
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         # The master starts new workers with the config; old workers keep their
         # connections until they end (or hard-stop-after).
         process.send_signal(signal.SIGUSR2, group=False)

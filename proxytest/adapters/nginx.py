@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from ..launchers.base import Running
-from .base import Adapter, RenderedConfig
+from .base import Adapter, RenderedConfig, Run
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(
     platform.machine().lower(), platform.machine().lower()
@@ -87,7 +87,9 @@ class Nginx(Adapter):
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), *self._common(config)]
 
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         # What `nginx -s reload` does: SIGHUP to the master. New workers take new
         # connections; old ones finish theirs (until worker_shutdown_timeout).
         process.send_signal(signal.SIGHUP, group=False)

@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import Unsupported
 from ..launchers.base import Running
-from .base import Adapter, RenderedConfig
+from .base import Adapter, RenderedConfig, Run
 
 
 class Traefik(Adapter):
@@ -45,7 +45,9 @@ class Traefik(Adapter):
         "that rewrites Connection or Upgrade",
     }
 
-    async def reload(self, binary: Path, process: Running, config: RenderedConfig) -> str:
+    async def reload(
+        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
+    ) -> str:
         """Change the dynamic file: Traefik's file provider reloads on change."""
         dynamic = [f for f in config.files[1:] if f.suffix in (".yaml", ".yml")]
         if not dynamic:

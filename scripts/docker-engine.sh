@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# A private Docker engine for proxytest's docker runtime and its tests.
+#
+#   scripts/docker-engine.sh start    install Debian's docker.io if dockerd is missing,
+#                                     then start an isolated dockerd (idempotent)
+#   scripts/docker-engine.sh stop     stop that dockerd (by its pid only)
+#   scripts/docker-engine.sh status   exit 0 if it answers, else 1
+#   scripts/docker-engine.sh env      print the DOCKER_HOST line for it
+#
+# The state lives in ${PROXYTEST_DOCKER_DIR:-/tmp/proxytest-docker}: data/, exec/,
+# docker.sock, docker.pid, dockerd.log. The daemon leaves the host network alone:
+# no bridge, no iptables rules, no IP forwarding or masquerading, so containers
+# run with --network host (or none). It never touches a system docker service.
+#
+#   eval "$(scripts/docker-engine.sh env)"   # then docker / docker.from_env() use it
+set -euo pipefail
+
+dir=${PROXYTEST_DOCKER_DIR:-/tmp/proxytest-docker}
+case "$dir" in /*) ;; *) dir="$(pwd)/$dir" ;; esac
+dir=${dir%/}
+sock="$dir/docker.sock"
+pidfile="$dir/docker.pid"
+logfile="$dir/dockerd.log"
+start_timeout=30
+stop_timeout=15
+
+log() { printf '[docker-engine] %s\n' "$*" >&2; }
+
+usage() {
+  echo "usage: $0 start|stop|status|env" >&2
+  exit 64
+}
+
+# Run a command as root: directly, via sudo, or not at all (exit 2).
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    log "root is needed for: $*"
+    log "run this script as root or install sudo (dockerd and apt-get need root)"
+    exit 2
+  fi
+}
+
+need_root_or_sudo() {
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    log "starting dockerd needs root: run this script as root or install sudo"
+    exit 2
+  fi
+}
+
+# 0 if the daemon on our socket answers /_ping.
+ping() {
+  [ -S "$sock" ] || return 1
+  if command -v curl >/dev/null 2>&1; then
+    [ "$(curl -fsS --max-time 3 --unix-socket "$sock" http://localhost/_ping 2>/dev/null)" = OK ]
+  elif command -v python3 >/dev/null 2>&1; then
+    python3 - "$sock" <<'PY' 2>/dev/null
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(3)
+s.connect(sys.argv[1])
+s.sendall(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+head, _, body = data.partition(b"\r\n\r\n")
+sys.exit(0 if head.split(b" ")[1:2] == [b"200"] and body.strip() == b"OK" else 1)
+PY
+  else
+    log "neither curl nor python3 is available to check the daemon"
+    return 1
+  fi
+}
+
+# The pid in our pidfile if that process is alive, else nothing.
+live_pid() {
+  local pid
+  [ -f "$pidfile" ] || return 1
+  pid=$(tr -dc 0-9 <"$pidfile" 2>/dev/null || true)
+  [ -n "$pid" ] || return 1
+  [ -d "/proc/$pid" ] || return 1
+  # A recycled pid is not our dockerd.
+  case "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" in
+    *dockerd*"$pidfile"*) echo "$pid" ;;
+    *) return 1 ;;
+  esac
+}
+
+install_docker() {
+  command -v dockerd >/dev/null 2>&1 && return 0
+  [ -x /usr/sbin/dockerd ] && return 0
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "dockerd is missing and apt-get is not available: install Docker Engine with your package manager"
+    exit 2
+  fi
+  need_root_or_sudo
+  log "dockerd is missing: installing Debian's docker.io with apt-get"
+  local policy=/usr/sbin/policy-rc.d
+  if [ -e "$policy" ]; then
+    # Someone else's policy: keep it (it may already forbid starts) and do not remove it.
+    log "$policy exists already; leaving it in place"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io
+    return 0
+  fi
+  # policy-rc.d exiting 101: the package must not start the system docker service.
+  trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io
+  as_root rm -f "$policy"
+  trap - EXIT
+}
+
+cmd_start() {
+  install_docker
+  if ping; then
+    log "already running (socket $sock)"
+    return 0
+  fi
+  need_root_or_sudo
+  mkdir -p "$dir"
+  local dockerd pid
+  dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+  if pid=$(live_pid); then
+    log "dockerd $pid is alive but does not answer yet; waiting for it"
+  else
+    rm -f "$sock" "$pidfile"
+    local launch=(setsid "$dockerd") group_args=()
+    if [ "$(id -u)" != 0 ]; then
+      launch=(sudo "${launch[@]}")
+      # Under sudo the socket would be root's only: give it the caller's group.
+      group_args=(--group "$(id -g)")
+    fi
+    : >"$logfile"
+    "${launch[@]}" \
+      --data-root "$dir/data" \
+      --exec-root "$dir/exec" \
+      -H "unix://$sock" \
+      --pidfile "$pidfile" \
+      --bridge=none \
+      --iptables=false \
+      --ip6tables=false \
+      --ip-forward=false \
+      --ip-masq=false \
+      --userland-proxy=false \
+      --shutdown-timeout 5 \
+      --log-level=warn \
+      "${group_args[@]}" \
+      </dev/null >>"$logfile" 2>&1 &
+    disown || true
+  fi
+  local i
+  for ((i = 0; i < start_timeout * 2; i++)); do
+    if ping; then
+      log "dockerd $(cat "$pidfile" 2>/dev/null || echo '?') answers on $sock"
+      return 0
+    fi
+    sleep 0.5
+  done
+  log "dockerd did not answer on $sock within ${start_timeout}s; last lines of $logfile:"
+  tail -n 30 "$logfile" >&2 || true
+  exit 1
+}
+
+# Children of a pid (threads' children included).
+children_of() {
+  local pid=$1
+  if command -v pgrep >/dev/null 2>&1; then
+    pgrep -P "$pid" 2>/dev/null || true
+  else
+    cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+$' || true
+  fi
+}
+
+wait_gone() {  # pid seconds -> 0 if gone in time
+  local pid=$1 i
+  for ((i = 0; i < $2 * 10; i++)); do
+    [ -d "/proc/$pid" ] || return 0
+    # A zombie is gone for our purposes.
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+cmd_stop() {
+  local pid kids kid
+  if ! pid=$(live_pid); then
+    log "not running"
+    rm -f "$pidfile"
+    if [ -S "$sock" ] && ! ping; then rm -f "$sock"; fi
+    return 0
+  fi
+  kids=$(children_of "$pid")
+  as_root kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_gone "$pid" "$stop_timeout"; then
+    log "dockerd $pid did not stop within ${stop_timeout}s: SIGKILL"
+    as_root kill -KILL "$pid" 2>/dev/null || true
+    wait_gone "$pid" 5 || log "dockerd $pid is still there after SIGKILL"
+  fi
+  # dockerd stops its containerd itself; one that survives is killed by its pid.
+  for kid in $kids; do
+    if [ -d "/proc/$kid" ]; then
+      as_root kill -TERM "$kid" 2>/dev/null || true
+      wait_gone "$kid" 5 || as_root kill -KILL "$kid" 2>/dev/null || true
+    fi
+  done
+  as_root rm -f "$sock" "$pidfile"
+  log "stopped dockerd $pid"
+}
+
+cmd_status() {
+  if ping; then
+    echo "running: $sock (pid $(cat "$pidfile" 2>/dev/null || echo '?'))"
+    return 0
+  fi
+  echo "not running ($sock)"
+  return 1
+}
+
+[ $# -eq 1 ] || usage
+case "$1" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) echo "export DOCKER_HOST=unix://$sock" ;;
+  *) usage ;;
+esac
