@@ -28,6 +28,7 @@ from .reports import write_json
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
 from .runner import RunOptions, check_templates, run_targets
+from .runtimes import docker_engine
 from .settings import Settings
 from .timing import Thresholds
 
@@ -124,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check)
     lister = sub.add_parser("list", help="proxies, setups and checks")
     lister.add_argument("--proxies-dir", type=Path, default=Path("proxies"))
+    lister.add_argument(
+        "--image",
+        action="append",
+        metavar="PROXY=IMAGE",
+        help="show this image's presence instead of the default one",
+    )
     return parser
 
 
@@ -303,14 +310,26 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             found[name] = (await adapter.version(binary) or "?", str(binary))
         return found
 
+    images = _images(args.image)
+    engine = docker_engine()
+    problem = engine.unavailable()
+
+    def image_state(name: str) -> str:
+        image = images.get(name) or ADAPTERS[name].default_image
+        if problem:
+            return f"{image} (no engine)"
+        return f"{image} ({'present' if engine.image_present(image) else 'not in the engine'})"
+
     proxies = Table(title="proxies", title_justify="left")
-    for column in ("proxy", "version", "binary or how to install", "setups"):
+    for column in ("proxy", "version", "binary or how to install", "docker image", "setups"):
         proxies.add_column(column)
     for name, (version, where) in asyncio.run(versions()).items():
         style = "red" if version == "missing" else ""
         setups = ", ".join(setups_of(args.proxies_dir, name)) or "-"
-        proxies.add_row(name, version, where, setups, style=style)
+        proxies.add_row(name, version, where, image_state(name), setups, style=style)
     console.print(proxies)
+    if problem:
+        console.print(f"docker runtime: {problem}", style="dim")
     checks = Table(title="checks", title_justify="left")
     checks.add_column("check")
     checks.add_column("what it detects")

@@ -55,12 +55,12 @@ need_root_or_sudo() {
 ping() {
   [ -S "$sock" ] || return 1
   if command -v curl >/dev/null 2>&1; then
-    [ "$(curl -fsS --max-time 3 --unix-socket "$sock" http://localhost/_ping 2>/dev/null)" = OK ]
+    [ "$(curl -fsS --max-time 2 --unix-socket "$sock" http://localhost/_ping 2>/dev/null)" = OK ]
   elif command -v python3 >/dev/null 2>&1; then
     python3 - "$sock" <<'PY' 2>/dev/null
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
-s.settimeout(3)
+s.settimeout(2)
 s.connect(sys.argv[1])
 s.sendall(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
 data = b""
@@ -108,11 +108,16 @@ install_docker() {
   fi
   # policy-rc.d exiting 101: the package must not start the system docker service.
   trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+  trap 'exit 130' INT TERM HUP  # so the EXIT trap runs on those too
   as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io
   as_root rm -f "$policy"
-  trap - EXIT
+  trap - EXIT INT TERM HUP
+  if ! command -v dockerd >/dev/null 2>&1 && [ ! -x /usr/sbin/dockerd ]; then
+    log "docker.io is installed but dockerd is still not found"
+    exit 2
+  fi
 }
 
 cmd_start() {
@@ -123,11 +128,12 @@ cmd_start() {
   fi
   need_root_or_sudo
   mkdir -p "$dir"
-  local dockerd pid
+  local dockerd pid launched=""
   dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
   if pid=$(live_pid); then
     log "dockerd $pid is alive but does not answer yet; waiting for it"
   else
+    reap_orphans
     rm -f "$sock" "$pidfile"
     local launch=(setsid "$dockerd") group_args=()
     if [ "$(id -u)" != 0 ]; then
@@ -151,13 +157,19 @@ cmd_start() {
       --log-level=warn \
       "${group_args[@]}" \
       </dev/null >>"$logfile" 2>&1 &
+    launched=$!
     disown || true
   fi
-  local i
-  for ((i = 0; i < start_timeout * 2; i++)); do
+  local deadline=$((SECONDS + start_timeout))
+  while ((SECONDS < deadline)); do
     if ping; then
       log "dockerd $(cat "$pidfile" 2>/dev/null || echo '?') answers on $sock"
       return 0
+    fi
+    if [ -n "$launched" ] && ! [ -d "/proc/$launched" ]; then
+      log "dockerd exited while starting; last lines of $logfile:"
+      tail -n 30 "$logfile" >&2 || true
+      exit 1
     fi
     sleep 0.5
   done
@@ -176,6 +188,53 @@ children_of() {
   fi
 }
 
+# containerd shims of THIS state dir (found by its private containerd address)
+# whose dockerd died without stopping its containers (SIGKILL, OOM): they keep
+# the containers (and their ports) alive, and a new containerd hangs restoring
+# them. Only processes naming exactly our address are listed.
+orphan_shims() {
+  local addr="$dir/exec/containerd/containerd.sock" p first
+  for p in /proc/[0-9]*; do
+    first=$(tr '\0' '\n' <"$p/cmdline" 2>/dev/null | head -n 1) || continue
+    case "${first##*/}" in containerd-shim*) ;; *) continue ;; esac
+    if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$addr"; then
+      echo "${p#/proc/}"
+    fi
+  done
+}
+
+reap_orphans() {
+  local shim kid
+  for shim in $(orphan_shims); do
+    # Its child is the container's init (pid 1 of the container's pid
+    # namespace): killing it ends the whole container.
+    for kid in $(children_of "$shim"); do
+      log "killing container process $kid left by shim $shim"
+      as_root kill -KILL "$kid" 2>/dev/null || true
+    done
+    wait_gone "$shim" 3 || true
+    if [ -d "/proc/$shim" ]; then
+      log "killing orphaned containerd shim $shim"
+      as_root kill -KILL "$shim" 2>/dev/null || true
+      wait_gone "$shim" 3 || true
+    fi
+  done
+}
+
+# Mounts dockerd leaves under the state dir when it stops (the data-root bind
+# mount, exec/netns/default; overlay mounts after a SIGKILL): unmount them,
+# deepest first, so the state dir can be removed. Only paths inside $dir.
+unmount_leftovers() {
+  local m
+  awk -v d="$dir/" 'index($2, d) == 1 || $2 == substr(d, 1, length(d) - 1) { print $2 }' /proc/mounts |
+    awk '{ print length($0) " " $0 }' | sort -rn | cut -d' ' -f2- |
+    while IFS= read -r m; do
+      m=$(printf '%b' "$m")  # /proc/mounts escapes spaces as \040
+      as_root umount "$m" 2>/dev/null || as_root umount -l "$m" 2>/dev/null ||
+        log "could not unmount $m"
+    done
+}
+
 wait_gone() {  # pid seconds -> 0 if gone in time
   local pid=$1 i
   for ((i = 0; i < $2 * 10; i++)); do
@@ -191,6 +250,8 @@ cmd_stop() {
   local pid kids kid
   if ! pid=$(live_pid); then
     log "not running"
+    reap_orphans
+    unmount_leftovers
     rm -f "$pidfile"
     if [ -S "$sock" ] && ! ping; then rm -f "$sock"; fi
     return 0
@@ -209,6 +270,8 @@ cmd_stop() {
       wait_gone "$kid" 5 || as_root kill -KILL "$kid" 2>/dev/null || true
     fi
   done
+  reap_orphans
+  unmount_leftovers
   as_root rm -f "$sock" "$pidfile"
   log "stopped dockerd $pid"
 }

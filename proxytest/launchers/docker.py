@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import os
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
@@ -183,14 +184,25 @@ class ContainerProcess:
         self.port = spec.port
         self.pid = 0
         self._exit_code: int | None = None
-        self._waiter = asyncio.ensure_future(self._wait())
+        loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] = loop.create_future()
+        # A thread of its own blocks in `wait` for the container's whole life: the
+        # shared to_thread pool (6 threads on 2 cores) must stay free for calls.
+        threading.Thread(target=self._wait, args=(loop,), daemon=True).start()
 
-    async def _wait(self) -> None:
+    def _wait(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
-            status = await asyncio.to_thread(self.container.wait)
-            self._exit_code = int(status.get("StatusCode", 1))
-        except Exception:
-            self._exit_code = -1
+            status = self.container.wait()
+            code = int(status.get("StatusCode", 1))
+        except Exception:  # removed underneath us: it is gone
+            code = -1
+        with contextlib.suppress(RuntimeError):  # the loop may be closed already
+            loop.call_soon_threadsafe(self._exited, code)
+
+    def _exited(self, code: int) -> None:
+        self._exit_code = code
+        if not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def alive(self) -> bool:

@@ -24,6 +24,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED: set[int] = set()  # process groups started and not yet stopped
 
 
+def track(pgid: int) -> None:
+    """Remember a process group this process started (killed at exit if still there)."""
+    _STARTED.add(pgid)
+
+
+def untrack(pgid: int) -> None:
+    _STARTED.discard(pgid)
+
+
 def kill_all_started() -> None:
     """SIGKILL every process group this process started and did not stop."""
     for pgid in list(_STARTED):

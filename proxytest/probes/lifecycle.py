@@ -18,6 +18,7 @@ from dataclasses import replace
 import aiohttp
 
 from ..errors import HarnessError, Unsupported
+from ..launchers.local import track, untrack
 from ..origin.server import READY_PATH
 from .context import ProbeContext
 from .sse import SseParser, read_stream
@@ -259,6 +260,7 @@ class _OriginProcess:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
+        track(self.process.pid)
         assert self.process.stdout is not None
         try:
             async with asyncio.timeout(15):
@@ -277,6 +279,7 @@ class _OriginProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         await self.process.wait()
+        untrack(self.process.pid)
         self.process = None
 
 

@@ -1,0 +1,186 @@
+"""The docker runtime against a real engine: same verdicts as local, no container left."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from proxytest.adapters import ADAPTERS
+from proxytest.checks import CHECKS, select
+from proxytest.matrix import TargetSpec, load_matrix
+from proxytest.results import RunResult, TargetStatus, Verdict
+from proxytest.runner import RunOptions, run_targets
+from proxytest.settings import Settings
+
+from ..conftest import ROOT, Cli
+from .conftest import DockerSetup
+
+pytestmark = pytest.mark.integration
+LABEL = "proxytest.tool"
+# Every kind of check, with holds short enough for a test (drops at 15 s and
+# more are covered by the local integration tests).
+CHECK_IDS = [c.id for c in CHECKS.values()]
+SETTINGS = Settings(max_hold_s=4.0, heartbeat_s=1.0, load_connections=200)
+
+
+def containers(setup: DockerSetup) -> list[str]:
+    client = docker.DockerClient(base_url=setup.host)
+    return [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]
+
+
+def verdicts(run: RunResult) -> dict[str, dict[str, str]]:
+    return {t.id: {r.check: r.verdict.value for r in t.results} for t in run.targets}
+
+
+@pytest.fixture(scope="module")
+def both_runs(docker_setup: DockerSetup) -> tuple[RunResult, RunResult]:
+    matrix = load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS))
+    options = RunOptions(
+        checks=select(CHECK_IDS), concurrency=matrix.concurrency, settings=SETTINGS
+    )
+    local = asyncio.run(run_targets(matrix.targets, options))
+    in_docker = asyncio.run(run_targets(
+        matrix.targets,
+        RunOptions(checks=options.checks, concurrency=options.concurrency, settings=SETTINGS,
+                   runtime="docker", images=docker_setup.images),
+    ))  # fmt: skip
+    return local, in_docker
+
+
+def test_every_setup_runs_in_a_container(both_runs: tuple[RunResult, RunResult]) -> None:
+    _, in_docker = both_runs
+    for target in in_docker.targets:
+        assert target.runtime == "docker"
+        assert target.status == TargetStatus.OK, (target.id, target.reason)
+        assert target.proxy_version, target.id
+
+
+def test_same_verdicts_as_local(both_runs: tuple[RunResult, RunResult]) -> None:
+    local, in_docker = both_runs
+    differ = {
+        (t, c): (v, verdicts(in_docker)[t][c])
+        for t, checks in verdicts(local).items() for c, v in checks.items()
+        if verdicts(in_docker)[t][c] != v
+    }  # fmt: skip
+    assert differ == {}
+    assert verdicts(local)["nginx/default"]["ws.upgrade"] == "fail"  # not vacuous
+
+
+def test_reload_and_origin_restart_work_in_containers(
+    both_runs: tuple[RunResult, RunResult],
+) -> None:
+    _, in_docker = both_runs
+    by_id = {t.id: {r.check: r for r in t.results} for t in in_docker.targets}
+    for target in ("nginx/realtime", "haproxy/realtime", "traefik/realtime", "caddy/realtime"):
+        reload = by_id[target]["lifecycle.reload"]
+        assert reload.verdict == Verdict.PASS, (target, reload.summary)
+        assert by_id[target]["lifecycle.origin-restart"].verdict == Verdict.PASS
+    assert by_id["caddy/default"]["lifecycle.reload"].metrics["cut_connections"] == 2
+
+
+def test_no_container_left_after_the_runs(
+    both_runs: tuple[RunResult, RunResult], docker_setup: DockerSetup
+) -> None:
+    assert containers(docker_setup) == []
+
+
+def test_a_start_failure_leaves_no_container(docker_setup: DockerSetup, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "busy.conf"
+        template = (
+            "pid {{ run_dir }}/n.pid;\nevents {}\nhttp { server { listen 127.0.0.1:PORT; "
+            "location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; } } }\n"
+        )
+        config.write_text(template.replace("PORT", str(port)))
+        run = asyncio.run(run_targets(
+            [TargetSpec("nginx", "busy", (config,), runtime="docker")],
+            RunOptions(checks=select(["ws.upgrade"]), images=docker_setup.images),
+        ))  # fmt: skip
+    (target,) = run.targets
+    assert target.status == TargetStatus.ERROR
+    assert "in use" in (target.reason or "")
+    assert containers(docker_setup) == []
+
+
+def test_a_missing_image_is_a_skip_with_the_pull_error(docker_setup: DockerSetup) -> None:
+    target = TargetSpec(
+        "caddy",
+        "default",
+        (ROOT / "proxies/caddy/default.Caddyfile",),
+        runtime="docker",
+        image="proxytest-missing/caddy:0",
+    )
+    run = asyncio.run(run_targets([target], RunOptions(checks=select(["ws.upgrade"]))))
+    (result,) = run.targets
+    assert result.status == TargetStatus.SKIPPED
+    assert "pull failed" in (result.reason or "")
+    assert run.exit_code == 0
+
+
+def test_leftovers_of_dead_runs_are_swept(docker_setup: DockerSetup) -> None:
+    client = docker.DockerClient(base_url=docker_setup.host)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    import socket
+
+    leftover = client.containers.create(
+        docker_setup.images["caddy"], entrypoint=["/usr/bin/caddy"], command=["version"],
+        labels={LABEL: "proxytest", "proxytest.session": "old",
+                "proxytest.owner": f"{socket.gethostname()}:{dead}"},
+    )  # fmt: skip
+    assert leftover.name in containers(docker_setup)
+    target = TargetSpec(
+        "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
+    )
+    asyncio.run(
+        run_targets([target], RunOptions(checks=select(["ws.upgrade"]), images=docker_setup.images))
+    )
+    assert containers(docker_setup) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_removes_every_container(
+    docker_setup: DockerSetup, tmp_path: Path, sig: int
+) -> None:
+    cli = Cli(tmp_path / "tmpdir")
+    images = [f"--image={p}={i}" for p, i in docker_setup.images.items()]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxytest", "run", "--runtime", "docker", *images,
+         "--only", "nginx/realtime", "--only", "caddy/realtime", "--max-hold", "30"],
+        cwd=ROOT, env={**cli.env(), "DOCKER_HOST": docker_setup.host},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(containers(docker_setup)) < 2:
+            time.sleep(0.2)
+        assert containers(docker_setup), "no container started within 60 s"
+        time.sleep(1.0)
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    assert containers(docker_setup) == []
+    assert cli.leftovers() == []
+    assert "Traceback" not in err
+    assert os.path.exists(ROOT / "proxytest" / "launchers" / "docker.py")
