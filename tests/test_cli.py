@@ -229,27 +229,23 @@ http:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_stops_every_proxy_and_removes_run_dirs(cli: Cli, sig: int) -> None:
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "proxytest", "run", "--only", "nginx", "--only", "caddy"],
-        cwd=ROOT,
-        env=cli.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(processes_under(cli.tmp)) < 2:
-            time.sleep(0.05)
-        assert processes_under(cli.tmp), "no proxy started within 30 s"
-        time.sleep(0.3)
-        process.send_signal(sig)
-        _out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True,
+    ) as process:  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(processes_under(cli.tmp)) < 2:
+                time.sleep(0.05)
+            assert processes_under(cli.tmp), "no proxy started within 30 s"
+            time.sleep(0.3)
+            process.send_signal(sig)
+            _, err = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert process.returncode != 0
     assert processes_under(cli.tmp) == []
     assert cli.leftovers() == []

@@ -57,6 +57,11 @@ class Engine:
                 self._client = docker.from_env(timeout=30)
         return self._client
 
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def unavailable(self) -> str | None:
         """None when the engine answers, else why not (for a skip reason)."""
         if self._problem is None and self._client is None:

@@ -83,6 +83,8 @@ def docker_setup() -> Iterator[DockerSetup]:
         out.unlink()
         yield DockerSetup(host, images)
     finally:
+        if runtimes._ENGINE is not None:
+            runtimes._ENGINE.close()
         runtimes._ENGINE = None
         if previous is None:
             os.environ.pop("DOCKER_HOST", None)

@@ -32,8 +32,13 @@ SETTINGS = Settings(max_hold_s=4.0, heartbeat_s=1.0, load_connections=200)
 
 
 def containers(setup: DockerSetup) -> list[str]:
+    """IDs of proxytest's containers in the engine (sparse: no race with removals)."""
     client = docker.DockerClient(base_url=setup.host)
-    return [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]
+    try:
+        found = client.containers.list(all=True, sparse=True, filters={"label": LABEL})
+        return [c.id for c in found]
+    finally:
+        client.close()
 
 
 def verdicts(run: RunResult) -> dict[str, dict[str, str]]:
@@ -65,10 +70,15 @@ def test_every_setup_runs_in_a_container(both_runs: tuple[RunResult, RunResult])
 
 def test_same_verdicts_as_local(both_runs: tuple[RunResult, RunResult]) -> None:
     local, in_docker = both_runs
+    summaries = {
+        (t.id, r.check): r.summary for run in (local, in_docker) for t in run.targets
+        for r in t.results
+    }  # fmt: skip
+    docker_verdicts = verdicts(in_docker)
     differ = {
-        (t, c): (v, verdicts(in_docker)[t][c])
+        (t, c): (v, docker_verdicts[t][c], summaries[t, c])
         for t, checks in verdicts(local).items() for c, v in checks.items()
-        if verdicts(in_docker)[t][c] != v
+        if docker_verdicts[t][c] != v
     }  # fmt: skip
     assert differ == {}
     assert verdicts(local)["nginx/default"]["ws.upgrade"] == "fail"  # not vacuous
@@ -145,7 +155,8 @@ def test_leftovers_of_dead_runs_are_swept(docker_setup: DockerSetup) -> None:
         labels={LABEL: "proxytest", "proxytest.session": "old",
                 "proxytest.owner": f"{socket.gethostname()}:{dead}"},
     )  # fmt: skip
-    assert leftover.name in containers(docker_setup)
+    assert leftover.id in containers(docker_setup)
+    client.close()
     target = TargetSpec(
         "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
     )
@@ -161,24 +172,24 @@ def test_interrupt_removes_every_container(
 ) -> None:
     cli = Cli(tmp_path / "tmpdir")
     images = [f"--image={p}={i}" for p, i in docker_setup.images.items()]
-    process = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "proxytest", "run", "--runtime", "docker", *images,
          "--only", "nginx/realtime", "--only", "caddy/realtime", "--max-hold", "30"],
         cwd=ROOT, env={**cli.env(), "DOCKER_HOST": docker_setup.host},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(containers(docker_setup)) < 2:
-            time.sleep(0.2)
-        assert containers(docker_setup), "no container started within 60 s"
-        time.sleep(1.0)
-        process.send_signal(sig)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    ) as process:  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and len(containers(docker_setup)) < 2:
+                time.sleep(0.2)
+            assert containers(docker_setup), "no container started within 60 s"
+            time.sleep(1.0)
+            process.send_signal(sig)
+            _, err = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     assert process.returncode != 0
     assert containers(docker_setup) == []
     assert cli.leftovers() == []
