@@ -28,7 +28,7 @@ from .runtimes import LocalRuntime, Runtime
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
-__all__ = ["Harness", "Instance", "free_port"]
+__all__ = ["Harness", "Instance", "ask_ready", "free_port"]
 
 LOOPBACK = "127.0.0.1"
 _RESERVED: set[int] = set()
@@ -46,6 +46,15 @@ def free_port(host: str = LOOPBACK) -> int:
             _RESERVED.add(port)
             return port
     raise LaunchError("no free port found on loopback after 50 tries")
+
+
+async def ask_ready(session: aiohttp.ClientSession, base_url: str) -> tuple[int | None, str]:
+    """One GET of the origin's ready route through a proxy: (status, body), or (None, error)."""
+    try:
+        async with asyncio.timeout(1.0), session.get(f"{base_url}{READY_PATH}") as response:
+            return response.status, await response.text()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return None, type(exc).__name__
 
 
 @dataclass
@@ -112,7 +121,6 @@ class Harness:
         adapter, th = self.adapter, self.thresholds
         started = time.monotonic()
         deadline = started + th.ready_timeout_s
-        url = f"http://{proc.host}:{proc.port}{READY_PATH}"
         last = "no answer"
         while time.monotonic() < deadline:
             if adapter.startup_error is not None:
@@ -124,14 +132,10 @@ class Harness:
                     f"{adapter.name} exited with code {proc.exit_code} before it was ready",
                     detail=config.to_source(proc.log_tail()),
                 )
-            try:
-                async with asyncio.timeout(1.0), self.session.get(url) as response:
-                    body = await response.text()
-                    if response.status == 200 and body == origin_id:
-                        return time.monotonic() - started
-                    last = f"status {response.status}"
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                last = type(exc).__name__
+            status, body = await ask_ready(self.session, f"http://{proc.host}:{proc.port}")
+            if status == 200 and body == origin_id:
+                return time.monotonic() - started
+            last = f"status {status}" if status is not None else body
             await asyncio.sleep(0.05)
         raise LaunchError(
             f"{adapter.name} did not pass a request to the origin within "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,22 @@ def processes_under(folder: Path) -> list[int]:
         if cwd == str(folder) or cwd.startswith(str(folder) + os.sep):
             found.append(int(entry.name))
     return found
+
+
+@contextlib.contextmanager
+def nginx_on_a_busy_port(folder: Path) -> Iterator[Path]:
+    """An nginx config that passes `nginx -t` but cannot start: its port is taken."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = folder / "busy.conf"
+        template = (
+            "pid {{ run_dir }}/n.pid;\nevents {}\nhttp { server { listen 127.0.0.1:PORT; "
+            "location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; } } }\n"
+        )
+        config.write_text(template.replace("PORT", str(port)))
+        yield config
 
 
 class Cli:

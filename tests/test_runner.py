@@ -15,6 +15,8 @@ from proxytest.matrix import TargetSpec
 from proxytest.results import TargetStatus, Verdict
 from proxytest.runner import RunOptions, run_targets
 
+from .conftest import nginx_on_a_busy_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -35,19 +37,7 @@ def test_a_missing_binary_is_a_skip_with_how_to_install(monkeypatch: pytest.Monk
 def test_a_proxy_that_dies_at_start_is_an_error_with_its_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Valid for `nginx -t`, but the port is taken when it starts: nginx exits.
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        config = tmp_path / "busy.conf"
-        template = (
-            "pid {{ run_dir }}/n.pid;\nevents {}\nhttp { server { listen 127.0.0.1:PORT; "
-            "location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; } } }\n"
-        )
-        config.write_text(template.replace("PORT", str(port)))
+    with nginx_on_a_busy_port(tmp_path) as config:
         monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
         (tmp_path / "tmp").mkdir()
         tempfile.tempdir = None

@@ -18,8 +18,8 @@ from dataclasses import replace
 import aiohttp
 
 from ..errors import HarnessError, Unsupported
+from ..harness import ask_ready
 from ..launchers.local import track, untrack
-from ..origin.server import READY_PATH
 from .context import ProbeContext
 from .sse import SseParser, read_stream
 from .timeline import Fate, ReloadTimeline, RestartTimeline
@@ -197,22 +197,17 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
                 fates = await _fates(watchers, stop)
                 return ReloadTimeline(error="the connections to watch did not open", fates=fates)
             await asyncio.sleep(0.5)
-            url = f"{own.base_url}{READY_PATH}"
             ok, failed = 0, []
 
             async def poll(seconds: float) -> None:
                 nonlocal ok
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
-                    try:
-                        async with asyncio.timeout(1.0), own.session.get(url) as response:
-                            await response.read()
-                            if response.status == 200:
-                                ok += 1
-                            else:
-                                failed.append(f"status {response.status}")
-                    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                        failed.append(type(exc).__name__)
+                    status, body = await ask_ready(own.session, own.base_url)
+                    if status == 200:
+                        ok += 1
+                    else:
+                        failed.append(f"status {status}" if status is not None else body)
                     await asyncio.sleep(0.1)
 
             poller = asyncio.create_task(poll(3.5))
@@ -257,7 +252,7 @@ class _OriginProcess:
     async def start(self, port: int = 0) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "proxytest.origin", "--host", "127.0.0.1", "--port", str(port),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         track(self.process.pid)
@@ -269,8 +264,11 @@ class _OriginProcess:
             line = ""
         info = json.loads(line) if line.startswith("{") else {}
         if "port" not in info:
+            said = line.strip()
+            if self.process.stderr is not None and self.process.returncode is not None:
+                said += (await self.process.stderr.read()).decode(errors="replace")[-500:]
             await self.kill()
-            raise HarnessError(f"the origin process did not start (said {line.strip()!r})")
+            raise HarnessError(f"the origin process did not start: {said.strip()!r}")
         self.id, self.port = info["id"], int(info["port"])
 
     async def kill(self) -> None:
@@ -307,17 +305,12 @@ async def origin_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
             await origin.start(port)
             restarted_at = time.monotonic()
             recovered, last = None, "no attempt"
-            url = f"{own.base_url}{READY_PATH}"
             while time.monotonic() - restarted_at < RECOVER_LIMIT_S:
-                try:
-                    async with asyncio.timeout(1.0), own.session.get(url) as response:
-                        body = await response.text()
-                        if response.status == 200 and body == origin.id:
-                            recovered = round(time.monotonic() - restarted_at, 2)
-                            break
-                        last = f"status {response.status}"
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    last = type(exc).__name__
+                status, body = await ask_ready(own.session, own.base_url)
+                if status == 200 and body == origin.id:
+                    recovered = round(time.monotonic() - restarted_at, 2)
+                    break
+                last = f"status {status}" if status is not None else body
                 await asyncio.sleep(0.1)
             after_ws, after_sse = (None, None)
             if recovered is not None:

@@ -20,7 +20,7 @@ from proxytest.results import RunResult, TargetStatus, Verdict
 from proxytest.runner import RunOptions, run_targets
 from proxytest.settings import Settings
 
-from ..conftest import ROOT, Cli
+from ..conftest import ROOT, Cli, nginx_on_a_busy_port
 from .conftest import DockerSetup
 
 pytestmark = pytest.mark.integration
@@ -104,18 +104,7 @@ def test_no_container_left_after_the_runs(
 
 
 def test_a_start_failure_leaves_no_container(docker_setup: DockerSetup, tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        config = tmp_path / "busy.conf"
-        template = (
-            "pid {{ run_dir }}/n.pid;\nevents {}\nhttp { server { listen 127.0.0.1:PORT; "
-            "location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; } } }\n"
-        )
-        config.write_text(template.replace("PORT", str(port)))
+    with nginx_on_a_busy_port(tmp_path) as config:
         run = asyncio.run(run_targets(
             [TargetSpec("nginx", "busy", (config,), runtime="docker")],
             RunOptions(checks=select(["ws.upgrade"]), images=docker_setup.images),
