@@ -265,8 +265,10 @@ class _OriginProcess:
         info = json.loads(line) if line.startswith("{") else {}
         if "port" not in info:
             said = line.strip()
-            if self.process.stderr is not None and self.process.returncode is not None:
-                said += (await self.process.stderr.read()).decode(errors="replace")[-500:]
+            if not line and self.process.stderr is not None:  # it died: say why
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        said = (await self.process.stderr.read()).decode(errors="replace")[-500:]
             await self.kill()
             raise HarnessError(f"the origin process did not start: {said.strip()!r}")
         self.id, self.port = info["id"], int(info["port"])
