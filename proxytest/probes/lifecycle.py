@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from dataclasses import replace
 
@@ -250,27 +251,26 @@ class _OriginProcess:
         self.port = 0
 
     async def start(self, port: int = 0) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "proxytest.origin", "--host", "127.0.0.1", "--port", str(port),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        track(self.process.pid)
-        assert self.process.stdout is not None
-        try:
-            async with asyncio.timeout(15):
-                line = (await self.process.stdout.readline()).decode()
-        except TimeoutError:
-            line = ""
-        info = json.loads(line) if line.startswith("{") else {}
-        if "port" not in info:
-            said = line.strip()
-            if not line and self.process.stderr is not None:  # it died: say why
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(5):
-                        said = (await self.process.stderr.read()).decode(errors="replace")[-500:]
-            await self.kill()
-            raise HarnessError(f"the origin process did not start: {said.strip()!r}")
+        # stderr to an unnamed temp file: a pipe nobody reads could fill and stall it.
+        with tempfile.TemporaryFile() as errors:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "proxytest.origin", "--host", "127.0.0.1",
+                "--port", str(port), stdout=asyncio.subprocess.PIPE, stderr=errors,
+                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            track(self.process.pid)
+            assert self.process.stdout is not None
+            try:
+                async with asyncio.timeout(15):
+                    line = (await self.process.stdout.readline()).decode()
+            except TimeoutError:
+                line = ""
+            info = json.loads(line) if line.startswith("{") else {}
+            if "port" not in info:
+                await self.kill()
+                errors.seek(0)
+                said = line.strip() or errors.read().decode(errors="replace")[-500:].strip()
+                raise HarnessError(f"the origin process did not start: {said!r}")
         self.id, self.port = info["id"], int(info["port"])
 
     async def kill(self) -> None:
