@@ -113,6 +113,20 @@ def test_tool_lag_turns_degraded_into_a_retry_not_a_verdict() -> None:
     assert "event loop" in outcome.summary
 
 
+def test_a_delay_far_beyond_the_tool_lag_is_still_the_proxys() -> None:
+    # 207 ms late while the tool lagged 49 ms: 158 ms remain, over the 50 ms limit.
+    outcome = judge_stream(stream([207.0] * 20, lag_ms=49.0), CTX)
+    assert outcome.verdict == Verdict.DEGRADED
+    assert not outcome.retry
+
+
+def test_coalescing_with_tool_lag_is_measured_again() -> None:
+    ctx = EvalContext(Thresholds(), {"sse": 200.0})
+    outcome = judge_stream(stream(arrivals_ms=_pairs(5, 2), lag_ms=60.0), ctx)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.retry
+
+
 def test_tool_lag_does_not_hide_a_pass() -> None:
     assert judge_stream(stream([1.0] * 20, lag_ms=80.0), CTX).verdict == Verdict.PASS
 
