@@ -95,7 +95,7 @@ class LocalProcess:
                 os.killpg(self.pid, signal.SIGKILL)
             await self.process.wait()
         finally:
-            _STARTED.discard(self.pid)
+            untrack(self.pid)
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +111,7 @@ async def launch_local(spec: LaunchSpec) -> AsyncIterator[LocalProcess]:
             stderr=log,
             start_new_session=True,
         )
-    _STARTED.add(process.pid)
+    track(process.pid)
     running = LocalProcess(spec, process)
     try:
         yield running

@@ -160,9 +160,6 @@ class Origin:
         """Every request the origin received for ``probe``, in arrival order."""
         return list(self._records.get(probe, ()))
 
-    def forget(self, probe: str) -> None:
-        self._records.pop(probe, None)
-
     async def wait_for(self, probe: str, predicate: Any, timeout: float) -> list[OriginRecord]:
         """Wait until ``predicate(records)`` is true, or ``timeout``; return the records."""
         deadline = time.monotonic() + timeout
