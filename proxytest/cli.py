@@ -23,11 +23,11 @@ from . import __version__
 from .adapters import ADAPTERS
 from .checks import CHECKS, matching, select
 from .errors import BinaryNotFound, ConfigRejected, UsageError
-from .matrix import Matrix, TargetSpec, load_matrix, setups_of
+from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
 from .reports import write_json
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
-from .runner import RunOptions, check_templates, run_targets
+from .runner import RunOptions, check_binaries, check_templates, run_targets
 from .runtimes import docker_engine
 from .settings import Settings
 from .timing import Thresholds
@@ -145,26 +145,6 @@ def _checks(patterns: Sequence[str] | None, default: Sequence[str]) -> tuple[str
     return chosen
 
 
-def _only(targets: Sequence[TargetSpec], only: Sequence[str] | None) -> list[TargetSpec]:
-    if not only:
-        return list(targets)
-    chosen: list[TargetSpec] = []
-    for selector in only:
-        proxy, _, setup = selector.partition("/")
-        found = [
-            t
-            for t in targets
-            if (t.proxy == proxy and (not setup or t.setup == setup)) or t.id == selector
-        ]
-        if not found:
-            raise UsageError(
-                f"--only {selector!r} matches no target of the matrix",
-                fix="targets: " + ", ".join(t.id for t in targets),
-            )
-        chosen.extend(t for t in found if t not in chosen)
-    return chosen
-
-
 def _images(values: Sequence[str] | None, proxy: str | None = None) -> dict[str, str]:
     """--image PROXY=IMAGE (repeatable); in `check`, a bare IMAGE is for its proxy."""
     images: dict[str, str] = {}
@@ -219,6 +199,7 @@ def _execute(
                 raise UsageError(f"{flag} must be positive, got {value}")
             settings = replace(settings, **{name: value})
     check_templates(targets)
+    check_binaries(targets, args.runtime)
     options = RunOptions(
         checks=checks,
         thresholds=thresholds,
@@ -270,7 +251,7 @@ class _LineProgress:
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     matrix = load_matrix(args.matrix, tuple(ADAPTERS))
-    targets = _only(matrix.targets, args.only)
+    targets = select_targets(matrix.targets, args.only)
     return _execute(args, targets, matrix, console)
 
 

@@ -26,17 +26,25 @@ one with the fewest dots (``default.yaml`` before ``default.dynamic.yaml``).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from . import checks as catalogue
-from .errors import MatrixError
+from .errors import MatrixError, UsageError
 from .results import Verdict
 from .settings import Settings
 
-__all__ = ["Matrix", "TargetSpec", "discover_setup", "load_matrix", "parse_matrix"]
+__all__ = [
+    "Matrix",
+    "TargetSpec",
+    "discover_setup",
+    "load_matrix",
+    "parse_matrix",
+    "select_targets",
+]
 
 RUNTIMES = ("local", "docker", "auto")
 _TOP_KEYS = (
@@ -353,3 +361,26 @@ def load_matrix(path: Path, known_proxies: tuple[str, ...]) -> Matrix:
     except (OSError, UnicodeDecodeError) as exc:
         raise MatrixError(f"cannot read the matrix file: {exc}", file=path) from None
     return parse_matrix(text, path, known_proxies)
+
+
+def select_targets(
+    targets: Sequence[TargetSpec], selectors: Sequence[str] | None, *, option: str = "--only"
+) -> list[TargetSpec]:
+    """The targets matching any ``PROXY[/SETUP]`` selector (all when there is none)."""
+    if not selectors:
+        return list(targets)
+    chosen: list[TargetSpec] = []
+    for selector in selectors:
+        proxy, _, setup = selector.partition("/")
+        found = [
+            t
+            for t in targets
+            if (t.proxy == proxy and (not setup or t.setup == setup)) or t.id == selector
+        ]
+        if not found:
+            raise UsageError(
+                f"{option} {selector!r} matches no target of the matrix",
+                fix="targets: " + ", ".join(t.id for t in targets),
+            )
+        chosen.extend(t for t in found if t not in chosen)
+    return chosen

@@ -35,7 +35,16 @@ from .settings import Settings
 from .templates import PLACEHOLDERS, render_text
 from .timing import Thresholds
 
-__all__ = ["Progress", "RunOptions", "check_templates", "run_checks", "run_targets"]
+__all__ = [
+    "PreparedTarget",
+    "Progress",
+    "RunOptions",
+    "check_binaries",
+    "check_templates",
+    "prepare_target",
+    "run_checks",
+    "run_targets",
+]
 
 
 class Progress(Protocol):
@@ -88,6 +97,13 @@ def check_templates(targets: Sequence[TargetSpec]) -> None:
                     fix="check the path",
                 ) from None
             render_text(text, dummy, source=path)
+
+
+def check_binaries(targets: Sequence[TargetSpec], runtime: str | None = None) -> None:
+    """A ``binary:`` that does not exist is a usage error before anything starts."""
+    for target in targets:
+        if target.binary is not None and (runtime or target.runtime) == "local":
+            ADAPTERS[target.proxy].find_binary(target.binary)
 
 
 async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
@@ -275,34 +291,40 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
     return result
 
 
-async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
-    options, th = env.options, env.options.thresholds
+@dataclass(frozen=True)
+class PreparedTarget:
+    """A target ready to launch: its adapter, runtime, version and harness."""
+
+    target: TargetSpec
+    adapter: Adapter
+    runtime: Runtime
+    version: str | None
+    harness: Harness
+
+
+async def prepare_target(
+    target: TargetSpec,
+    options: RunOptions,
+    session: aiohttp.ClientSession,
+    progress: Progress | None = None,
+) -> PreparedTarget | str:
+    """Choose the runtime, find the binary, read the version; or say why it cannot run.
+
+    A string is the reason to skip the target (no binary, no engine, no image).
+    """
     adapter = ADAPTERS[target.proxy]
     chosen = await _choose_runtime(target, adapter, options)
-    runtime_name = chosen.name if not isinstance(chosen, str) else _requested(target, options)
-    base: dict[str, Any] = dict(
-        id=target.id, proxy=target.proxy, setup=target.setup, runtime=runtime_name
-    )
     if isinstance(chosen, str):  # the engine or the image is not available
-        return TargetResult(
-            **base, proxy_version=None, status=TargetStatus.SKIPPED, reason=chosen,
-            results=_all(options.checks, target, Verdict.SKIP, chosen),
-        )  # fmt: skip
+        return chosen
     runtime = chosen
     host_binary: Path | None = None
     if runtime.name == "local":
-        env.progress.target_phase(target, "finding binary")
+        if progress is not None:
+            progress.target_phase(target, "finding binary")
         try:
             host_binary = adapter.find_binary(target.binary)
         except BinaryNotFound as exc:
-            reason = f"{exc.problem}"
-            return TargetResult(
-                **base,
-                proxy_version=None,
-                status=TargetStatus.SKIPPED,
-                reason=reason,
-                results=_all(options.checks, target, Verdict.SKIP, reason),
-            )
+            return exc.problem
     binary = runtime.binary(adapter, host_binary)
     try:
         version = await adapter.version(binary, runtime.run)
@@ -312,12 +334,27 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
         adapter,
         binary,
         target.configs,
-        th,
-        env.session,
+        options.thresholds,
+        session,
         runtime=runtime,
         keep_run_dirs=options.keep_run_dirs,
         label=target.id,
     )
+    return PreparedTarget(target, adapter, runtime, version, harness)
+
+
+async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
+    options, th = env.options, env.options.thresholds
+    prepared = await prepare_target(target, options, env.session, env.progress)
+    base: dict[str, Any] = dict(id=target.id, proxy=target.proxy, setup=target.setup)
+    if isinstance(prepared, str):
+        return TargetResult(
+            **base, runtime=_requested(target, options), proxy_version=None,
+            status=TargetStatus.SKIPPED, reason=prepared,
+            results=_all(options.checks, target, Verdict.SKIP, prepared),
+        )  # fmt: skip
+    adapter, harness, version = prepared.adapter, prepared.harness, prepared.version
+    base["runtime"] = prepared.runtime.name
     log_tail = ""
     slot_held = False
     try:

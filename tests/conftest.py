@@ -14,6 +14,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# pytester runs pytest with the proxytest plugin in a temp dir (tests/test_plugin.py).
+pytest_plugins = ("pytester",)
+
 
 def running_in_ci() -> bool:
     return bool(os.environ.get("CI"))

@@ -1,0 +1,280 @@
+"""The plugin's settings, and the matrix run that happens once per pytest session.
+
+Every matrix test needs the verdict of one target × check. The first matrix
+test to run starts the whole selected matrix at once (the runner overlaps the
+targets far better than test-by-test launches could), and every later test
+reads its verdict from that run.
+
+Under pytest-xdist each worker collects the same tests, so the run is shared
+through a folder the controller creates: the first worker to need a verdict
+takes a file lock, runs the matrix and writes ``results.json``; the others wait
+on the lock and read it. Every target is launched once per session, not once
+per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..adapters import ADAPTERS
+from ..checks import CHECKS, Check, matching, select
+from ..errors import UsageError
+from ..matrix import Matrix, TargetSpec, load_matrix, select_targets
+from ..results import CheckResult, RunResult, TargetResult
+from ..runner import RunOptions, check_binaries, check_templates, run_targets
+from ..settings import Settings
+from ..timing import Thresholds
+from .service import Service
+
+RUNTIMES = ("local", "docker", "auto")
+
+
+def service_for(config: pytest.Config) -> Service:
+    """The session's background loop, started on first use."""
+    service = config.stash.get(SERVICE, None)
+    if service is None:
+        service = config.stash[SERVICE] = Service()
+    return service
+
+
+@dataclass(frozen=True)
+class PluginSettings:
+    """What the options and ini keys ask for, validated once at start-up."""
+
+    matrix_path: Path
+    matrix: Matrix
+    targets: tuple[TargetSpec, ...]
+    checks: tuple[Check, ...]
+    runtime: str | None
+    settings: Settings
+    report_dir: Path | None
+    concurrency: int
+
+    @classmethod
+    def build(
+        cls,
+        matrix_path: Path,
+        *,
+        runtime: str | None,
+        only: Iterable[str],
+        checks: Iterable[str],
+        max_hold: str | None,
+        report_dir: Path | None,
+    ) -> PluginSettings:
+        """Load the matrix and apply the options; UsageError names what to fix."""
+        matrix = load_matrix(matrix_path, tuple(ADAPTERS))
+        targets = tuple(select_targets(matrix.targets, list(only), option="--proxytest-only"))
+        if runtime is not None and runtime not in RUNTIMES:
+            raise UsageError(
+                f"--proxytest-runtime {runtime!r} is not a runtime",
+                fix="use one of: " + ", ".join(RUNTIMES),
+            )
+        patterns = tuple(checks) or matrix.checks
+        for pattern in patterns:
+            if not matching(pattern):
+                raise UsageError(
+                    f"--proxytest-checks {pattern!r} matches no check",
+                    fix="known checks: " + ", ".join(CHECKS),
+                )
+        settings = matrix.settings
+        if max_hold is not None:
+            try:
+                hold = float(max_hold)
+            except ValueError:
+                hold = -1.0
+            if hold <= 0:
+                raise UsageError(
+                    f"--proxytest-max-hold {max_hold!r} is not a positive number of seconds",
+                    fix="e.g. --proxytest-max-hold 20",
+                )
+            settings = replace(settings, max_hold_s=hold)
+        check_templates(targets)
+        check_binaries(targets, runtime)
+        return cls(
+            matrix_path=matrix_path,
+            matrix=matrix,
+            targets=targets,
+            checks=select(patterns),
+            runtime=runtime,
+            settings=settings,
+            report_dir=report_dir,
+            concurrency=matrix.concurrency,
+        )
+
+    def options(self, checks: tuple[Check, ...] | None = None) -> RunOptions:
+        return RunOptions(
+            checks=self.checks if checks is None else checks,
+            thresholds=Thresholds.from_env(),
+            concurrency=self.concurrency,
+            settings=self.settings,
+            runtime=self.runtime,
+        )
+
+
+class _Progress:
+    """Counts launches (for the summary) and queues a line per finished target.
+
+    The runner calls it on the service thread; ``flush`` prints from pytest's.
+    """
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+        self._lines: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.launches: dict[str, int] = {}
+
+    def write(self, line: str) -> None:
+        self._lines.put(line)
+
+    def flush(self) -> None:
+        while not self._lines.empty():
+            self._write(self._lines.get())
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        if phase == "starting":
+            self.launches[target.id] = self.launches.get(target.id, 0) + 1
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        pass
+
+    def target_done(self, result: TargetResult) -> None:
+        counts: dict[str, int] = {}
+        for r in result.results:
+            counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
+        text = ", ".join(f"{n} {v}" for v, n in counts.items())
+        self.write(
+            f"proxytest: {result.id} {result.status.value} ({text}) {result.duration_s:.1f} s"
+        )
+
+
+@dataclass
+class MatrixRun:
+    """The session's one matrix run, shared by every worker through ``shared_dir``."""
+
+    settings: PluginSettings
+    shared_dir: Path
+    service: Callable[[], Service]
+    write: Callable[[str], None] = print
+    _data: dict[str, Any] | None = field(default=None, init=False)
+    _verdicts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, init=False)
+    _targets: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+
+    @property
+    def results_path(self) -> Path:
+        return self.shared_dir / "results.json"
+
+    @property
+    def launches_path(self) -> Path:
+        return self.shared_dir / "launches.json"
+
+    def record_fixture_launch(self, target_id: str) -> None:
+        """Note a target started for the ``proxytest_target`` fixture (any worker)."""
+        with open(self.shared_dir / "fixture-launches.txt", "a", encoding="utf-8") as handle:
+            handle.write(target_id + "\n")  # one short append: atomic between workers
+
+    def fixture_launches(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            text = (self.shared_dir / "fixture-launches.txt").read_text(encoding="utf-8")
+            for line in text.splitlines():
+                counts[line] = counts.get(line, 0) + 1
+        return counts
+
+    @property
+    def failure_path(self) -> Path:
+        return self.shared_dir / "failure.txt"
+
+    def ensure(self, wanted: Iterable[tuple[TargetSpec, Check]]) -> None:
+        """Run the matrix for ``wanted`` unless this session has its results already."""
+        if self._data is None:
+            self._load(list(wanted))
+
+    def verdict(
+        self, target: TargetSpec, check: Check, wanted: Iterable[tuple[TargetSpec, Check]]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(target JSON, result JSON) for one test; runs the matrix on first use."""
+        self.ensure(wanted)
+        result = self._verdicts.get((target.id, check.id))
+        if result is None:
+            pytest.fail(f"the matrix run has no result for {target.id} {check.id}", pytrace=False)
+        return self._targets[target.id], result
+
+    def result_of(self, target: TargetSpec, check: Check) -> dict[str, Any] | None:
+        """The result JSON once the run is known, else None (never starts a run)."""
+        return self._verdicts.get((target.id, check.id))
+
+    def _load(self, wanted: list[tuple[TargetSpec, Check]]) -> None:
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.shared_dir / "run.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # other workers wait here while one runs
+            if self.failure_path.exists():
+                pytest.fail(self.failure_path.read_text(encoding="utf-8"), pytrace=False)
+            if not self.results_path.exists():
+                self._run(wanted)
+        data = json.loads(self.results_path.read_text(encoding="utf-8"))
+        for target in data["targets"]:
+            self._targets[target["id"]] = target
+            for result in target["results"]:
+                self._verdicts[(target["id"], result["check"])] = result
+        self._data = data
+
+    def _run(self, wanted: list[tuple[TargetSpec, Check]]) -> None:
+        ids = {t.id for t, _ in wanted}
+        checks = {c.id for _, c in wanted}
+        targets = [t for t in self.settings.targets if t.id in ids]
+        chosen = tuple(c for c in self.settings.checks if c.id in checks)
+        progress = _Progress(self.write)
+        self.write(
+            f"proxytest: running {len(targets)} targets × {len(chosen)} checks "
+            f"(max-hold {self.settings.settings.max_hold_s:g} s)"
+        )
+        started = time.monotonic()
+        try:
+            result: RunResult = self.service().call(
+                run_targets(targets, self.settings.options(chosen), progress), tick=progress.flush
+            )
+            progress.flush()
+        except Exception:
+            _write_atomic(
+                self.failure_path, "the proxytest matrix run failed:\n" + traceback.format_exc()
+            )
+            raise
+        _write_atomic(self.results_path, json.dumps(result.to_json(), indent=2) + "\n")
+        launches = {"launches": progress.launches, "run_s": round(time.monotonic() - started, 2)}
+        _write_atomic(self.launches_path, json.dumps(launches) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".proxytest-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+SETTINGS = pytest.StashKey[PluginSettings]()
+RUN = pytest.StashKey[MatrixRun]()
+SERVICE = pytest.StashKey[Service]()
