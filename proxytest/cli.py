@@ -1,4 +1,4 @@
-"""The command line: ``proxytest run | check | list``.
+"""The command line: ``proxytest run | check | report | list``.
 
 Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
 2 usage or configuration error (the message names the file, line and fix).
@@ -24,7 +24,7 @@ from .adapters import ADAPTERS
 from .checks import CHECKS, matching, select
 from .errors import BinaryNotFound, ConfigRejected, UsageError
 from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
-from .reports import write_json
+from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
 from .runner import RunOptions, check_binaries, check_templates, run_targets
@@ -51,6 +51,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="check IDs to run, as globs (repeatable): --checks 'ws.*'",
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
+    _report_dir(parser)
     parser.add_argument(
         "--runtime",
         choices=("local", "docker", "auto"),
@@ -93,6 +94,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _report_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        metavar="DIR",
+        help="write results.json, junit.xml, summary.md, report.html and badges/ here",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="proxytest",
@@ -123,6 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
     _common(check)
+    report = sub.add_parser(
+        "report",
+        help="show a saved JSON report again, and write its report files",
+        description="Read a JSON report (--json PATH, or results.json of a --report-dir), "
+        "print its grid and, with --report-dir, write every report file from it. "
+        "Exit code as for the run it describes.",
+    )
+    report.add_argument("results", type=Path, metavar="RESULTS.json")
+    _report_dir(report)
     lister = sub.add_parser("list", help="proxies, setups and checks")
     lister.add_argument("--proxies-dir", type=Path, default=Path("proxies"))
     lister.add_argument(
@@ -200,6 +219,7 @@ def _execute(
             settings = replace(settings, **{name: value})
     check_templates(targets)
     check_binaries(targets, args.runtime)
+    _usable_report_dir(args.report_dir)
     options = RunOptions(
         checks=checks,
         thresholds=thresholds,
@@ -221,7 +241,33 @@ def _execute(
     if args.json:
         write_json(result, args.json)
         console.print(f"JSON report: {args.json}")
+    _write_reports(result.to_json(), args.report_dir, console)
     return result.exit_code
+
+
+def _usable_report_dir(directory: Path | None) -> None:
+    """Fail before a run, not after it, when the report folder cannot be one."""
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise UsageError(
+            "--report-dir is a file, not a folder", file=directory, fix="name a folder"
+        )
+
+
+def _write_reports(data: dict[str, Any], directory: Path | None, console: Console) -> None:
+    if directory is None:
+        return
+    _usable_report_dir(directory)
+    try:
+        write_reports(data, directory)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the report files: {exc.strerror or exc}",
+            file=directory,
+            fix="choose a folder you can write to",
+        ) from None
+    console.print(
+        f"Reports: {directory}/ (results.json, junit.xml, summary.md, report.html, badges/)"
+    )
 
 
 class _LineProgress:
@@ -278,6 +324,14 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
     return _execute(args, [target], None, console, raise_rejected=True)
 
 
+# -- report ---------------------------------------------------------------------------
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    data, result = read_report(args.results)
+    print_report(console, result)
+    _write_reports(data, args.report_dir, console)
+    return result.exit_code
+
+
 # -- list ----------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     async def versions() -> dict[str, tuple[str, str]]:
@@ -331,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(args, console)
         if args.command == "check":
             return cmd_check(args, console)
+        if args.command == "report":
+            return cmd_report(args, console)
         return cmd_list(args, console)
     except ConfigRejected as exc:
         errors.print(f"proxytest: {exc.as_usage_error()}", markup=False)

@@ -7,7 +7,8 @@ Findings about a proxy are never exceptions: a proxy that breaks an upgrade is a
     ├── Unsupported                 a check cannot apply to this target: verdict ``skip``
     ├── UsageError                  bad input from the user: exit code 2
     │   ├── MatrixError             matrix.yaml is malformed or names unknown things
-    │   └── TemplateError           a config template has an unknown placeholder
+    │   ├── TemplateError           a config template has an unknown placeholder
+    │   └── ReportError             a saved JSON report cannot be read back
     └── HarnessError                the harness could not judge a target: verdict ``error``
         ├── BinaryNotFound          the proxy is not installed: verdict ``skip``
         ├── ConfigRejected          the proxy's own checker refused the config
@@ -27,6 +28,7 @@ __all__ = [
     "LaunchError",
     "MatrixError",
     "ProxytestError",
+    "ReportError",
     "TemplateError",
     "Unsupported",
     "UsageError",
@@ -77,6 +79,10 @@ class MatrixError(UsageError):
 
 class TemplateError(UsageError):
     """A config template cannot be rendered."""
+
+
+class ReportError(UsageError):
+    """A saved JSON report (``proxytest report FILE``) is missing or malformed."""
 
 
 class HarnessError(ProxytestError):

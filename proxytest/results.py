@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CheckResult", "Outcome", "RunResult", "TargetResult", "TargetStatus", "Verdict"]
+__all__ = [
+    "CheckResult",
+    "ConfigFile",
+    "Outcome",
+    "RunResult",
+    "TargetResult",
+    "TargetStatus",
+    "Verdict",
+    "is_as_expected",
+]
 
 
 class Verdict(enum.StrEnum):
@@ -34,6 +43,13 @@ _RANK = {
     Verdict.FAIL: 3,
     Verdict.ERROR: 4,
 }
+
+
+def is_as_expected(verdict: Verdict, expected: Verdict | None) -> bool:
+    """The exit-code rule: pass and skip never fail a run; anything else only when expected."""
+    if verdict in (Verdict.PASS, Verdict.SKIP):
+        return True
+    return expected is not None and verdict == expected
 
 
 class TargetStatus(enum.StrEnum):
@@ -68,23 +84,29 @@ class CheckResult:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     attempts: int = 1
-    # The raw timeline, for reports that draw it; not part of the JSON contract.
+    # The probe's raw timeline (a live run), or its JSON form (a report read back).
+    # Only stream timelines reach the JSON report, as "timeline" (drawn by the HTML).
     timeline: Any = field(default=None, compare=False, repr=False)
 
     @property
     def as_expected(self) -> bool:
         """True when this result does not make the run fail."""
-        if self.verdict in (Verdict.PASS, Verdict.SKIP):
-            return True
-        return self.expected is not None and self.verdict == self.expected
+        return is_as_expected(self.verdict, self.expected)
 
     @property
     def unexpected_pass(self) -> bool:
         """The matrix expected a failure that did not happen: the entry is stale."""
         return self.expected not in (None, Verdict.PASS) and self.verdict == Verdict.PASS
 
+    def timeline_json(self) -> dict[str, Any] | None:
+        """The stream timeline in its report form, or None for any other timeline."""
+        if isinstance(self.timeline, Mapping):
+            return dict(self.timeline)
+        stream_json = getattr(self.timeline, "stream_json", None)
+        return stream_json() if callable(stream_json) else None
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "check": self.check,
             "verdict": self.verdict.value,
             "expected": self.expected.value if self.expected else None,
@@ -93,6 +115,21 @@ class CheckResult:
             "metrics": dict(self.metrics),
             "duration_s": round(self.duration_s, 3),
         }
+        timeline = self.timeline_json()
+        if timeline is not None:
+            data["timeline"] = timeline
+        return data
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One of a target's config files as the user wrote it (placeholders and all)."""
+
+    path: str
+    text: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "text": self.text}
 
 
 @dataclass(frozen=True)
@@ -107,6 +144,7 @@ class TargetResult:
     results: tuple[CheckResult, ...]
     duration_s: float = 0.0
     log_tail: str = ""
+    config_files: tuple[ConfigFile, ...] = ()
 
     @property
     def as_expected(self) -> bool:
@@ -122,6 +160,7 @@ class TargetResult:
             "status": self.status.value,
             "reason": self.reason,
             "results": [r.to_json() for r in self.results],
+            "config_files": [c.to_json() for c in self.config_files],
         }
 
 

@@ -29,7 +29,15 @@ from .matrix import TargetSpec
 from .origin import Origin
 from .probes import ProbeContext, StreamTimeline
 from .probes.context import new_session
-from .results import CheckResult, Outcome, RunResult, TargetResult, TargetStatus, Verdict
+from .results import (
+    CheckResult,
+    ConfigFile,
+    Outcome,
+    RunResult,
+    TargetResult,
+    TargetStatus,
+    Verdict,
+)
 from .runtimes import DockerRuntime, LocalRuntime, Runtime, docker_engine
 from .settings import Settings
 from .templates import PLACEHOLDERS, render_text
@@ -279,6 +287,30 @@ class _RunEnv:
             self.quick_over.set()
 
 
+CONFIG_TEXT_LIMIT = 200_000  # characters of one config file kept for the reports
+
+
+def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
+    """The target's config templates as the user wrote them, for the reports.
+
+    Paths are shown relative to the current folder when they are inside it.
+    """
+    files = []
+    cwd = Path.cwd()
+    for path in target.configs:
+        shown = path
+        if path.is_absolute() and path.is_relative_to(cwd):
+            shown = path.relative_to(cwd)
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            text = f"(could not read {path}: {exc.strerror or exc})"
+        if len(text) > CONFIG_TEXT_LIMIT:
+            text = text[:CONFIG_TEXT_LIMIT] + f"\n… (cut at {CONFIG_TEXT_LIMIT} characters)\n"
+        files.append(ConfigFile(shown.as_posix(), text))
+    return tuple(files)
+
+
 async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
     started = time.monotonic()
     try:
@@ -286,7 +318,13 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
     finally:
         env.quick_phase_over(target, quick_done)
     began = env.active_since.get(target.id, started)
-    result = TargetResult(**{**result.__dict__, "duration_s": time.monotonic() - began})
+    result = TargetResult(
+        **{
+            **result.__dict__,
+            "duration_s": time.monotonic() - began,
+            "config_files": config_files(target),
+        }
+    )
     env.progress.target_done(result)
     return result
 

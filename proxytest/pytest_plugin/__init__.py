@@ -253,8 +253,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run is None or hasattr(config, "workerinput"):
         return
     if run.settings.report_dir is not None and run.results_path.exists():
-        run.settings.report_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run.results_path, run.settings.report_dir / "results.json")
+        from ..reports import write_reports
+
+        data = read_json(run.results_path)
+        if data is not None:
+            write_reports(data, run.settings.report_dir)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,5 +1,8 @@
-"""Reports render a RunResult: console grid, JSON (the DESIGN.md contract)."""
+"""Reports render a RunResult: console grid, JSON (the DESIGN.md contract), and the
+CI report directory (``write_reports``: JSON, JUnit XML, Markdown, HTML, badges)."""
 
+from .files import write_reports
 from .json_report import write_json
+from .load import read_report, run_from_json
 
-__all__ = ["write_json"]
+__all__ = ["read_report", "run_from_json", "write_json", "write_reports"]

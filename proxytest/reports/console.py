@@ -16,6 +16,9 @@ from rich.text import Text
 
 from ..matrix import TargetSpec
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
+from .grid import TINY as _TINY
+from .grid import TINY_FAMILY as _TINY_FAMILY
+from .grid import check_ids as _check_ids
 
 __all__ = ["LiveProgress", "render_details", "render_grid"]
 
@@ -29,13 +32,6 @@ _STYLE = {
 
 
 _SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip"}
-_TINY = {
-    "upgrade": "upgr", "subprotocol": "subp", "headers": "hdrs", "stream": "strm",
-    "last-event-id": "leid", "compression": "gzip", "close": "clos", "keepalive": "keep",
-    "heartbeat": "beat", "lifetime": "span", "reconnect": "recn", "reload": "rlod",
-    "origin-restart": "orig", "concurrency": "conc",
-}  # fmt: skip
-_TINY_FAMILY = {"lifecycle": "life"}
 _SYMBOL = {
     Verdict.PASS: "✓",
     Verdict.DEGRADED: "≈",
@@ -110,15 +106,6 @@ class LiveProgress:
         if not self.done[result.id]:
             self.done[result.id] = list(result.results)
         self._refresh()
-
-
-def _check_ids(run: RunResult) -> list[str]:
-    ids: list[str] = []
-    for target in run.targets:
-        for result in target.results:
-            if result.check not in ids:
-                ids.append(result.check)
-    return ids
 
 
 def _header(check_id: str, compact: bool) -> str:

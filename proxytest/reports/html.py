@@ -1,0 +1,129 @@
+"""report.html: one self-contained page (inline CSS, SVG and a few lines of script).
+
+The page shows the run's header and overall result, the grid of setups ×
+checks (each cell a ``td.cell`` with ``data-target``, ``data-check``,
+``data-verdict`` and ``data-state``), and for each cell a details panel: summary,
+hint, metrics, expectation, duration, the proxy's version and runtime, the
+setup's config files, and for stream checks a ladder chart of send vs arrival
+time (``svg.timeline``, one ``g.event`` per event).
+
+Clicking a cell follows a link to its panel; CSS ``:target`` shows it, so the
+page works without script. The script only marks the chosen cell and copies
+the setup's config files into the panel (they are printed once per setup, at
+the bottom). Rendered with Jinja2, autoescaping on: every string from a run
+(summaries, hints, config text) is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+import markupsafe
+
+from ..results import CheckResult, RunResult, TargetResult, TargetStatus
+from .badges import overall_badge, target_badge
+from .charts import PROMPT_MS, Ladder, ladder
+from .grid import STATES, cell_state, check_ids, non_pass, overall, short_label
+
+__all__ = ["render_html"]
+
+SYMBOLS = {
+    "pass": "✓",
+    "degraded": "≈",
+    "fail": "✗",
+    "error": "!",
+    "skip": "–",
+}
+
+
+@dataclass
+class Detail:
+    id: str
+    target: TargetResult
+    setup_id: str
+    result: CheckResult
+    state: str
+    chart: Ladder | None
+    metrics: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _metric(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: Any) -> Any:
+    """Every value printed into the page loses control characters (ANSI escapes, NULs)."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROL.sub("", value)
+    return value  # numbers, and markup such as a macro's output (already printed)
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("proxytest.reports", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_printable,
+    )
+
+
+def render_html(run: RunResult) -> str:
+    ids = check_ids(run)
+    columns = [(c, *short_label(c)) for c in ids]
+    rows = []
+    details: list[Detail] = []
+    for ti, target in enumerate(run.targets):
+        by_id = {r.check: r for r in target.results}
+        cells: list[Detail | None] = []
+        for ci, check in enumerate(ids):
+            result = by_id.get(check)
+            if result is None:
+                cells.append(None)
+                continue
+            timeline = result.timeline_json()
+            detail = Detail(
+                id=f"r{ti}-{ci}",
+                target=target,
+                setup_id=f"setup-{ti}",
+                result=result,
+                state=cell_state(result),
+                chart=ladder(timeline) if timeline else None,
+                metrics=[(k, _metric(v)) for k, v in result.metrics.items()],
+            )
+            cells.append(detail)
+            details.append(detail)
+        rows.append((target, f"setup-{ti}", target_badge(target), cells))
+    by_result = {id(d.result): d for d in details}
+    problems = [
+        (target, f"setup-{ti}", [by_result[id(r)] for r in non_pass(target)])
+        for ti, target in enumerate(run.targets)
+    ]
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        run=run,
+        total=overall(run),
+        badge=overall_badge(run),
+        columns=columns,
+        rows=rows,
+        details=details,
+        problems=problems,
+        states=STATES,
+        symbols=SYMBOLS,
+        prompt_ms=PROMPT_MS,
+        TargetStatus=TargetStatus,
+    )

@@ -1,0 +1,135 @@
+"""Read a saved JSON report back into a ``RunResult``.
+
+Every report file is rendered from the JSON form of a run: a live run is
+turned into JSON first, so ``proxytest report results.json`` redraws exactly
+what the run drew. Reading validates the shape (the DESIGN.md contract plus the
+additive ``config_files`` and ``timeline`` keys) and names the bad key by its
+path, e.g. ``targets[1].results[3].verdict``. Unknown keys are ignored, so
+reports from newer versions still read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ReportError
+from ..results import CheckResult, ConfigFile, RunResult, TargetResult, TargetStatus, Verdict
+
+__all__ = ["read_report", "run_from_json"]
+
+_FIX = "pass the JSON report of a run: `--json PATH`, or results.json in a --report-dir"
+
+
+class _Bad(Exception):
+    def __init__(self, where: str, problem: str) -> None:
+        self.where, self.problem = where, problem
+
+
+def _get(data: Mapping[str, Any], key: str, where: str, kinds: tuple[type, ...]) -> Any:
+    if key not in data:
+        raise _Bad(f"{where}.{key}".lstrip("."), "missing")
+    value = data[key]
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+        raise _Bad(f"{where}.{key}".lstrip("."), f"expected {names}, got {value!r:.60}")
+    return value
+
+
+def _enum(value: str, enum: type[Verdict] | type[TargetStatus], where: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(v.value for v in enum)
+        raise _Bad(where, f"{value!r} is not one of {choices}") from None
+
+
+def _result(data: Any, where: str) -> CheckResult:
+    if not isinstance(data, Mapping):
+        raise _Bad(where, "expected an object")
+    expected = _get(data, "expected", where, (str, type(None)))
+    timeline = data.get("timeline")
+    if timeline is not None and not isinstance(timeline, Mapping):
+        raise _Bad(f"{where}.timeline", "expected an object")
+    if timeline is not None:
+        events = _get(timeline, "events", f"{where}.timeline", (list,))
+        for n, event in enumerate(events):
+            if (
+                not isinstance(event, list)
+                or len(event) != 3
+                or not all(isinstance(v, int | float) for v in event)
+            ):
+                raise _Bad(f"{where}.timeline.events[{n}]", "expected [seq, sent_ms, arrived_ms]")
+    return CheckResult(
+        check=_get(data, "check", where, (str,)),
+        verdict=_enum(_get(data, "verdict", where, (str,)), Verdict, f"{where}.verdict"),
+        summary=_get(data, "summary", where, (str,)),
+        expected=None if expected is None else _enum(expected, Verdict, f"{where}.expected"),
+        hint=_get(data, "hint", where, (str, type(None))),
+        metrics=dict(_get(data, "metrics", where, (dict,))),
+        duration_s=float(_get(data, "duration_s", where, (int, float))),
+        timeline=dict(timeline) if timeline is not None else None,
+    )
+
+
+def _target(data: Any, where: str) -> TargetResult:
+    if not isinstance(data, Mapping):
+        raise _Bad(where, "expected an object")
+    files = []
+    for n, item in enumerate(data.get("config_files") or []):
+        at = f"{where}.config_files[{n}]"
+        if not isinstance(item, Mapping):
+            raise _Bad(at, "expected an object")
+        files.append(ConfigFile(_get(item, "path", at, (str,)), _get(item, "text", at, (str,))))
+    results = _get(data, "results", where, (list,))
+    return TargetResult(
+        id=_get(data, "id", where, (str,)),
+        proxy=_get(data, "proxy", where, (str,)),
+        setup=_get(data, "setup", where, (str,)),
+        runtime=_get(data, "runtime", where, (str,)),
+        proxy_version=_get(data, "proxy_version", where, (str, type(None))),
+        status=_enum(_get(data, "status", where, (str,)), TargetStatus, f"{where}.status"),
+        reason=_get(data, "reason", where, (str, type(None))),
+        results=tuple(_result(r, f"{where}.results[{n}]") for n, r in enumerate(results)),
+        config_files=tuple(files),
+    )
+
+
+def run_from_json(data: Any, source: Path | str = "<report>") -> RunResult:
+    """The ``RunResult`` a JSON report describes; ``ReportError`` names what is wrong."""
+    try:
+        if not isinstance(data, Mapping):
+            raise _Bad("", "expected a JSON object")
+        tool = _get(data, "tool", "", (dict,))
+        if tool.get("name") != "proxytest":
+            raise _Bad("tool.name", f"{tool.get('name')!r}: not a proxytest report")
+        targets = _get(data, "targets", "", (list,))
+        return RunResult(
+            tool_version=str(tool.get("version", "?")),
+            started_at=_get(data, "started_at", "", (str,)),
+            duration_s=float(_get(data, "duration_s", "", (int, float))),
+            targets=tuple(_target(t, f"targets[{n}]") for n, t in enumerate(targets)),
+        )
+    except _Bad as bad:
+        where = f"{bad.where}: " if bad.where else ""
+        raise ReportError(f"{where}{bad.problem}", file=source, fix=_FIX) from None
+
+
+def read_report(path: Path) -> tuple[dict[str, Any], RunResult]:
+    """Read and validate a JSON report file: its raw data and the run it describes."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError("no such file", file=path, fix=_FIX) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ReportError(f"cannot read it: {problem}", file=path, fix=_FIX) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"not valid JSON: {exc.msg} (column {exc.colno})", file=path, line=exc.lineno, fix=_FIX
+        ) from None
+    return data, run_from_json(data, path)

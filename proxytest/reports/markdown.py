@@ -1,0 +1,110 @@
+"""summary.md: a compact grid for a CI job page (GitHub step summary, GitLab, PR comments).
+
+Rows are setups, columns the checks present (four-letter labels under their
+family), one emoji per cell. Below: a legend, the overall line, and one line
+per result that is not a plain pass, with its summary and the knob that fixes it.
+When ``GITHUB_STEP_SUMMARY`` is set, the same text is appended to that file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from ..results import RunResult, TargetStatus
+from .grid import cell_state, check_ids, non_pass, overall, short_label
+
+__all__ = ["EMOJI", "append_step_summary", "render_markdown"]
+
+EMOJI = {
+    "pass": "✅",
+    "degraded": "🟡",
+    "fail": "❌",
+    "error": "⚠️",
+    "skip": "➖",
+    "known": "🔸",
+    "stale": "✅❕",
+}
+_LEGEND = (
+    "✅ pass · 🟡 degraded · ❌ fail · ⚠️ error (the harness could not judge) · ➖ skipped · "
+    "🔸 a failure the matrix expects · ✅❕ passes although the matrix expects a failure"
+)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _escape(text: str) -> str:
+    """Plain text inside Markdown (tables included): no markup, no HTML, one line."""
+    text = " ".join(_CONTROL.sub("", text).split())
+    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
+
+
+def _code(text: str) -> str:
+    return "`" + text.replace("`", "'") + "`"
+
+
+def render_markdown(run: RunResult) -> str:
+    ids = check_ids(run)
+    total = overall(run)
+    mark = "✅" if total.as_expected else "❌"
+    lines = [
+        f"## {mark} proxytest: {'as expected' if total.as_expected else 'unexpected results'}",
+        "",
+        f"**{_escape(total.line)}** · proxytest {_escape(run.tool_version)} · "
+        f"started {_escape(run.started_at)} · {run.duration_s:.1f} s",
+        "",
+    ]
+    header = ["setup", *(f"{fam}<br>{name}" for fam, name in map(short_label, ids))]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|:--" + "|:-:" * len(ids) + "|")
+    for target in run.targets:
+        by_id = {r.check: r for r in target.results}
+        cells = [EMOJI[cell_state(by_id[c])] if c in by_id else "" for c in ids]
+        lines.append("| " + " | ".join([_code(target.id), *cells]) + " |")
+    lines += ["", _LEGEND + "  ", "columns: " + ", ".join(
+        f"{name} = {_code(c)}" for c, (_fam, name) in zip(ids, map(short_label, ids), strict=True)
+    )]  # fmt: skip
+    details = _details(run)
+    if details:
+        lines += ["", "### Not passing", "", *details]
+    return "\n".join(lines) + "\n"
+
+
+def _details(run: RunResult) -> list[str]:
+    lines: list[str] = []
+    for target in run.targets:
+        name = f"**{_escape(target.id)}**"
+        if target.status != TargetStatus.OK:
+            word, emoji = (
+                ("skipped", EMOJI["skip"])
+                if target.status == TargetStatus.SKIPPED
+                else ("error", EMOJI["error"])
+            )
+            reason = (target.reason or "").strip().splitlines()
+            lines.append(f"- {emoji} {name} {word}: {_escape(reason[0] if reason else '')}")
+            continue
+        for result in non_pass(target):
+            state = cell_state(result)
+            tag = result.verdict.value
+            if state == "known":
+                tag += " (expected)"
+            elif state == "stale":
+                tag = f"pass, but the matrix expects {result.expected}: update it"
+            line = f"- {EMOJI[state]} {name} {_code(result.check)} {tag}: {_escape(result.summary)}"
+            if result.hint and state != "stale":
+                line += f" — fix: {_escape(result.hint)}"
+            lines.append(line)
+    return lines
+
+
+def append_step_summary(text: str) -> Path | None:
+    """Append ``text`` to ``$GITHUB_STEP_SUMMARY`` when that is set; return its path."""
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return None
+    path = Path(target)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text if text.endswith("\n") else text + "\n")
+    return path
