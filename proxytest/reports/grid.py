@@ -113,3 +113,13 @@ def non_pass(target: TargetResult) -> list[CheckResult]:
         return []
     shown = [r for r in target.results if cell_state(r) != "pass"]
     return sorted(shown, key=lambda r: (r.as_expected, -r.verdict.rank))
+
+
+def by_cause(target: TargetResult) -> list[list[CheckResult]]:
+    """``non_pass`` grouped by cause: one state and one hint (every ws.* check after a
+    refused upgrade) make one group, so a report states the cause once."""
+    groups: dict[tuple[str, str | None, str], list[CheckResult]] = {}
+    for result in non_pass(target):
+        key = (cell_state(result), result.hint, result.summary if result.hint is None else "")
+        groups.setdefault(key, []).append(result)
+    return list(groups.values())

@@ -27,7 +27,7 @@ import markupsafe
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus
 from .badges import overall_badge, target_badge
 from .charts import PROMPT_MS, Ladder, ladder
-from .grid import STATES, cell_state, check_ids, non_pass, overall, short_label
+from .grid import STATES, by_cause, cell_state, check_ids, overall, short_label
 
 __all__ = ["render_html"]
 
@@ -71,8 +71,17 @@ def _printable(value: Any) -> Any:
     return value  # numbers, and markup such as a macro's output (already printed)
 
 
+def _knobs(text: str) -> markupsafe.Markup:
+    """A hint, escaped, with its `code spans` (the knobs to set) as <code>."""
+    parts = re.split(r"`([^`]+)`", _CONTROL.sub("", text))
+    return markupsafe.Markup("").join(
+        markupsafe.Markup("<code>{}</code>").format(p) if i % 2 else markupsafe.escape(p)
+        for i, p in enumerate(parts)
+    )
+
+
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.PackageLoader("proxytest.reports", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
@@ -80,6 +89,8 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         finalize=_printable,
     )
+    env.filters["knobs"] = _knobs
+    return env
 
 
 def render_html(run: RunResult) -> str:
@@ -110,7 +121,7 @@ def render_html(run: RunResult) -> str:
         rows.append((target, f"setup-{ti}", target_badge(target), cells))
     by_result = {id(d.result): d for d in details}
     problems = [
-        (target, f"setup-{ti}", [by_result[id(r)] for r in non_pass(target)])
+        (target, f"setup-{ti}", [[by_result[id(r)] for r in group] for group in by_cause(target)])
         for ti, target in enumerate(run.targets)
     ]
     template = _environment().get_template("report.html.j2")

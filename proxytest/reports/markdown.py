@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ..results import RunResult, TargetStatus
-from .grid import cell_state, check_ids, non_pass, overall, short_label
+from .grid import by_cause, cell_state, check_ids, overall, short_label
 
 __all__ = ["EMOJI", "append_step_summary", "render_markdown"]
 
@@ -37,8 +37,18 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 def _escape(text: str) -> str:
     """Plain text inside Markdown (tables included): no markup, no HTML, one line."""
-    text = " ".join(_CONTROL.sub("", text).split())
+    return _markup(" ".join(_CONTROL.sub("", text).split()))
+
+
+def _markup(text: str) -> str:
     return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
+
+
+def _prose(text: str) -> str:
+    """Like ``_escape``, but a hint's `code spans` stay code (they name the knobs)."""
+    text = " ".join(_CONTROL.sub("", text).split())
+    parts = re.split(r"(`[^`]+`)", text)
+    return "".join(part if part.startswith("`") else _markup(part) for part in parts)
 
 
 def _code(text: str) -> str:
@@ -85,16 +95,19 @@ def _details(run: RunResult) -> list[str]:
             reason = (target.reason or "").strip().splitlines()
             lines.append(f"- {emoji} {name} {word}: {_escape(reason[0] if reason else '')}")
             continue
-        for result in non_pass(target):
-            state = cell_state(result)
-            tag = result.verdict.value
+        for results in by_cause(target):
+            first = results[0]
+            state, hint = cell_state(first), first.hint
+            tag = first.verdict.value
             if state == "known":
                 tag += " (expected)"
             elif state == "stale":
-                tag = f"pass, but the matrix expects {result.expected}: update it"
-            line = f"- {EMOJI[state]} {name} {_code(result.check)} {tag}: {_escape(result.summary)}"
-            if result.hint and state != "stale":
-                line += f" — fix: {_escape(result.hint)}"
+                tag = f"pass, but the matrix expects {first.expected}: update it"
+            line = f"- {EMOJI[state]} {name} {_code(first.check)} {tag}: {_escape(first.summary)}"
+            if len(results) > 1:
+                line += " (also " + ", ".join(_code(r.check) for r in results[1:]) + ")"
+            if hint and state != "stale":
+                line += f" — fix: {_prose(hint)}"
             lines.append(line)
     return lines
 
