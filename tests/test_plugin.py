@@ -7,13 +7,18 @@ users get it, through the ``pytest11`` entry point.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, processes_under
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +118,7 @@ def test_verdicts_become_outcomes_and_each_target_launches_once(
         "--proxytest-matrix", str(matrix), "--proxytest-report-dir", str(report_dir), "-rA"
     )
     result.assert_outcomes(**OUTCOMES)
-    result.stdout.fnmatch_lines([f"proxytest: matrix {matrix} (5 targets, runtime per matrix*"])
+    result.stdout.fnmatch_lines([f"proxytest: matrix {matrix} (5 target(s), runtime per matrix*"])
     assert _launches(result.stdout.str()) == LAUNCHED
     # A failure carries the summary, the hint and the metrics.
     result.stdout.fnmatch_lines(
@@ -257,3 +262,40 @@ def test_a_bad_matrix_names_its_file_and_line(pytester: pytest.Pytester) -> None
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{bad}:4*colour*"])
     assert not list(pytester.path.glob("proxytest-pytest-*"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_every_proxy(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C or SIGTERM during the matrix run: no proxy, run dir or shared dir stays."""
+    private_tmp = tmp_path / "tmpdir"
+    private_tmp.mkdir()
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(
+        "checks: [sse.idle, ws.idle]\nmax_hold: 60\ntargets:\n"
+        + "".join(
+            f"  - {{proxy: {p}, setup: realtime, configs: ['{ROOT}/proxies/{p}/realtime.{e}']}}\n"
+            for p, e in (("nginx", "conf"), ("haproxy", "cfg"))
+        )
+    )
+    env = {**os.environ, "TMPDIR": str(private_tmp)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--proxytest-matrix",
+         str(matrix), "--rootdir", str(tmp_path), str(matrix)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True,
+    ) as process:  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and len(processes_under(private_tmp)) < 2:
+                time.sleep(0.05)
+            assert processes_under(private_tmp), "no proxy started within 30 s"
+            time.sleep(1.0)  # the long checks are holding connections now
+            process.send_signal(sig)
+            out, _ = process.communicate(timeout=45)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert processes_under(private_tmp) == []
+    assert sorted(p.name for p in private_tmp.iterdir()) == [], out

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,17 @@ __all__ = [
 
 SHARED_DIR = pytest.StashKey[Path]()
 OWN_SHARED_DIR = pytest.StashKey[bool]()
+OLD_SIGTERM = pytest.StashKey[Any]()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job) while proxies run: unwind like Ctrl-C, stopping them."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated("SIGTERM: every proxy proxytest started was stopped")
+
+
 _WORKER_KEY = "proxytest_shared_dir"
 
 
@@ -138,6 +151,10 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(f"proxytest: {exc}") from None
     config.stash[SETTINGS] = settings
+    # pytest leaves SIGTERM to the default action, which would end the process
+    # without running any clean-up: proxies (and their process groups) would stay.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and _in_main_thread():
+        config.stash[OLD_SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None and _WORKER_KEY in worker_input:
         config.stash[SHARED_DIR] = Path(worker_input[_WORKER_KEY])
@@ -223,7 +240,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     checks = ", ".join(c.id for c in settings.checks)
     return [
-        f"proxytest: matrix {settings.matrix_path} ({len(settings.targets)} targets, "
+        f"proxytest: matrix {settings.matrix_path} ({len(settings.targets)} target(s), "
         f"runtime {settings.runtime or 'per matrix'}, max-hold {settings.settings.max_hold_s:g} s)",
         f"proxytest: checks {checks}",
     ]
@@ -260,9 +277,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             write_reports(data, run.settings.report_dir)
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     service = config.stash.get(SERVICE, None)
     if service is not None:
         service.close()
+    if OLD_SIGTERM in config.stash and _in_main_thread():
+        signal.signal(signal.SIGTERM, config.stash[OLD_SIGTERM])
     if config.stash.get(OWN_SHARED_DIR, False):
         shutil.rmtree(config.stash[SHARED_DIR], ignore_errors=True)

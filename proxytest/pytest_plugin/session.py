@@ -237,7 +237,7 @@ class MatrixRun:
         chosen = tuple(c for c in self.settings.checks if c.id in checks)
         progress = _Progress(self.write)
         self.write(
-            f"proxytest: running {len(targets)} targets × {len(chosen)} checks "
+            f"proxytest: running {_count(len(targets), 'target')} × {_count(len(chosen), 'check')} "
             f"(max-hold {self.settings.settings.max_hold_s:g} s)"
         )
         started = time.monotonic()
@@ -254,6 +254,10 @@ class MatrixRun:
         _write_atomic(self.results_path, json.dumps(result.to_json(), indent=2) + "\n")
         launches = {"launches": progress.launches, "run_s": round(time.monotonic() - started, 2)}
         _write_atomic(self.launches_path, json.dumps(launches) + "\n")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
