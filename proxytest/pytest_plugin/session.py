@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 import queue
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -33,6 +31,7 @@ from ..adapters import ADAPTERS
 from ..checks import CHECKS, Check, matching, select
 from ..errors import UsageError
 from ..matrix import Matrix, TargetSpec, load_matrix, select_targets
+from ..reports.files import write_text_atomic
 from ..results import CheckResult, RunResult, TargetResult
 from ..runner import RunOptions, check_binaries, check_templates, run_targets
 from ..settings import Settings
@@ -247,13 +246,13 @@ class MatrixRun:
             )
             progress.flush()
         except Exception:
-            _write_atomic(
+            write_text_atomic(
                 self.failure_path, "the proxytest matrix run failed:\n" + traceback.format_exc()
             )
             raise
-        _write_atomic(self.results_path, json.dumps(result.to_json(), indent=2) + "\n")
+        write_text_atomic(self.results_path, json.dumps(result.to_json(), indent=2) + "\n")
         launches = {"launches": progress.launches, "run_s": round(time.monotonic() - started, 2)}
-        _write_atomic(self.launches_path, json.dumps(launches) + "\n")
+        write_text_atomic(self.launches_path, json.dumps(launches) + "\n")
 
 
 def _count(n: int, noun: str) -> str:
@@ -266,17 +265,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".proxytest-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 SETTINGS = pytest.StashKey[PluginSettings]()
