@@ -221,6 +221,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
                 poller.cancel()
                 await _fates(watchers, stop)
                 return ReloadTimeline(unsupported=str(exc))
+            reloaded_at = time.monotonic()
             await asyncio.sleep(observe)
             await poller
             fates = await _fates(watchers, stop)
@@ -230,6 +231,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
             return ReloadTimeline(
                 method=method,
                 reload_at=reload_at,
+                reloaded_at=reloaded_at,
                 observe_s=observe,
                 fates=fates,
                 during_ok=ok,
