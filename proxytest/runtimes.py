@@ -98,8 +98,8 @@ class DockerRuntime:
         self.upstream_host = self.network.upstream_host
         self.upstream_note = (
             "the gateway of the Docker engine's bridge network; it must be an address of "
-            "this machine, which it is not with an engine in a VM (Docker Desktop) or on "
-            "another machine: use --docker-network host there"
+            "this machine, which it is not with an engine in a VM (Docker Desktop), in "
+            "rootless mode or on another machine: use --docker-network host there"
             if self.upstream_host
             else ""
         )
