@@ -271,7 +271,11 @@ class Engine:
         """Remove containers of proxytest runs on this host whose process is gone."""
         removed = 0
         host = socket.gethostname()
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+        # ignore_removed: another session may remove its containers while we list them.
+        listed = self.client.containers.list(
+            all=True, filters={"label": LABEL}, ignore_removed=True
+        )
+        for container in listed:
             owner = container.labels.get("proxytest.owner", "")
             owner_host, _, pid = owner.partition(":")
             if owner_host != host or not pid.isdigit() or _alive(int(pid)):
@@ -284,7 +288,9 @@ class Engine:
     def session_containers(self) -> list[Any]:
         return list(
             self.client.containers.list(
-                all=True, filters={"label": [LABEL, f"proxytest.session={SESSION}"]}
+                all=True,
+                filters={"label": [LABEL, f"proxytest.session={SESSION}"]},
+                ignore_removed=True,
             )
         )
 
