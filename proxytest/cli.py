@@ -23,7 +23,14 @@ from . import __version__
 from .adapters import ADAPTERS
 from .checks import CHECKS, matching, select
 from .errors import BinaryNotFound, ConfigRejected, UsageError
-from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
+from .matrix import (
+    DOCKER_NETWORKS,
+    Matrix,
+    TargetSpec,
+    load_matrix,
+    select_targets,
+    setups_of,
+)
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
@@ -62,6 +69,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="append",
         metavar="[PROXY=]IMAGE",
         help="container image for the docker runtime, repeatable (default: pinned official)",
+    )
+    parser.add_argument(
+        "--docker-network",
+        choices=DOCKER_NETWORKS,
+        help="how containers meet this machine: host networking (default: the matrix's, "
+        "else host), or bridge with ports published on 127.0.0.1 for engines without it",
     )
     parser.add_argument(
         "--max-hold",
@@ -228,6 +241,7 @@ def _execute(
         settings=settings,
         runtime=args.runtime,
         images=_images(args.image, getattr(args, "proxy", None)),
+        docker_network=args.docker_network or (matrix.docker_network if matrix else "host"),
         raise_rejected=raise_rejected,
     )
     interactive = console.is_terminal

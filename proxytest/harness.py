@@ -3,6 +3,12 @@
 The runner starts each target's main instance through :meth:`Harness.instance`;
 lifecycle checks start their own private instance the same way, so a reload or
 a dying origin never disturbs the checks running against the main one.
+
+Clients always connect to the proxy on loopback. Where the rendered config
+listens, and where the proxy reaches the origin, are the runtime's to say (a
+container on a bridge network listens on 0.0.0.0 inside it and reaches this
+machine through the bridge's gateway); :meth:`Harness.reach` and
+:meth:`Harness.origin_hosts` make the origin listen there too.
 """
 
 from __future__ import annotations
@@ -23,14 +29,13 @@ from .adapters import Adapter, RenderedConfig
 from .errors import LaunchError
 from .launchers import LaunchSpec
 from .launchers.base import Running
-from .origin.server import READY_PATH
-from .runtimes import LocalRuntime, Runtime
+from .origin.server import READY_PATH, Origin
+from .runtimes import LOOPBACK, LocalRuntime, Runtime
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
-__all__ = ["Harness", "Instance", "ask_ready", "free_port"]
+__all__ = ["LOOPBACK", "Harness", "Instance", "ask_ready", "free_port"]
 
-LOOPBACK = "127.0.0.1"
 _RESERVED: set[int] = set()
 
 
@@ -83,18 +88,49 @@ class Harness:
     keep_run_dirs: bool = False
     label: str = "proxy"
 
+    def origin_hosts(self, host: str) -> tuple[str, ...]:
+        """Where an origin on ``host`` (loopback) must listen for these proxies to reach it."""
+        extra = self.runtime.upstream_host
+        return (host,) if extra is None or extra == host else (host, extra)
+
+    async def reach(self, origin: Origin) -> None:
+        """Make the in-process ``origin`` listen wherever these proxies reach it."""
+        for host in self.origin_hosts(origin.host)[1:]:
+            try:
+                await origin.listen_also(host)
+            except OSError as exc:
+                raise LaunchError(
+                    f"the origin cannot listen on {host}:{origin.port}, where the proxy reaches "
+                    f"it: {exc.strerror or exc}",
+                    detail=f"{host} is {self.runtime.upstream_note}",
+                ) from None
+
+    def placeholders(
+        self, upstream_host: str, upstream_port: int, run_dir: Path, listen_port: int
+    ) -> Placeholders:
+        """The values rendered into the config: the runtime decides both hosts."""
+        return Placeholders(
+            self.runtime.listen_host,
+            listen_port,
+            self.runtime.upstream_host or upstream_host,
+            upstream_port,
+            run_dir,
+        )
+
     @contextlib.asynccontextmanager
     async def instance(
         self, upstream_host: str, upstream_port: int, origin_id: str, *, validate: bool = False
     ) -> AsyncIterator[Instance]:
-        """Render the config for a new port and ``upstream``, start it, wait until ready."""
+        """Render the config for a new port and ``upstream``, start it, wait until ready.
+
+        ``upstream_host`` is where the origin listens on this machine (loopback); the
+        origin must also listen at :meth:`origin_hosts` of it.
+        """
         run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{self.adapter.name}-"))
         # nginx started as root runs its workers as `nobody`: they must enter the run dir.
         run_dir.chmod(0o755)
         try:
-            placeholders = Placeholders(
-                LOOPBACK, free_port(), upstream_host, upstream_port, run_dir
-            )
+            placeholders = self.placeholders(upstream_host, upstream_port, run_dir, free_port())
             files = render_files(self.sources, placeholders)
             config = RenderedConfig(run_dir, files, tuple(self.sources))
             if validate:
@@ -111,7 +147,8 @@ class Harness:
             )
             async with self.runtime.launch(spec) as process:
                 ready = await self._wait_ready(process, config, origin_id)
-                yield Instance(LOOPBACK, spec.port, process, config, ready)
+                # process.port: where clients connect (a published port may differ).
+                yield Instance(LOOPBACK, process.port, process, config, ready)
         finally:
             if not self.keep_run_dirs:
                 await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
@@ -146,5 +183,5 @@ class Harness:
     async def reload(self, instance: Instance) -> str:
         """Reload ``instance`` the way its operators do; return how it was done."""
         return await self.adapter.reload(
-            self.binary, instance.process, instance.config, self.runtime.run
+            self.binary, instance.process, instance.config, self.runtime.beside(instance.process)
         )

@@ -10,6 +10,7 @@ Nothing downstream sees a raw dict: every error names the file and the line
     load_connections: 1000 # WebSockets and SSE streams for load.concurrency
     runtime: local         # local | docker | auto (also per target)
     images: {nginx: "nginx:1.29.3-alpine"}   # docker runtime (also per target: image:)
+    docker_network: host   # host | bridge (published ports, origin via the gateway)
     targets:
       - proxy: nginx
         setup: default     # proxies/nginx/default.*
@@ -47,9 +48,10 @@ __all__ = [
 ]
 
 RUNTIMES = ("local", "docker", "auto")
+DOCKER_NETWORKS = ("host", "bridge")
 _TOP_KEYS = (
     "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
-    "load_connections", "images", "targets",
+    "load_connections", "images", "docker_network", "targets",
 )  # fmt: skip
 _TARGET_KEYS = ("proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note")
 
@@ -93,6 +95,7 @@ class Matrix:
     concurrency: int = 4
     runtime: str = "local"
     settings: Settings = field(default_factory=Settings)
+    docker_network: str = "host"
     path: Path | None = None
     known_proxies: tuple[str, ...] = field(default=(), compare=False)
 
@@ -167,6 +170,18 @@ class _Parser:
         if value not in RUNTIMES:
             raise self.error(
                 node, f"unknown runtime {value!r}", "use one of: " + ", ".join(RUNTIMES)
+            )
+        return value
+
+    def docker_network(self, node: yaml.Node) -> str:
+        value = self.scalar(node, "docker_network")
+        if value not in DOCKER_NETWORKS:
+            raise self.error(
+                node,
+                f"unknown docker_network {value!r}",
+                "use one of: "
+                + ", ".join(DOCKER_NETWORKS)
+                + " (bridge: for engines without host networking)",
             )
         return value
 
@@ -328,6 +343,9 @@ class _Parser:
                 if "load_connections" in top
                 else Settings.load_connections,
             ),
+            docker_network=self.docker_network(top["docker_network"])
+            if "docker_network" in top
+            else "host",
             path=self.path,
             known_proxies=self.known_proxies,
         )

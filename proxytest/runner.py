@@ -89,6 +89,7 @@ class RunOptions:
     # None: each target's own runtime (matrix); else local, docker or auto for all.
     runtime: str | None = None
     images: Mapping[str, str] = field(default_factory=dict)  # proxy -> image
+    docker_network: str = "host"  # host | bridge: how containers meet this machine
 
 
 def check_templates(targets: Sequence[TargetSpec]) -> None:
@@ -139,8 +140,9 @@ async def _choose_runtime(
 ) -> Runtime | str:
     """The runtime for ``target``, or why it cannot run (a skip reason).
 
-    ``auto`` picks docker when an engine answers and the image is present, else
-    local; ``docker`` pulls a missing image and skips when that fails.
+    ``auto`` picks docker when an engine answers, has the network asked for and
+    the image, else local; ``docker`` pulls a missing image and skips when that
+    fails, or when the engine lacks the network.
     """
     requested = _requested(target, options)
     if requested == "local":
@@ -148,16 +150,21 @@ async def _choose_runtime(
     image = options.images.get(target.proxy) or target.image or adapter.default_image
     engine = docker_engine()
     problem = await asyncio.to_thread(engine.unavailable)
+    network = None if problem else await asyncio.to_thread(engine.network, options.docker_network)
     if requested == "auto":
-        if problem or not await asyncio.to_thread(engine.image_present, image):
+        if problem or isinstance(network, str):
             return LocalRuntime()
-        return DockerRuntime(engine, image)
+        if not await asyncio.to_thread(engine.image_present, image):
+            return LocalRuntime()
+        return DockerRuntime(engine, image, network)
     if problem:
         return f"{problem}; start one or set DOCKER_HOST (or use --runtime local)"
+    if isinstance(network, str):
+        return network
     missing = await asyncio.to_thread(engine.ensure_image, image)
     if missing:
         return missing
-    return DockerRuntime(engine, image)
+    return DockerRuntime(engine, image, network)
 
 
 async def _sweep_containers() -> None:
@@ -400,6 +407,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
         slot_held = True
         env.active_since[target.id] = time.monotonic()
         env.progress.target_phase(target, "starting")
+        await harness.reach(env.origin)
         async with harness.instance(
             env.origin.host, env.origin.port, env.origin.id, validate=True
         ) as main:

@@ -17,23 +17,35 @@ CUT_WITHIN_S = 1.0  # closed this soon after the event: cut at once, not drained
 PROMPT_S = 2.0  # a client told of a dead origin within this is told promptly
 
 
-def _fate_words(fates: tuple[Fate, ...], since: float) -> tuple[dict[str, int], list[float]]:
+def _fate_words(
+    fates: tuple[Fate, ...], since: float, cut_until: float
+) -> tuple[dict[str, int], list[float]]:
     counts = {"survived": 0, "drained": 0, "cut": 0}
     closed_after: list[float] = []
     for fate in fates:
-        counts[_fate(fate, since)] += 1
+        counts[_fate(fate, cut_until)] += 1
         if fate.ended_at is not None:
             closed_after.append(round(fate.ended_at - since, 2))
     return counts, closed_after
 
 
-def _fate(fate: Fate, since: float) -> str:
+def _fate(fate: Fate, cut_until: float) -> str:
     if fate.ended_at is None:
         return "survived"
-    return "cut" if fate.ended_at - since < CUT_WITHIN_S else "drained"
+    return "cut" if fate.ended_at < cut_until else "drained"
 
 
-def _by_kind(fates: tuple[Fate, ...], since: float) -> str:
+def _cut_until(tl: ReloadTimeline) -> float:
+    """Closed before this (a monotonic time) is cut at once, after it drained.
+
+    The window starts when the reload command returned: a command that takes a
+    while (``caddy reload`` in a helper container) is still the reload itself.
+    """
+    assert tl.reload_at is not None
+    return max(tl.reload_at, tl.reloaded_at or tl.reload_at) + CUT_WITHIN_S
+
+
+def _by_kind(fates: tuple[Fate, ...], cut_until: float) -> str:
     """'WebSockets: 2 cut at once; SSE streams: 2 survived'."""
     words = {"survived": "survived", "drained": "drained then closed", "cut": "cut at once"}
     parts = []
@@ -43,7 +55,7 @@ def _by_kind(fates: tuple[Fate, ...], since: float) -> str:
             continue
         tally: dict[str, int] = {}
         for fate in mine:
-            tally[_fate(fate, since)] = tally.get(_fate(fate, since), 0) + 1
+            tally[_fate(fate, cut_until)] = tally.get(_fate(fate, cut_until), 0) + 1
         parts.append(f"{noun}: " + ", ".join(f"{n} {words[w]}" for w, n in tally.items()))
     return "; ".join(parts)
 
@@ -61,7 +73,8 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(Verdict.SKIP, tl.unsupported)
     if tl.error or tl.reload_at is None:
         return Outcome(Verdict.ERROR, tl.error or "the reload did not happen")
-    counts, closed_after = _fate_words(tl.fates, tl.reload_at)
+    cut_until = _cut_until(tl)
+    counts, closed_after = _fate_words(tl.fates, tl.reload_at, cut_until)
     metrics: dict[str, object] = {
         "method": tl.method,
         "open_connections": len(tl.fates),
@@ -71,7 +84,7 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
         "new_requests_ok": tl.during_ok,
         "new_requests_failed": len(tl.during_failed),
     }
-    fates = _by_kind(tl.fates, tl.reload_at)
+    fates = _by_kind(tl.fates, cut_until)
     if counts["drained"]:
         fates += f" (the last after {max(closed_after):.1f} s)"
     if not tl.alive_after:

@@ -2,9 +2,22 @@
 
 This is the only module that imports ``docker``. Containers run the adapter's
 own argv with the entrypoint overridden (official and locally built images
-behave the same), host networking (the proxy listens on the same loopback
-address and reaches the origin as a local process would), and the target's run
-dir bind-mounted at the same path, so rendered configs need no rewriting.
+behave the same) and the target's run dir bind-mounted at the same path, so
+rendered configs need no rewriting. The :class:`Network` decides how a
+container meets this machine:
+
+``host`` (the default)
+    The container shares the engine's network: the proxy listens on the same
+    loopback address and reaches the origin as a local process would.
+``bridge``
+    For engines where host networking is not available or not allowed. The
+    container joins the engine's default ``bridge`` network; the proxy listens
+    on ``0.0.0.0`` inside it, and its port is published on this machine at
+    ``127.0.0.1`` only, so clients connect exactly as they do to a local proxy.
+    The proxy reaches the origin through the bridge's gateway (an IP: Envoy's
+    STATIC clusters and ``FROM scratch`` images have no resolver for a name),
+    where the origin then listens too. ``host.docker.internal`` is mapped to
+    the gateway as well, for configs a person brings.
 
 Every container carries labels: the tool, this run's session id, the owner
 (host and pid) and the target. Leaving the context manager removes the
@@ -18,25 +31,108 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import ipaddress
 import os
 import socket
 import threading
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
 
+from ..errors import LaunchError
 from .base import LaunchSpec
 
-__all__ = ["ContainerProcess", "Engine", "launch_docker", "remove_session"]
+__all__ = [
+    "NETWORKS",
+    "ContainerProcess",
+    "Engine",
+    "Network",
+    "bridge_gateway",
+    "launch_docker",
+    "remove_session",
+]
 
 LABEL = "proxytest.tool"
 SESSION = uuid.uuid4().hex[:12]
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
+NETWORKS = ("host", "bridge")
+BRIDGE = "bridge"  # the engine's default bridge network: always there, nothing to create
 _ENGINES: list[Engine] = []
+
+
+@dataclass(frozen=True)
+class Network:
+    """How a container meets this machine's network (see the module docstring)."""
+
+    mode: str = "host"
+    gateway: str | None = None  # bridge: where containers reach this machine
+    host_gateway: bool = True  # the engine knows `host-gateway` (API 1.41, Docker 20.10)
+
+    def __post_init__(self) -> None:
+        if self.mode not in NETWORKS:
+            raise ValueError(f"unknown docker network {self.mode!r}: use one of {NETWORKS}")
+        if self.mode == BRIDGE and not self.gateway:
+            raise ValueError("a bridge network needs its gateway address")
+
+    @property
+    def listen_host(self) -> str | None:
+        """Where the rendered config listens; None: where clients connect (loopback)."""
+        return "0.0.0.0" if self.mode == BRIDGE else None
+
+    @property
+    def upstream_host(self) -> str | None:
+        """Where the proxy reaches the origin; None: where the origin listens (loopback)."""
+        return self.gateway if self.mode == BRIDGE else None
+
+    def container_options(self, publish: tuple[str, int] | None = None) -> dict[str, Any]:
+        """``containers.create`` options.
+
+        ``publish``: (host address, port the config listens on in the container).
+        The engine picks the port on the host: it retries when one is taken meanwhile,
+        where a port chosen in advance could be lost to another socket first.
+        """
+        if self.mode != BRIDGE:
+            return {"network_mode": "host"}
+        options: dict[str, Any] = {"network_mode": BRIDGE}
+        if self.host_gateway:
+            options["extra_hosts"] = {"host.docker.internal": "host-gateway"}
+        if publish is not None:
+            host, port = publish
+            options["ports"] = {f"{port}/tcp": (host,)}
+        return options
+
+    def published_port(self, attrs: Mapping[str, Any], host: str, port: int) -> int | None:
+        """The host port the engine published ``port`` on at ``host``, from inspect data."""
+        if self.mode != BRIDGE:
+            return port
+        ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        for binding in ports.get(f"{port}/tcp") or ():
+            if binding.get("HostIp") == host and str(binding.get("HostPort", "")).isdigit():
+                return int(binding["HostPort"])
+        return None
+
+
+def bridge_gateway(attrs: Mapping[str, Any]) -> str | None:
+    """The IPv4 gateway of a network, from its inspect data (IPAM config); None if none.
+
+    An engine that created its default bridge itself may record only the subnet;
+    its IPAM driver then gave the bridge the subnet's first address.
+    """
+    for config in (attrs.get("IPAM") or {}).get("Config") or ():
+        gateway, subnet = config.get("Gateway"), config.get("Subnet")
+        with contextlib.suppress(ValueError):
+            if gateway and ipaddress.ip_address(gateway.split("/")[0]).version == 4:
+                return str(gateway.split("/")[0])
+            if subnet and not gateway:
+                network = ipaddress.ip_network(subnet, strict=False)
+                if network.version == 4 and network.num_addresses > 2:
+                    return str(network.network_address + 1)
+    return None
 
 
 class Engine:
@@ -46,6 +142,7 @@ class Engine:
         self.base_url = base_url
         self._client: docker.DockerClient | None = None
         self._problem: str | None = None
+        self._networks: dict[str, Network | str] = {}
         _ENGINES.append(self)
 
     @property
@@ -61,6 +158,7 @@ class Engine:
         if self._client is not None:
             self._client.close()
             self._client = None
+        self._networks.clear()
 
     def unavailable(self) -> str | None:
         """None when the engine answers, else why not (for a skip reason)."""
@@ -89,6 +187,36 @@ class Engine:
             return f"image {image} is not in the engine and the pull failed: {_short(exc)}"
         return None
 
+    def network(self, mode: str) -> Network | str:
+        """The :class:`Network` for ``mode`` (host | bridge), or why not (a skip reason)."""
+        if mode == "host":
+            return Network()
+        if mode not in self._networks:
+            self._networks[mode] = self._bridge()
+        return self._networks[mode]
+
+    def _bridge(self) -> Network | str:
+        try:
+            attrs = self.client.networks.get(BRIDGE).attrs
+        except docker.errors.NotFound:
+            return (
+                f"the Docker engine has no `{BRIDGE}` network (a dockerd started with "
+                "--bridge=none?): give it one, or use --docker-network host"
+            )
+        gateway = bridge_gateway(attrs)
+        if gateway is None:
+            subnets = [c.get("Subnet") for c in (attrs.get("IPAM") or {}).get("Config") or ()]
+            return (
+                f"the engine's `{BRIDGE}` network has no IPv4 gateway (subnets: "
+                f"{', '.join(map(str, subnets)) or 'none'}): use --docker-network host"
+            )
+        try:
+            api = str(self.client.version().get("ApiVersion", "0"))
+            host_gateway = tuple(int(x) for x in api.split(".")[:2]) >= (1, 41)
+        except Exception:
+            host_gateway = False
+        return Network(BRIDGE, gateway, host_gateway)
+
     def run_once(
         self,
         image: str,
@@ -98,24 +226,40 @@ class Engine:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         timeout: float = 60,
+        network: Network | None = None,
+        joined: str | None = None,
     ) -> tuple[int, str]:
-        """Run ``argv`` in a throwaway container; return (exit code, output)."""
-        container = self.client.containers.run(
+        """Run ``argv`` in a throwaway container; return (exit code, output).
+
+        It runs on ``network``, or in the network namespace of the container
+        ``joined`` (an ID) when given.
+        """
+        options = (
+            {"network_mode": f"container:{joined}"}
+            if joined
+            else (network or Network()).container_options()
+        )
+        container = self.client.containers.create(
             image,
             entrypoint=[argv[0]],
             command=list(argv[1:]),
-            detach=True,
-            network_mode="host",
             volumes={str(m): {"bind": str(m), "mode": "rw"} for m in mounts},
             working_dir=str(cwd) if cwd else None,
             environment=dict(env or {}),
             labels=_labels("one-off"),
+            **options,
         )
         try:
             try:
+                container.start()
+            except docker.errors.APIError as exc:  # exit code 125, as `docker run` says
+                why = exc.explanation or _short(exc)
+                return 125, f"the Docker engine could not start the container: {why}"
+            try:
                 status = container.wait(timeout=timeout)
             except Exception:
-                container.kill()
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
                 return 124, f"timed out after {timeout:g} s"
             output = container.logs(stdout=True, stderr=True).decode(errors="replace")
             return int(status.get("StatusCode", 1)), output
@@ -127,7 +271,11 @@ class Engine:
         """Remove containers of proxytest runs on this host whose process is gone."""
         removed = 0
         host = socket.gethostname()
-        for container in self.client.containers.list(all=True, filters={"label": LABEL}):
+        # ignore_removed: another session may remove its containers while we list them.
+        listed = self.client.containers.list(
+            all=True, filters={"label": LABEL}, ignore_removed=True
+        )
+        for container in listed:
             owner = container.labels.get("proxytest.owner", "")
             owner_host, _, pid = owner.partition(":")
             if owner_host != host or not pid.isdigit() or _alive(int(pid)):
@@ -140,7 +288,9 @@ class Engine:
     def session_containers(self) -> list[Any]:
         return list(
             self.client.containers.list(
-                all=True, filters={"label": [LABEL, f"proxytest.session={SESSION}"]}
+                all=True,
+                filters={"label": [LABEL, f"proxytest.session={SESSION}"]},
+                ignore_removed=True,
             )
         )
 
@@ -180,13 +330,16 @@ atexit.register(remove_session)
 
 
 class ContainerProcess:
-    """A running container, with the same surface as a local proxy process."""
+    """A running container, with the same surface as a local proxy process.
 
-    def __init__(self, spec: LaunchSpec, container: Any) -> None:
+    ``port`` is where clients connect: on a bridge network, the published port.
+    """
+
+    def __init__(self, spec: LaunchSpec, container: Any, port: int | None = None) -> None:
         self.spec = spec
         self.container = container
         self.host = spec.host
-        self.port = spec.port
+        self.port = port or spec.port
         self.pid = 0
         self._exit_code: int | None = None
         loop = asyncio.get_running_loop()
@@ -245,29 +398,82 @@ class ContainerProcess:
                 await asyncio.wait_for(asyncio.shield(self._waiter), 5)
 
 
-@contextlib.asynccontextmanager
-async def launch_docker(
-    spec: LaunchSpec, *, engine: Engine, image: str
-) -> AsyncIterator[ContainerProcess]:
-    """Run ``spec.argv`` (argv[0]: the binary's path in the image) in a container."""
+def _start(engine: Engine, spec: LaunchSpec, image: str, network: Network) -> tuple[Any, int]:
+    """Create and start the container; if the start fails, remove it and say why.
+
+    Returns the container and the port clients connect to.
+    """
     argv = list(spec.argv)
-    container = await asyncio.to_thread(
-        engine.client.containers.run,
+    container = engine.client.containers.create(
         image,
         entrypoint=[argv[0]],
         command=argv[1:],
-        detach=True,
-        network_mode="host",
         volumes={str(spec.run_dir): {"bind": str(spec.run_dir), "mode": "rw"}},
         working_dir=str(spec.run_dir),
         environment=dict(spec.env),
         labels=_labels(spec.label),
         stop_signal=str(int(spec.stop_signal)),
+        **network.container_options(publish=(spec.host, spec.port)),
     )
-    running = ContainerProcess(spec, container)
+    port = spec.port
+    try:
+        container.start()
+        if network.mode == BRIDGE:
+            container.reload()
+            settings = container.attrs.get("NetworkSettings") or {}
+            actual = ((settings.get("Networks") or {}).get(BRIDGE) or {}).get("Gateway")
+            if actual and actual != network.gateway:
+                raise LaunchError(
+                    f"the container's gateway is {actual}, but the config was rendered for "
+                    f"{network.gateway} (read from the `{BRIDGE}` network's IPAM config)",
+                    detail="use --docker-network host, or give the bridge an explicit gateway "
+                    "(dockerd --bip)",
+                )
+            published = network.published_port(container.attrs, spec.host, spec.port)
+            if published is None:
+                raise LaunchError(
+                    f"the engine did not publish the container's port {spec.port} on "
+                    f"{spec.host}: {settings.get('Ports')}"
+                )
+            port = published
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+        if isinstance(exc, docker.errors.APIError):
+            raise LaunchError(
+                f"the Docker engine could not start the container: {exc.explanation or exc}"
+            ) from None
+        raise
+    return container, port
+
+
+async def _discard(starting: asyncio.Future[tuple[Any, int]]) -> None:
+    with contextlib.suppress(Exception):
+        container, _ = await starting
+        await asyncio.to_thread(container.remove, force=True)
+
+
+@contextlib.asynccontextmanager
+async def launch_docker(
+    spec: LaunchSpec, *, engine: Engine, image: str, network: Network | None = None
+) -> AsyncIterator[ContainerProcess]:
+    """Run ``spec.argv`` (argv[0]: the binary's path in the image) in a container.
+
+    On a bridge network, ``spec.port`` (in the container) is published on a port
+    of ``spec.host`` (loopback) that the engine picks: the handle's ``port``.
+    """
+    from .._aio import finish
+
+    starting = asyncio.ensure_future(
+        asyncio.to_thread(_start, engine, spec, image, network or Network())
+    )
+    try:
+        container, port = await asyncio.shield(starting)
+    except asyncio.CancelledError:  # the start goes on in its thread: remove what it makes
+        await finish(_discard(starting))
+        raise
+    running = ContainerProcess(spec, container, port)
     try:
         yield running
     finally:
-        from .._aio import finish
-
         await finish(running.stop())

@@ -1,4 +1,4 @@
-"""Run the test origin by itself: ``python -m proxytest.origin [--host H] [--port P]``."""
+"""Run the test origin by itself: ``python -m proxytest.origin [--host H ...] [--port P]``."""
 
 import argparse
 import asyncio
@@ -7,8 +7,12 @@ import contextlib
 from .server import serve_forever
 
 parser = argparse.ArgumentParser(prog="python -m proxytest.origin", description=__doc__)
-parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument(
+    "--host",
+    action="append",
+    help="address to listen on, repeatable (same port on each; default 127.0.0.1)",
+)
 parser.add_argument("--port", type=int, default=0)
 args = parser.parse_args()
 with contextlib.suppress(KeyboardInterrupt):
-    asyncio.run(serve_forever(args.host, args.port))
+    asyncio.run(serve_forever(args.host or ["127.0.0.1"], args.port))

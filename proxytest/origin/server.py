@@ -42,7 +42,7 @@ import json
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +113,9 @@ class Origin:
     """The aiohttp origin, as an async context manager bound to ``host``:``port``.
 
     ``port=0`` picks a free ephemeral port; read ``origin.port`` after entering.
+    :meth:`listen_also` adds another address on the same port (a proxy in a
+    container on a bridge network reaches this machine through the bridge's
+    gateway); ``host`` stays the address the origin is known by.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -122,6 +125,8 @@ class Origin:
         self._records: dict[str, list[OriginRecord]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
+        self.hosts: tuple[str, ...] = ()  # every address it listens on, ``host`` first
+        self._adding = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
@@ -140,16 +145,33 @@ class Origin:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            await self.__aexit__()
+            raise
         server = site._server
         assert server is not None and isinstance(server, asyncio.base_events.Server)
         self.port = server.sockets[0].getsockname()[1]
+        self.hosts = (self.host,)
         return self
+
+    async def listen_also(self, host: str) -> None:
+        """Listen on ``host`` too, on the same port (once). Raises OSError if it cannot."""
+        async with self._adding:
+            if host in self.hosts:
+                return
+            if self._runner is None:
+                raise RuntimeError("the origin is not running")
+            site = web.TCPSite(self._runner, host, self.port)
+            await site.start()
+            self.hosts = (*self.hosts, host)
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self.hosts = ()
 
     @property
     def url(self) -> str:
@@ -398,8 +420,11 @@ class Origin:
         return ws
 
 
-async def serve_forever(host: str, port: int) -> None:  # pragma: no cover - manual use
-    async with Origin(host, port) as origin:
+async def serve_forever(hosts: Sequence[str], port: int) -> None:
+    """Serve on every address of ``hosts`` (the first decides a free port) until killed."""
+    async with Origin(hosts[0], port) as origin:
+        for host in hosts[1:]:
+            await origin.listen_also(host)
         # One JSON line first: a parent process reads the id and port from it.
         print(json.dumps({"id": origin.id, "port": origin.port, "url": origin.url}), flush=True)
         await asyncio.Event().wait()

@@ -19,7 +19,7 @@ from dataclasses import replace
 import aiohttp
 
 from ..errors import HarnessError, Unsupported
-from ..harness import ask_ready
+from ..harness import LOOPBACK, ask_ready
 from ..launchers.local import track, untrack
 from .context import ProbeContext
 from .sse import SseParser, read_stream
@@ -190,6 +190,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
     observe = min(ctx.settings.max_hold_s, RELOAD_OBSERVE_S)
     origin = ctx.origin
     try:
+        await harness.reach(origin)
         async with harness.instance(origin.host, origin.port, origin.id) as inst:
             own = replace(ctx, host=inst.host, port=inst.port)
             stop = asyncio.Event()
@@ -220,6 +221,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
                 poller.cancel()
                 await _fates(watchers, stop)
                 return ReloadTimeline(unsupported=str(exc))
+            reloaded_at = time.monotonic()
             await asyncio.sleep(observe)
             await poller
             fates = await _fates(watchers, stop)
@@ -229,6 +231,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
             return ReloadTimeline(
                 method=method,
                 reload_at=reload_at,
+                reloaded_at=reloaded_at,
                 observe_s=observe,
                 fates=fates,
                 during_ok=ok,
@@ -245,17 +248,19 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
 class _OriginProcess:
     """The test origin in its own process (it must be able to die for real)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hosts: tuple[str, ...] = (LOOPBACK,)) -> None:
         self.process: asyncio.subprocess.Process | None = None
+        self.hosts = hosts  # where it listens: loopback, and where the proxy reaches it
         self.id = ""
         self.port = 0
 
     async def start(self, port: int = 0) -> None:
+        hosts = [arg for host in self.hosts for arg in ("--host", host)]
         # stderr to an unnamed temp file: a pipe nobody reads could fill and stall it.
         with tempfile.TemporaryFile() as errors:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "proxytest.origin", "--host", "127.0.0.1",
-                "--port", str(port), stdout=asyncio.subprocess.PIPE, stderr=errors,
+                sys.executable, "-m", "proxytest.origin", *hosts, "--port", str(port),
+                stdout=asyncio.subprocess.PIPE, stderr=errors,
                 stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
             )  # fmt: skip
             track(self.process.pid)
@@ -287,10 +292,10 @@ async def origin_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
     harness = ctx.harness
     if harness is None:
         return RestartTimeline(unsupported="needs a proxy that proxytest launched")
-    origin = _OriginProcess()
+    origin = _OriginProcess(harness.origin_hosts(LOOPBACK))
     try:
         await origin.start()
-        async with harness.instance("127.0.0.1", origin.port, origin.id) as inst:
+        async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
             own = replace(ctx, host=inst.host, port=inst.port)
             stop = asyncio.Event()
             watchers, opened = await _watch_all(own, check, stop)

@@ -257,7 +257,8 @@ class ReloadTimeline:
     unsupported: str | None = None
     method: str | None = None
     error: str | None = None
-    reload_at: float | None = None
+    reload_at: float | None = None  # when the reload command started
+    reloaded_at: float | None = None  # when it returned (a helper container takes a while)
     observe_s: float = 0.0
     fates: tuple[Fate, ...] = ()
     during_ok: int = 0

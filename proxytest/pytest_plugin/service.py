@@ -103,6 +103,7 @@ class Service:
         async def hold() -> None:
             instance = prepared.harness.instance(origin.host, origin.port, origin.id, validate=True)
             try:
+                await prepared.harness.reach(origin)  # where the proxy's network reaches it
                 async with instance as inst:
                     ready.set_result(
                         RunningTarget(

@@ -120,6 +120,7 @@ class PluginSettings:
             concurrency=self.concurrency,
             settings=self.settings,
             runtime=self.runtime,
+            docker_network=self.matrix.docker_network,
         )
 
 

@@ -47,6 +47,17 @@ def test_reload_cut_boundary_is_one_second() -> None:
     assert "drained then closed" in drained.summary
 
 
+def test_reload_cut_window_starts_when_the_reload_command_returned() -> None:
+    # A helper container made `caddy reload` take 0.9 s: a close 1.5 s after the
+    # command started, 0.6 s after it returned, is still the reload's cut.
+    cut = evaluate_reload(reload_tl(1.5, 1.5, None, None, reloaded_at=T + 0.9), CTX)
+    assert cut.verdict == Verdict.DEGRADED
+    assert "WebSockets: 2 cut at once" in cut.summary
+    assert cut.metrics["closed_after_s"] == [1.5, 1.5]  # still from the command's start
+    drained = evaluate_reload(reload_tl(2.0, None, None, None, reloaded_at=T + 0.9), CTX)
+    assert drained.verdict == Verdict.PASS
+
+
 def test_failed_requests_during_reload_are_degraded() -> None:
     outcome = evaluate_reload(
         reload_tl(None, None, None, None, during_failed=("ClientConnectorError",)), CTX
