@@ -26,6 +26,9 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   proxies that drop ``Last-Event-ID`` or ``Sec-WebSocket-Protocol``).
 - ``delay``: each downstream body or tunnel chunk arrives ``delay_ms`` late, in
   order and still separate (a slow or overloaded hop).
+- ``stall``: one downstream body or tunnel chunk of each response (the 5th) is
+  held ``delay_ms``; the chunks behind it wait their turn, the rest pass at
+  once (a hop that stalls now and then: the same few events late, every time).
 - ``coalesce``: downstream body or tunnel bytes are flushed every ``delay_ms``
   (HAProxy without ``http-no-delay``, Nagle-like batching).
 - ``close_after_idle``: after ``idle_s`` without a byte in either direction both
@@ -62,10 +65,11 @@ from typing import Any
 __all__ = ["FAULT_KINDS", "Fault", "Relay"]
 
 FAULT_KINDS = (
-    "clean", "hold", "strip_headers", "delay", "coalesce", "close_after_idle",
+    "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
 )  # fmt: skip
 
+STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
 HEAD_TIMEOUT_S = 10.0  # a client must send its request head within this
 CONNECT_TIMEOUT_S = 5.0  # upstream TCP connect
 READ_TIMEOUT_S = 120.0  # no byte on a response head, body or tunnel for this long: give up
@@ -81,7 +85,7 @@ class Fault:
     """One fault for the relay to inject; parameters a kind does not use are ignored."""
 
     kind: str = "clean"
-    delay_ms: int = 300  # delay, coalesce
+    delay_ms: int = 300  # delay, stall, coalesce
     idle_s: float = 1.0  # close_after_idle
     after_bytes: int = 64 * 1024  # cut_after_bytes
     headers: tuple[str, ...] = ()  # strip_headers
@@ -252,7 +256,8 @@ class _Downstream:
         self._held = bytearray()
         self._queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        if self._kind == "delay":
+        self._chunks = 0
+        if self._kind in ("delay", "stall"):
             self._task = asyncio.create_task(self._delayed())
         elif self._kind == "coalesce":
             self._task = asyncio.create_task(self._batched())
@@ -268,15 +273,17 @@ class _Downstream:
         """Body or tunnel bytes."""
         if self._kind in ("hold", "coalesce"):
             self._held += data
-        elif self._kind == "delay":
-            due = asyncio.get_running_loop().time() + self._delay
+        elif self._kind in ("delay", "stall"):
+            self._chunks += 1
+            late = self._kind == "delay" or self._chunks == STALLED_CHUNK
+            due = asyncio.get_running_loop().time() + (self._delay if late else 0.0)
             self._queue.put_nowait((due, data))
         else:
             await self._write(data)
 
     async def finish(self) -> None:
         """Deliver everything still held or queued (the upstream side ended)."""
-        if self._task is not None and self._kind == "delay":
+        if self._task is not None and self._kind in ("delay", "stall"):
             self._queue.put_nowait(None)
             await self._task  # drains the queue, each chunk at its due time
         await self.aclose()

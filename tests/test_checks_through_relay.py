@@ -90,6 +90,18 @@ async def test_delayed_or_coalesced_delivery_is_degraded(kind: str) -> None:
         assert "delayed or coalesced" in result.summary
 
 
+async def test_a_repeated_stall_of_a_few_events_is_degraded_after_measuring_again() -> None:
+    # Three of twenty events late (one held 300 ms, two queued behind it): few
+    # enough to be a busy machine's stall, so the check measures again; the
+    # relay stalls every stream, so every attempt shows it and it stays degraded.
+    results = await through(Fault("stall", delay_ms=300), ["sse.stream", "ws.push"])
+    for result in results.values():
+        assert result.verdict == Verdict.DEGRADED, result.summary
+        assert result.attempts == 1 + Thresholds().timing_retries
+        assert "in every attempt" in result.summary
+        assert 1 <= result.metrics["late_count"] <= 4
+
+
 async def test_coalescing_is_reported_as_such() -> None:
     results = await through(Fault("coalesce", delay_ms=300), ["sse.stream"])
     assert results["sse.stream"].metrics["coalesced_fraction"] >= 0.5

@@ -136,3 +136,21 @@ def test_ws_push_uses_the_ws_baseline_and_noun() -> None:
     outcome = judge_stream(stream([80.0] * 20, kind="ws"), ctx, noun="messages")
     assert outcome.verdict == Verdict.PASS
     assert "messages" in outcome.summary
+
+
+def test_a_few_late_events_are_measured_again_and_stay_degraded_if_repeated() -> None:
+    # One event of ten 180 ms late (a stall of a busy machine, or the proxy):
+    # degraded only if every attempt shows it, so the runner measures again.
+    outcome = judge_stream(stream([1.0] * 9 + [180.0], count=10), CTX)
+    assert outcome.verdict == Verdict.DEGRADED
+    assert outcome.retry
+    assert outcome.metrics["late_count"] == 1
+    assert "only 1 of 10 late" in outcome.summary
+
+
+def test_systematic_delay_is_degraded_at_once() -> None:
+    # Every event late, as HAProxy without http-no-delay: no second attempt needed.
+    outcome = judge_stream(stream([207.0] * 20), CTX)
+    assert outcome.verdict == Verdict.DEGRADED
+    assert not outcome.retry
+    assert outcome.metrics["late_count"] == 20
