@@ -87,6 +87,18 @@ class OriginRecord:
         return None
 
 
+@web.middleware
+async def _client_gone(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A client that left while the origin answered (a probe giving up, a run being
+    interrupted) is not an error of the origin: no traceback in the tool's output."""
+    try:
+        return await handler(request)
+    except ConnectionResetError:
+        return web.Response(status=499, text="client closed the connection")
+
+
 def event_payload(seq: int, size: int = 0) -> str:
     """The JSON body of one event or pushed message: sequence number and send time."""
     body: dict[str, Any] = {"seq": seq, "sent": time.monotonic()}
@@ -130,7 +142,7 @@ class Origin:
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_MESSAGE)
+        app = web.Application(client_max_size=MAX_MESSAGE, middlewares=[_client_gone])
         app.router.add_get(READY_PATH, self._ready)
         app.router.add_get("/sse", self._sse)
         app.router.add_get("/ws/echo", self._ws_echo)
@@ -245,8 +257,8 @@ class Origin:
             status=200,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
         )
-        await response.prepare(request)
         try:
+            await response.prepare(request)
             if retry_ms is not None:
                 await response.write(f"retry: {int(retry_ms)}\n\n".encode())
             await self._quiet(response, initial_delay, comment_every)

@@ -1,0 +1,49 @@
+"""The test origin: a client that leaves mid-answer is not an origin error."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+
+import pytest
+from aiohttp import web
+
+from proxytest.origin import Origin
+from proxytest.origin.server import _client_gone
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_a_handler_hit_by_a_vanished_client_answers_quietly() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise ConnectionResetError("Cannot write to closing transport")
+
+    response = await _client_gone(None, handler)  # type: ignore[arg-type]
+    assert response.status == 499
+
+
+async def test_clients_that_reset_at_once_leave_no_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Requests whose client resets right after sending them (Ctrl-C of a run)."""
+    async with Origin() as origin:
+        loop = asyncio.get_running_loop()
+        for path in ("/sse?count=3&interval_ms=10", "/ws/echo"):
+            for _ in range(20):
+                sock = socket.socket()
+                sock.setblocking(False)
+                await loop.sock_connect(sock, (origin.host, origin.port))
+                head = (
+                    f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                await loop.sock_sendall(sock, head.encode())
+                # SO_LINGER 0: close() sends a reset, as a killed client does.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+        await asyncio.sleep(0.3)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
