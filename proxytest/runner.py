@@ -211,6 +211,8 @@ async def run_checks(
         timeline = None
         outcome = Outcome(Verdict.ERROR, "not run")
         while attempts <= th.timing_retries:
+            if attempts:  # measuring again: let a busy moment pass first
+                await asyncio.sleep(th.retry_pause_s * attempts)
             attempts += 1
             try:
                 async with asyncio.timeout(limit):

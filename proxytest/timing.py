@@ -70,6 +70,10 @@ class Thresholds:
     # ran: re-measure instead of blaming the proxy.
     loop_lag_limit_ms: float = 30.0
     timing_retries: int = 2
+    # Before measuring again, wait this long times the attempts so far: a busy
+    # moment of the machine (containers starting, a load check) passes, while a
+    # proxy that delays does so whenever it is measured.
+    retry_pause_s: float = 1.0
 
     def scaled(self, factor: float) -> Thresholds:
         changes = {

@@ -215,6 +215,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
             f"not compressed, but {outcome.summary}",
             metrics,
             failure=outcome.failure,
+            retry=outcome.retry,
         )
     if outcome.verdict == Verdict.PASS:
         return Outcome(
@@ -227,6 +228,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         f"{encoding}-compressed: {outcome.summary}",
         metrics,
         failure=f"compressed_{outcome.failure}",
+        retry=outcome.retry,
     )
 
 
