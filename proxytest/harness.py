@@ -39,18 +39,44 @@ __all__ = ["LOOPBACK", "Harness", "Instance", "ask_ready", "free_port"]
 _RESERVED: set[int] = set()
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux), else its default."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+# Listening ports come from below the ephemeral range: a port picked there and
+# bound a moment later by the proxy cannot meanwhile become the local port of
+# one of the tool's own client connections (thousands of which come and go
+# while targets start); a port 0 bind would pick from that very range.
+_LISTEN_FLOOR = 10000
+
+
 def free_port(host: str = LOOPBACK) -> int:
-    """A free TCP port on ``host`` that this process has not handed out before."""
+    """A free TCP port on ``host`` that this process has not handed out before.
+
+    Drawn from below the kernel's ephemeral range when it leaves room, so no
+    client socket takes it before the proxy binds it.
+    """
+    import random
     import socket
 
-    for _ in range(50):
+    low, _ = _ephemeral_ports()
+    pool = range(_LISTEN_FLOOR, low) if low - _LISTEN_FLOOR >= 1000 else None
+    for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind((host, 0))
+            try:
+                sock.bind((host, random.choice(pool) if pool else 0))
+            except OSError:
+                continue  # in use: draw again
             port = sock.getsockname()[1]
         if port not in _RESERVED:
             _RESERVED.add(port)
             return port
-    raise LaunchError("no free port found on loopback after 50 tries")
+    raise LaunchError(f"no free port found on {host} after 200 tries")
 
 
 async def ask_ready(session: aiohttp.ClientSession, base_url: str) -> tuple[int | None, str]:

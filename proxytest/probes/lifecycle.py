@@ -19,7 +19,7 @@ from dataclasses import replace
 import aiohttp
 
 from ..errors import HarnessError, Unsupported
-from ..harness import LOOPBACK, ask_ready
+from ..harness import LOOPBACK, ask_ready, free_port
 from ..launchers.local import track, untrack
 from .context import ProbeContext
 from .sse import SseParser, read_stream
@@ -294,7 +294,9 @@ async def origin_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
         return RestartTimeline(unsupported="needs a proxy that proxytest launched")
     origin = _OriginProcess(harness.origin_hosts(LOOPBACK))
     try:
-        await origin.start()
+        # A port from outside the ephemeral range: it must still be free when the
+        # origin comes back, after seconds of client connections coming and going.
+        await origin.start(free_port())
         async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
             own = replace(ctx, host=inst.host, port=inst.port)
             stop = asyncio.Event()
