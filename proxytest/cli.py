@@ -21,7 +21,7 @@ from rich.table import Table
 
 from . import __version__
 from .adapters import ADAPTERS
-from .checks import CHECKS, matching, select
+from .checks import CHECKS, select_valid
 from .errors import BinaryNotFound, ConfigRejected, UsageError
 from .matrix import (
     DOCKER_NETWORKS,
@@ -167,16 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- run / check -------------------------------------------------------------------
-def _checks(patterns: Sequence[str] | None, default: Sequence[str]) -> tuple[str, ...]:
-    chosen = tuple(patterns) if patterns else tuple(default)
-    for pattern in chosen:
-        if not matching(pattern):
-            raise UsageError(
-                f"--checks {pattern!r} matches no check", fix="known checks: " + ", ".join(CHECKS)
-            )
-    return chosen
-
-
 def _images(values: Sequence[str] | None, proxy: str | None = None) -> dict[str, str]:
     """--image PROXY=IMAGE (repeatable); in `check`, a bare IMAGE is for its proxy."""
     images: dict[str, str] = {}
@@ -215,8 +205,7 @@ def _execute(
     raise_rejected: bool = False,
 ) -> int:
     thresholds = Thresholds.from_env()
-    patterns = _checks(args.checks, matrix.checks if matrix else ("*",))
-    checks = select(patterns)
+    checks = select_valid(args.checks or (matrix.checks if matrix else ("*",)))
     concurrency = args.concurrency or (matrix.concurrency if matrix else 4)
     if concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
@@ -300,12 +289,8 @@ class _LineProgress:
         from .results import TargetResult
 
         assert isinstance(result, TargetResult)
-        counts: dict[str, int] = {}
-        for r in result.results:
-            counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
-        text = ", ".join(f"{n} {v}" for v, n in counts.items())
         self.console.print(
-            f"  {result.id}: {result.status.value} ({text}) in {result.duration_s:.1f} s"
+            f"  {result.id}: {result.status.value} ({result.tally}) in {result.duration_s:.1f} s"
         )
 
 

@@ -150,6 +150,14 @@ class TargetResult:
     def as_expected(self) -> bool:
         return all(r.as_expected for r in self.results)
 
+    @property
+    def tally(self) -> str:
+        """Verdict counts in the order they first occur: ``"1 fail, 18 pass"``."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
+        return ", ".join(f"{n} {v}" for v, n in counts.items())
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,

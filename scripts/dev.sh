@@ -36,6 +36,15 @@ as_root() {
     log "need root for: $*"; return 1; fi
 }
 
+# apt-get install without starting any service a package ships (policy-rc.d
+# exits 101 meanwhile: HAProxy's package would start a system haproxy).
+apt_install() {
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  as_root rm -f /usr/sbin/policy-rc.d
+}
+
 install_haproxy() {
   if command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ]; then
     return 0
@@ -45,11 +54,7 @@ install_haproxy() {
     return 0
   fi
   log "installing HAProxy with apt-get"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  # policy-rc.d 101: the package must not start a system haproxy service.
-  as_root sh -c 'printf "#!/bin/sh\nexit 101\n" > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d'
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy
-  as_root rm -f /usr/sbin/policy-rc.d
+  apt_install haproxy
 }
 
 chromium_binary() {
@@ -68,9 +73,7 @@ install_chromium() {
     return 0
   fi
   log "installing Chromium with apt-get (for the HTML report test)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  # No policy-rc.d guard: the package starts no service.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
+  apt_install chromium fonts-dejavu-core
 }
 
 setup() {

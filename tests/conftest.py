@@ -7,7 +7,8 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,37 @@ def processes_under(folder: Path) -> list[int]:
         if cwd == str(folder) or cwd.startswith(str(folder) + os.sep):
             found.append(int(entry.name))
     return found
+
+
+def signal_once_running(
+    process: subprocess.Popen[str],
+    running: Callable[[], int],
+    sig: int,
+    *,
+    want: int = 2,
+    within_s: float = 30,
+    settle_s: float = 0.3,
+    end_s: float = 30,
+    what: str = "proxy",
+) -> tuple[str, str]:
+    """Once ``running()`` counts ``want`` things (at least one within ``within_s``),
+    let them settle, send ``sig`` and return the process's (stdout, stderr).
+
+    A process that does not end within ``end_s`` is killed (and the test fails).
+    """
+    try:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline and running() < want:
+            time.sleep(0.05)
+        assert running(), f"no {what} started within {within_s:g} s"
+        time.sleep(settle_s)
+        process.send_signal(sig)
+        out, err = process.communicate(timeout=end_s)
+        return out or "", err or ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 @contextlib.contextmanager

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Cli, processes_under
+from .conftest import ROOT, Cli, processes_under, signal_once_running
 
 NGINX_BROKEN = """\
 # a config with a typo on line 7
@@ -234,18 +233,7 @@ def test_interrupt_stops_every_proxy_and_removes_run_dirs(cli: Cli, sig: int) ->
         cwd=ROOT, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, text=True,
     ) as process:  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(processes_under(cli.tmp)) < 2:
-                time.sleep(0.05)
-            assert processes_under(cli.tmp), "no proxy started within 30 s"
-            time.sleep(0.3)
-            process.send_signal(sig)
-            _, err = process.communicate(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        _, err = signal_once_running(process, lambda: len(processes_under(cli.tmp)), sig)
     assert process.returncode != 0
     assert processes_under(cli.tmp) == []
     assert cli.leftovers() == []

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, processes_under
+from tests.conftest import ROOT, processes_under, signal_once_running
 
 pytestmark = pytest.mark.integration
 
@@ -284,18 +283,10 @@ def test_interrupt_stops_every_proxy(tmp_path: Path, sig: int) -> None:
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, text=True,
     ) as process:  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and len(processes_under(private_tmp)) < 2:
-                time.sleep(0.05)
-            assert processes_under(private_tmp), "no proxy started within 30 s"
-            time.sleep(1.0)  # the long checks are holding connections now
-            process.send_signal(sig)
-            out, _ = process.communicate(timeout=45)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        # settle_s: the long checks are holding connections by then
+        out, _ = signal_once_running(
+            process, lambda: len(processes_under(private_tmp)), sig, settle_s=1.0, end_s=45
+        )
     assert process.returncode == pytest.ExitCode.INTERRUPTED, out
     assert processes_under(private_tmp) == []
     assert sorted(p.name for p in private_tmp.iterdir()) == [], out

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from ..adapters import ADAPTERS
-from ..checks import CHECKS, Check, matching, select
+from ..checks import Check, select_valid
 from ..errors import UsageError
 from ..matrix import Matrix, TargetSpec, load_matrix, select_targets
 from ..reports.files import write_text_atomic
@@ -81,13 +81,7 @@ class PluginSettings:
                 f"--proxytest-runtime {runtime!r} is not a runtime",
                 fix="use one of: " + ", ".join(RUNTIMES),
             )
-        patterns = tuple(checks) or matrix.checks
-        for pattern in patterns:
-            if not matching(pattern):
-                raise UsageError(
-                    f"--proxytest-checks {pattern!r} matches no check",
-                    fix="known checks: " + ", ".join(CHECKS),
-                )
+        chosen = select_valid(tuple(checks) or matrix.checks, option="--proxytest-checks")
         settings = matrix.settings
         if max_hold is not None:
             try:
@@ -106,7 +100,7 @@ class PluginSettings:
             matrix_path=matrix_path,
             matrix=matrix,
             targets=targets,
-            checks=select(patterns),
+            checks=chosen,
             runtime=runtime,
             settings=settings,
             report_dir=report_dir,
@@ -150,12 +144,9 @@ class _Progress:
         pass
 
     def target_done(self, result: TargetResult) -> None:
-        counts: dict[str, int] = {}
-        for r in result.results:
-            counts[r.verdict.value] = counts.get(r.verdict.value, 0) + 1
-        text = ", ".join(f"{n} {v}" for v, n in counts.items())
         self.write(
-            f"proxytest: {result.id} {result.status.value} ({text}) {result.duration_s:.1f} s"
+            f"proxytest: {result.id} {result.status.value} ({result.tally}) "
+            f"{result.duration_s:.1f} s"
         )
 
 

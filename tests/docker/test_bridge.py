@@ -31,7 +31,7 @@ from proxytest.checks import CHECKS, select
 from proxytest.matrix import TargetSpec
 from proxytest.results import TargetStatus
 
-from ..conftest import ROOT, Cli
+from ..conftest import ROOT, Cli, signal_once_running
 from .conftest import DockerSetup, _unavailable
 
 pytestmark = pytest.mark.integration
@@ -234,18 +234,10 @@ def test_interrupt_removes_every_container_on_the_bridge(
         cwd=ROOT, env=env(bridge_engine, cli), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL, text=True,
     ) as process:  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(containers(bridge_engine)) < 3:
-                time.sleep(0.2)
-            assert containers(bridge_engine), "no container started within 60 s"
-            time.sleep(0.5)
-            process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        _, err = signal_once_running(
+            process, lambda: len(containers(bridge_engine)), signal.SIGINT,
+            want=3, within_s=60, settle_s=0.5, end_s=60, what="container",
+        )  # fmt: skip
     assert process.returncode == 130, err
     assert containers(bridge_engine) == []
     assert cli.leftovers() == []

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import docker
@@ -20,7 +19,7 @@ from proxytest.results import RunResult, TargetStatus, Verdict
 from proxytest.runner import RunOptions, run_targets
 from proxytest.settings import Settings
 
-from ..conftest import ROOT, Cli, nginx_on_a_busy_port
+from ..conftest import ROOT, Cli, nginx_on_a_busy_port, signal_once_running
 from .conftest import DockerSetup
 
 pytestmark = pytest.mark.integration
@@ -168,18 +167,10 @@ def test_interrupt_removes_every_container(
         cwd=ROOT, env={**cli.env(), "DOCKER_HOST": docker_setup.host},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     ) as process:  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and len(containers(docker_setup)) < 2:
-                time.sleep(0.2)
-            assert containers(docker_setup), "no container started within 60 s"
-            time.sleep(1.0)
-            process.send_signal(sig)
-            _, err = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+        _, err = signal_once_running(
+            process, lambda: len(containers(docker_setup)), sig,
+            within_s=60, settle_s=1.0, end_s=60, what="container",
+        )  # fmt: skip
     assert process.returncode != 0
     assert containers(docker_setup) == []
     assert cli.leftovers() == []
