@@ -22,14 +22,14 @@ import resource
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from proxytest.adapters import ADAPTERS
-from proxytest.checks import CHECKS, select
+from proxytest.checks import CHECKS, Phase
 from proxytest.matrix import Matrix, load_matrix
+from proxytest.options import RunOptions
 from proxytest.probes.load import raise_fd_limit
-from proxytest.runner import RunOptions, run_targets
+from proxytest.runner import run_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,9 @@ def rss_mb() -> float:
 
 
 def quick(matrix: Matrix, args: argparse.Namespace) -> None:
-    checks = tuple(c for c in CHECKS.values() if c.kind == "quick")
-    options = RunOptions(checks=checks, concurrency=args.concurrency or matrix.concurrency)
+    quick_ids = [c.id for c in CHECKS.values() if c.phase == Phase.QUICK]
+    options = RunOptions.from_matrix(matrix, checks=quick_ids, concurrency=args.concurrency)
+    checks = options.checks
     print(
         f"quick: {len(matrix.targets)} targets x {len(checks)} checks, "
         f"concurrency {options.concurrency}"
@@ -65,10 +66,8 @@ def quick(matrix: Matrix, args: argparse.Namespace) -> None:
 
 
 def long(matrix: Matrix, args: argparse.Namespace) -> None:
-    settings = replace(matrix.settings, max_hold_s=args.max_hold)
-    options = RunOptions(
-        checks=select(matrix.checks), concurrency=matrix.concurrency, settings=settings
-    )
+    options = RunOptions.from_matrix(matrix, max_hold=args.max_hold)
+    settings = options.settings
     print(
         f"long: {len(matrix.targets)} targets x {len(options.checks)} checks, "
         f"max-hold {settings.max_hold_s:g} s, load {settings.load_connections}"
@@ -95,10 +94,8 @@ def load(matrix: Matrix, args: argparse.Namespace) -> None:
     print(f"{'N':>6}  {'all_hold':>8}  {'setup_s (max)':>13}  {'rss_mb':>7}  failing")
     best = 0
     for n in sizes:
-        options = RunOptions(
-            checks=select(["load.concurrency"]),
-            concurrency=1,
-            settings=replace(matrix.settings, load_connections=n),
+        options = RunOptions.from_matrix(
+            matrix, checks=["load.concurrency"], concurrency=1, load_connections=n
         )
         result = asyncio.run(run_targets(targets, options))
         failing, setups = [], []
@@ -125,7 +122,7 @@ def main() -> int:
     parser.add_argument("--matrix", type=Path, default=ROOT / "matrix.yaml")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=int)
-    parser.add_argument("--max-hold", type=float, default=75.0)
+    parser.add_argument("--max-hold", type=float, help="default: the matrix's")
     parser.add_argument("--sizes", default="1000,2000,3000,4000,4800")
     args = parser.parse_args()
     matrix = load_matrix(args.matrix, tuple(ADAPTERS))

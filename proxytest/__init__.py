@@ -1,20 +1,24 @@
 """proxytest: will your real-time traffic (SSE, WebSocket) survive your reverse proxy?
 
-The public API is small: load a matrix, run its targets, read the result.
+The public API is small: load a matrix, turn it (and any overrides) into run
+options, run its targets, read the result::
 
-    from proxytest import load_matrix, run_targets, RunOptions
     matrix = load_matrix(Path("matrix.yaml"), tuple(ADAPTERS))
-    result = asyncio.run(run_targets(matrix.targets, RunOptions()))
+    options = RunOptions.from_matrix(matrix, checks=["sse.*"])
+    result = asyncio.run(run_targets(matrix.targets, options))
+    sys.exit(result.exit_code)
+
+How the package is laid out: docs/architecture.md.
 """
 
-__version__ = "0.1.0"
-
+from ._version import VERSION as __version__
 from .adapters import ADAPTERS
 from .checks import CHECKS
 from .matrix import Matrix, TargetSpec, load_matrix
+from .options import RunOptions
 from .origin import Origin
 from .results import CheckResult, RunResult, TargetResult, Verdict
-from .runner import RunOptions, run_targets
+from .runner import run_targets
 
 __all__ = [
     "ADAPTERS",

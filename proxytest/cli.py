@@ -12,32 +12,23 @@ import contextlib
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from ._version import VERSION
 from .adapters import ADAPTERS
-from .checks import CHECKS, select_valid
+from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
-from .matrix import (
-    DOCKER_NETWORKS,
-    Matrix,
-    TargetSpec,
-    load_matrix,
-    select_targets,
-    setups_of,
-)
+from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
+from .options import RunOptions, check_targets
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
 from .results import RunResult
-from .runner import RunOptions, check_binaries, check_templates, run_targets
-from .runtimes import docker_engine
-from .settings import Settings
-from .timing import Thresholds
+from .runner import run_targets
+from .runtimes import DOCKER_NETWORKS, RUNTIMES, LocalRuntime
 
 __all__ = ["main"]
 
@@ -61,7 +52,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _report_dir(parser)
     parser.add_argument(
         "--runtime",
-        choices=("local", "docker", "auto"),
+        choices=RUNTIMES,
         help="run proxies as local processes (default) or containers",
     )
     parser.add_argument(
@@ -122,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Will your real-time traffic (SSE, "
         "WebSocket) survive your reverse proxy setup?",
     )
-    parser.add_argument("--version", action="version", version=f"proxytest {__version__}")
+    parser.add_argument("--version", action="version", version=f"proxytest {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run a matrix file (default ./matrix.yaml)")
     run.add_argument("matrix", nargs="?", type=Path, default=Path("matrix.yaml"))
@@ -174,7 +165,7 @@ def _images(values: Sequence[str] | None, proxy: str | None = None) -> dict[str,
         name, sep, image = value.partition("=")
         if not sep and proxy is not None:
             name, image = proxy, value
-        if (not sep and proxy is None) or name not in ADAPTERS or not image:
+        elif not sep:
             raise UsageError(
                 f"--image {value!r}: expected PROXY=IMAGE",
                 fix="e.g. --image nginx=nginx:1.29.3-alpine; proxies: " + ", ".join(ADAPTERS),
@@ -204,41 +195,28 @@ def _execute(
     *,
     raise_rejected: bool = False,
 ) -> int:
-    thresholds = Thresholds.from_env()
-    checks = select_valid(args.checks or (matrix.checks if matrix else ("*",)))
-    concurrency = args.concurrency or (matrix.concurrency if matrix else 4)
-    if concurrency < 1:
-        raise UsageError("--concurrency must be at least 1")
-    settings = matrix.settings if matrix else Settings()
-    for flag, value, name in (
-        ("--max-hold", args.max_hold, "max_hold_s"),
-        ("--heartbeat", args.heartbeat, "heartbeat_s"),
-        ("--load-connections", args.load_connections, "load_connections"),
-    ):
-        if value is not None:
-            if value <= 0:
-                raise UsageError(f"{flag} must be positive, got {value}")
-            settings = replace(settings, **{name: value})
-    check_templates(targets)
-    check_binaries(targets, args.runtime)
-    _usable_report_dir(args.report_dir)
-    options = RunOptions(
-        checks=checks,
-        thresholds=thresholds,
-        concurrency=concurrency,
-        keep_run_dirs=args.keep_run_dirs,
-        settings=settings,
+    options = RunOptions.from_matrix(
+        matrix,
+        checks=args.checks or (),
         runtime=args.runtime,
+        docker_network=args.docker_network,
         images=_images(args.image, getattr(args, "proxy", None)),
-        docker_network=args.docker_network or (matrix.docker_network if matrix else "host"),
+        max_hold=args.max_hold,
+        heartbeat=args.heartbeat,
+        load_connections=args.load_connections,
+        concurrency=args.concurrency,
+        keep_run_dirs=args.keep_run_dirs,
         raise_rejected=raise_rejected,
     )
+    check_targets(targets, options)
+    _usable_report_dir(args.report_dir)
+    checks = options.checks
     interactive = console.is_terminal
     if interactive:
         with LiveProgress(console, targets, len(checks)) as progress:
             result = asyncio.run(_main_task(run_targets(targets, options, progress)))
     else:
-        console.print(f"proxytest {__version__}: {len(targets)} targets × {len(checks)} checks")
+        console.print(f"proxytest {VERSION}: {len(targets)} targets × {len(checks)} checks")
         result = asyncio.run(_main_task(run_targets(targets, options, _LineProgress(console))))
     print_report(console, result)
     if args.json:
@@ -334,6 +312,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 # -- list ----------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     async def versions() -> dict[str, tuple[str, str]]:
+        local = LocalRuntime()
         found: dict[str, tuple[str, str]] = {}
         for name, adapter in ADAPTERS.items():
             try:
@@ -341,11 +320,13 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
             except BinaryNotFound as exc:
                 found[name] = ("missing", exc.install_hint)
                 continue
-            found[name] = (await adapter.version(binary) or "?", str(binary))
+            found[name] = (await local.version(adapter, binary) or "?", str(binary))
         return found
 
-    images = _images(args.image)
-    engine = docker_engine()
+    from .runtimes import docker
+
+    images = RunOptions.from_matrix(images=_images(args.image)).images
+    engine = docker.engine()
     problem = engine.unavailable()
 
     def image_state(name: str) -> str:

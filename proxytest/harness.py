@@ -1,14 +1,16 @@
-"""A launched proxy's controls: start private instances of a target, reload one.
+"""A target's controls: an adapter (what the proxy is) on a runtime (where it runs).
 
-The runner starts each target's main instance through :meth:`Harness.instance`;
-lifecycle checks start their own private instance the same way, so a reload or
-a dying origin never disturbs the checks running against the main one.
+The harness carries out what the adapter describes, through the runtime: the
+version command, the config checker, a reload. The runner starts each target's
+main instance through :meth:`Harness.instance`; lifecycle checks start their own
+private instance the same way, so a reload or a dying origin never disturbs the
+checks running against the main one.
 
 Clients always connect to the proxy on loopback. Where the rendered config
 listens, and where the proxy reaches the origin, are the runtime's to say (a
 container on a bridge network listens on 0.0.0.0 inside it and reaches this
-machine through the bridge's gateway); :meth:`Harness.reach` and
-:meth:`Harness.origin_hosts` make the origin listen there too.
+machine through the bridge's gateway); ``runtime.reach(origin)`` makes the
+origin listen there too.
 """
 
 from __future__ import annotations
@@ -26,57 +28,14 @@ import aiohttp
 
 from ._aio import finish
 from .adapters import Adapter, RenderedConfig
+from .adapters.base import CommandReload, EditedReload, SignalReload
 from .errors import LaunchError
-from .launchers import LaunchSpec
-from .launchers.base import Running
-from .origin.server import READY_PATH, Origin
-from .runtimes import LOOPBACK, LocalRuntime, Runtime
+from .origin.server import READY_PATH
+from .runtimes import LOOPBACK, LaunchSpec, LocalRuntime, Running, Runtime, free_port
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
-__all__ = ["LOOPBACK", "Harness", "Instance", "ask_ready", "free_port"]
-
-_RESERVED: set[int] = set()
-
-
-def _ephemeral_ports() -> tuple[int, int]:
-    """The kernel's range for outgoing connections' local ports (Linux), else its default."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999
-
-
-# Listening ports come from below the ephemeral range: a port picked there and
-# bound a moment later by the proxy cannot meanwhile become the local port of
-# one of the tool's own client connections (thousands of which come and go
-# while targets start); a port 0 bind would pick from that very range.
-_LISTEN_FLOOR = 10000
-
-
-def free_port(host: str = LOOPBACK) -> int:
-    """A free TCP port on ``host`` that this process has not handed out before.
-
-    Drawn from below the kernel's ephemeral range when it leaves room, so no
-    client socket takes it before the proxy binds it.
-    """
-    import random
-    import socket
-
-    low, _ = _ephemeral_ports()
-    pool = range(_LISTEN_FLOOR, low) if low - _LISTEN_FLOOR >= 1000 else None
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, random.choice(pool) if pool else 0))
-            except OSError:
-                continue  # in use: draw again
-            port = sock.getsockname()[1]
-        if port not in _RESERVED:
-            _RESERVED.add(port)
-            return port
-    raise LaunchError(f"no free port found on {host} after 200 tries")
+__all__ = ["Harness", "Instance", "ask_ready"]
 
 
 async def ask_ready(session: aiohttp.ClientSession, base_url: str) -> tuple[int | None, str]:
@@ -114,22 +73,20 @@ class Harness:
     keep_run_dirs: bool = False
     label: str = "proxy"
 
-    def origin_hosts(self, host: str) -> tuple[str, ...]:
-        """Where an origin on ``host`` (loopback) must listen for these proxies to reach it."""
-        extra = self.runtime.upstream_host
-        return (host,) if extra is None or extra == host else (host, extra)
+    async def version(self) -> str | None:
+        """The proxy's version, from its own version command where it runs."""
+        return await self.runtime.version(self.adapter, self.binary)
 
-    async def reach(self, origin: Origin) -> None:
-        """Make the in-process ``origin`` listen wherever these proxies reach it."""
-        for host in self.origin_hosts(origin.host)[1:]:
-            try:
-                await origin.listen_also(host)
-            except OSError as exc:
-                raise LaunchError(
-                    f"the origin cannot listen on {host}:{origin.port}, where the proxy reaches "
-                    f"it: {exc.strerror or exc}",
-                    detail=f"{host} is {self.runtime.upstream_note}",
-                ) from None
+    async def validate(self, config: RenderedConfig) -> None:
+        """Run the proxy's own checker on ``config``; raise ConfigRejected with its message."""
+        argv = self.adapter.check_argv(self.binary, config)
+        if argv is None:
+            return
+        code, output = await self.runtime.run(
+            argv, timeout=60, cwd=config.run_dir, env=self.adapter.env(config)
+        )
+        if code != 0:
+            raise self.adapter.rejected(config, output)
 
     def placeholders(
         self, upstream_host: str, upstream_port: int, run_dir: Path, listen_port: int
@@ -150,7 +107,7 @@ class Harness:
         """Render the config for a new port and ``upstream``, start it, wait until ready.
 
         ``upstream_host`` is where the origin listens on this machine (loopback); the
-        origin must also listen at :meth:`origin_hosts` of it.
+        origin must also listen at ``runtime.origin_hosts`` of it.
         """
         run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{self.adapter.name}-"))
         # nginx started as root runs its workers as `nobody`: they must enter the run dir.
@@ -160,7 +117,7 @@ class Harness:
             files = render_files(self.sources, placeholders)
             config = RenderedConfig(run_dir, files, tuple(self.sources))
             if validate:
-                await self.adapter.validate(self.binary, config, self.runtime.run)
+                await self.validate(config)
             spec = LaunchSpec(
                 argv=self.adapter.argv(self.binary, config),
                 run_dir=run_dir,
@@ -207,7 +164,18 @@ class Harness:
         )
 
     async def reload(self, instance: Instance) -> str:
-        """Reload ``instance`` the way its operators do; return how it was done."""
-        return await self.adapter.reload(
-            self.binary, instance.process, instance.config, self.runtime.beside(instance.process)
-        )
+        """Reload ``instance`` the way its operators do; return how it was done.
+
+        Raises Unsupported when the adapter knows no reload, LaunchError when it failed.
+        """
+        plan = self.adapter.reload(self.binary, instance.config)
+        if isinstance(plan, SignalReload):
+            instance.process.send_signal(plan.signal, group=False)
+        elif isinstance(plan, CommandReload):
+            run = self.runtime.beside(instance.process)
+            code, output = await run(plan.argv, timeout=plan.timeout_s, cwd=plan.cwd, env=plan.env)
+            if code != 0:
+                raise LaunchError(f"{self.adapter.name} reload failed: {output.strip()[-500:]}")
+        else:
+            assert isinstance(plan, EditedReload)
+        return plan.how

@@ -36,7 +36,15 @@ import yaml
 from . import checks as catalogue
 from .errors import MatrixError, UsageError
 from .results import Verdict
-from .settings import Settings
+from .runtimes.base import (
+    DEFAULT_NETWORK,
+    DEFAULT_RUNTIME,
+    DOCKER_NETWORKS,
+    RUNTIMES,
+    NetworkMode,
+    RuntimeName,
+)
+from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
 
 __all__ = [
     "Matrix",
@@ -47,8 +55,6 @@ __all__ = [
     "select_targets",
 ]
 
-RUNTIMES = ("local", "docker", "auto")
-DOCKER_NETWORKS = ("host", "bridge")
 _TOP_KEYS = (
     "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
     "load_connections", "images", "docker_network", "targets",
@@ -66,7 +72,7 @@ class TargetSpec:
     id: str = ""
     binary: Path | None = None
     expect: tuple[tuple[str, Verdict], ...] = ()
-    runtime: str = "local"
+    runtime: RuntimeName = DEFAULT_RUNTIME
     image: str | None = None  # for the docker runtime; default: the matrix's, else official
     note: str | None = None
     source: str | None = None  # "matrix.yaml:12", for messages
@@ -92,10 +98,10 @@ class TargetSpec:
 class Matrix:
     targets: tuple[TargetSpec, ...]
     checks: tuple[str, ...] = ("*",)
-    concurrency: int = 4
-    runtime: str = "local"
+    concurrency: int = DEFAULT_CONCURRENCY
+    runtime: RuntimeName = DEFAULT_RUNTIME
     settings: Settings = field(default_factory=Settings)
-    docker_network: str = "host"
+    docker_network: NetworkMode = DEFAULT_NETWORK
     path: Path | None = None
     known_proxies: tuple[str, ...] = field(default=(), compare=False)
 
@@ -155,17 +161,17 @@ class _Parser:
             raise self.error(node, f"{what} must be a list", f"write {what}: [a, b]")
         return [(self.scalar(item, what), item) for item in node.value]
 
-    def number(self, node: yaml.Node, what: str, *, minimum: float) -> float:
-        text = self.scalar(node, what)
+    def setting(self, top: dict[str, yaml.Node], key: str, default: float) -> float:
+        """A number of settings.BOUNDS from ``top[key]``, or ``default`` when absent."""
+        if key not in top:
+            return default
+        node = top[key]
         try:
-            value = float(text)
-        except ValueError:
-            raise self.error(node, f"{what} must be a number, got {text!r}") from None
-        if value < minimum:
-            raise self.error(node, f"{what} must be at least {minimum:g}, got {text}")
-        return value
+            return parse_setting(key, self.scalar(node, key))
+        except SettingError as exc:
+            raise self.error(node, f"{key} {exc}") from None
 
-    def runtime(self, node: yaml.Node) -> str:
+    def runtime(self, node: yaml.Node) -> RuntimeName:
         value = self.scalar(node, "runtime")
         if value not in RUNTIMES:
             raise self.error(
@@ -173,7 +179,7 @@ class _Parser:
             )
         return value
 
-    def docker_network(self, node: yaml.Node) -> str:
+    def docker_network(self, node: yaml.Node) -> NetworkMode:
         value = self.scalar(node, "docker_network")
         if value not in DOCKER_NETWORKS:
             raise self.error(
@@ -219,7 +225,7 @@ class _Parser:
         return tuple(entries)
 
     def target(
-        self, node: yaml.Node, proxies_dir: Path, runtime: str, images: dict[str, str]
+        self, node: yaml.Node, proxies_dir: Path, runtime: RuntimeName, images: dict[str, str]
     ) -> TargetSpec:
         fields = self.mapping(node, "a target", _TARGET_KEYS)
         if "proxy" not in fields:
@@ -292,7 +298,7 @@ class _Parser:
                 fix="add a `targets:` list (see the default matrix.yaml)",
             )
         top = self.mapping(root, "the matrix", _TOP_KEYS)
-        runtime = self.runtime(top["runtime"]) if "runtime" in top else "local"
+        runtime = self.runtime(top["runtime"]) if "runtime" in top else DEFAULT_RUNTIME
         proxies_dir = self.path.parent / (
             self.scalar(top["proxies_dir"], "proxies_dir") if "proxies_dir" in top else "proxies"
         )
@@ -326,26 +332,18 @@ class _Parser:
         return Matrix(
             targets=tuple(targets),
             checks=self.check_patterns(top["checks"]) if "checks" in top else ("*",),
-            concurrency=int(self.number(top["concurrency"], "concurrency", minimum=1))
-            if "concurrency" in top
-            else 4,
+            concurrency=int(self.setting(top, "concurrency", DEFAULT_CONCURRENCY)),
             runtime=runtime,
             settings=Settings(
-                max_hold_s=self.number(top["max_hold"], "max_hold", minimum=0.1)
-                if "max_hold" in top
-                else Settings.max_hold_s,
-                heartbeat_s=self.number(top["heartbeat"], "heartbeat", minimum=0.1)
-                if "heartbeat" in top
-                else Settings.heartbeat_s,
+                max_hold_s=self.setting(top, "max_hold", Settings.max_hold_s),
+                heartbeat_s=self.setting(top, "heartbeat", Settings.heartbeat_s),
                 load_connections=int(
-                    self.number(top["load_connections"], "load_connections", minimum=1)
-                )
-                if "load_connections" in top
-                else Settings.load_connections,
+                    self.setting(top, "load_connections", Settings.load_connections)
+                ),
             ),
             docker_network=self.docker_network(top["docker_network"])
             if "docker_network" in top
-            else "host",
+            else DEFAULT_NETWORK,
             path=self.path,
             known_proxies=self.known_proxies,
         )

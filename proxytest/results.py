@@ -1,7 +1,7 @@
 """Outcomes as data: verdicts, check results, target results, the run result.
 
 These objects are what reports render; ``RunResult.to_json()`` is the JSON
-report contract of DESIGN.md.
+report contract (docs/architecture.md, "Contracts").
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "CheckResult",
     "ConfigFile",
+    "Failure",
     "Outcome",
     "RunResult",
     "TargetResult",
@@ -52,6 +53,49 @@ def is_as_expected(verdict: Verdict, expected: Verdict | None) -> bool:
     return expected is not None and verdict == expected
 
 
+class Failure(enum.StrEnum):
+    """What went wrong, as an evaluation names it: it selects the hint for that knob.
+
+    Checks give a proxy-neutral hint per failure (``Check.hints``), adapters a
+    proxy's own (``Adapter.hints``, optionally per check: ``"ws.idle:idle"``).
+    """
+
+    # no answer the check can use
+    STATUS = "status"  # a status other than the one expected, or no response
+    UPGRADE = "upgrade"  # the WebSocket upgrade was refused
+    SILENT = "silent"  # the upgrade was never answered (a buffer waiting for a body)
+    ACCEPT = "accept"  # a 101 with a wrong Sec-WebSocket-Accept or Upgrade
+    # WebSocket traffic
+    SIZE = "size"  # a large message did not make it
+    ECHO = "echo"  # messages lost or corrupted
+    PING = "ping"  # control frames not forwarded
+    CLOSE = "close"  # close code or reason lost
+    REQUEST = "request"  # Sec-WebSocket-Protocol lost on the way in
+    RESPONSE = "response"  # ... or on the way out
+    # streams (SSE events, pushed messages)
+    HELD = "held"  # buffered until the end
+    DELAYED = "delayed"  # delayed or coalesced
+    TRUNCATED = "truncated"  # ended early
+    ORDER = "order"  # out of order or duplicated
+    CONTENT_TYPE = "content_type"  # text/event-stream rewritten
+    COMPRESSED_HELD = "compressed_held"  # compressed, and held by the compressor
+    COMPRESSED_DELAYED = "compressed_delayed"  # compressed, and flushed late
+    IDS = "ids"  # events without an id: field
+    HEADER = "header"  # Last-Event-ID did not reach the origin
+    RESUME = "resume"  # the stream did not resume where it was cut
+    # long-lived connections
+    IDLE = "idle"  # an idle timeout dropped it
+    LIFETIME = "lifetime"  # a limit on total duration cut it
+    # lifecycle and load
+    RELOAD_CUT = "reload_cut"  # a reload closed open connections at once
+    RELOAD_BROKEN = "reload_broken"  # new connections failed after a reload
+    RELOAD_DIED = "reload_died"  # the proxy exited on reload
+    HUNG = "hung"  # clients not told that the origin died
+    NO_RECOVERY = "no_recovery"  # still failing after the origin came back
+    SLOW_LEARN = "slow_learn"  # clients told late that the origin died
+    LIMIT = "limit"  # a connection limit on the path
+
+
 class TargetStatus(enum.StrEnum):
     OK = "ok"
     SKIPPED = "skipped"
@@ -62,15 +106,15 @@ class TargetStatus(enum.StrEnum):
 class Outcome:
     """What a check's pure evaluation concludes from a timeline.
 
-    ``failure`` names the kind of failure (``"held"``, ``"status"``…) so the
-    adapter can pick the hint for that exact knob. ``retry`` asks the runner to
+    ``failure`` names the kind of failure (:class:`Failure`) so the adapter
+    can pick the hint for that exact knob. ``retry`` asks the runner to
     measure again because the tool itself was too late to judge.
     """
 
     verdict: Verdict
     summary: str
     metrics: Mapping[str, Any] = field(default_factory=dict)
-    failure: str | None = None
+    failure: Failure | None = None
     retry: bool = False
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,14 +18,15 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from . import __version__
+from . import runtimes
+from ._version import VERSION
 from .adapters import ADAPTERS, Adapter
-from .checks import CHECKS, Check, EvalContext, analyse
+from .checks import CHECKS, Check, EvalContext, Phase, analyse
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
-from .harness import LOOPBACK, Harness
+from .harness import Harness
 from .lag import LagMonitor
-from .launchers.base import Running
 from .matrix import TargetSpec
+from .options import RunOptions
 from .origin import Origin
 from .probes import ProbeContext, StreamTimeline
 from .probes.context import new_session
@@ -38,17 +39,13 @@ from .results import (
     TargetStatus,
     Verdict,
 )
-from .runtimes import DockerRuntime, LocalRuntime, Runtime, docker_engine
-from .settings import Settings
-from .templates import PLACEHOLDERS, render_text
+from .runtimes import LOOPBACK, Running, Runtime
 from .timing import Thresholds
 
 __all__ = [
     "PreparedTarget",
     "Progress",
-    "RunOptions",
-    "check_binaries",
-    "check_templates",
+    "measure_baseline",
     "prepare_target",
     "run_checks",
     "run_targets",
@@ -76,45 +73,6 @@ class _Silent:
         pass
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    checks: tuple[Check, ...] = tuple(CHECKS.values())
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    concurrency: int = 4
-    keep_run_dirs: bool = False
-    # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
-    # raised as ConfigRejected, instead of an `error` verdict.
-    raise_rejected: bool = False
-    settings: Settings = field(default_factory=Settings)
-    # None: each target's own runtime (matrix); else local, docker or auto for all.
-    runtime: str | None = None
-    images: Mapping[str, str] = field(default_factory=dict)  # proxy -> image
-    docker_network: str = "host"  # host | bridge: how containers meet this machine
-
-
-def check_templates(targets: Sequence[TargetSpec]) -> None:
-    """Render every template once with dummy values: unknown placeholders fail early."""
-    dummy = {name: "x" for name in PLACEHOLDERS}
-    for target in targets:
-        for path in target.configs:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot read config file: {exc.strerror or exc}",
-                    file=path,
-                    fix="check the path",
-                ) from None
-            render_text(text, dummy, source=path)
-
-
-def check_binaries(targets: Sequence[TargetSpec], runtime: str | None = None) -> None:
-    """A ``binary:`` that does not exist is a usage error before anything starts."""
-    for target in targets:
-        if target.binary is not None and (runtime or target.runtime) == "local":
-            ADAPTERS[target.proxy].find_binary(target.binary)
-
-
 async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
     """Direct origin-to-client p95 delay (ms) for SSE events and pushed messages."""
     th = ctx.thresholds
@@ -131,61 +89,22 @@ async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
     return values
 
 
-def _requested(target: TargetSpec, options: RunOptions) -> str:
+def _requested(target: TargetSpec, options: RunOptions) -> runtimes.RuntimeName:
     return options.runtime or target.runtime
 
 
-async def _choose_runtime(
-    target: TargetSpec, adapter: Adapter, options: RunOptions
-) -> Runtime | str:
-    """The runtime for ``target``, or why it cannot run (a skip reason).
-
-    ``auto`` picks docker when an engine answers, has the network asked for and
-    the image, else local; ``docker`` pulls a missing image and skips when that
-    fails, or when the engine lacks the network.
-    """
-    requested = _requested(target, options)
-    if requested == "local":
-        return LocalRuntime()
-    image = options.images.get(target.proxy) or target.image or adapter.default_image
-    engine = docker_engine()
-    problem = await asyncio.to_thread(engine.unavailable)
-    network = None if problem else await asyncio.to_thread(engine.network, options.docker_network)
-    if requested == "auto":
-        if problem or isinstance(network, str):
-            return LocalRuntime()
-        if not await asyncio.to_thread(engine.image_present, image):
-            return LocalRuntime()
-        return DockerRuntime(engine, image, network)
-    if problem:
-        return f"{problem}; start one or set DOCKER_HOST (or use --runtime local)"
-    if isinstance(network, str):
-        return network
-    missing = await asyncio.to_thread(engine.ensure_image, image)
-    if missing:
-        return missing
-    return DockerRuntime(engine, image, network)
-
-
-async def _sweep_containers() -> None:
-    """Remove containers left by proxytest runs on this host that died (best effort)."""
-    engine = docker_engine()
-    if await asyncio.to_thread(engine.unavailable) is None:
-        await asyncio.to_thread(engine.sweep)
-
-
-def check_budget(check: Check, ctx: ProbeContext, th: Thresholds) -> float:
+def check_budget(check: Check[Any], ctx: ProbeContext, th: Thresholds) -> float:
     """How long one attempt of ``check`` may take before it is an error."""
-    if check.kind == "long":
+    if check.phase == Phase.LONG:
         return ctx.settings.max_hold_s + th.check_timeout_s
-    if check.kind in ("lifecycle", "load"):
+    if check.phase in (Phase.LIFECYCLE, Phase.LOAD):
         return 4 * th.check_timeout_s
     return th.check_timeout_s
 
 
 async def run_checks(
     ctx: ProbeContext,
-    checks: Sequence[Check],
+    checks: Sequence[Check[Any]],
     *,
     baseline: asyncio.Future[dict[str, float]] | dict[str, float] | None = None,
     adapter: Adapter | None = None,
@@ -204,7 +123,7 @@ async def run_checks(
             return baseline
         return await baseline
 
-    async def one(check: Check) -> CheckResult:
+    async def one(check: Check[Any]) -> CheckResult:
         started = time.monotonic()
         limit = check_budget(check, ctx, th)
         attempts = 0
@@ -256,7 +175,7 @@ async def run_checks(
 
 
 def _all(
-    checks: Sequence[Check],
+    checks: Sequence[Check[Any]],
     target: TargetSpec,
     verdict: Verdict,
     summary: str,
@@ -360,7 +279,12 @@ async def prepare_target(
     A string is the reason to skip the target (no binary, no engine, no image).
     """
     adapter = ADAPTERS[target.proxy]
-    chosen = await _choose_runtime(target, adapter, options)
+    chosen = await runtimes.choose(
+        _requested(target, options),
+        adapter,
+        image=options.images.get(target.proxy) or target.image,
+        network=options.docker_network,
+    )
     if isinstance(chosen, str):  # the engine or the image is not available
         return chosen
     runtime = chosen
@@ -372,14 +296,9 @@ async def prepare_target(
             host_binary = adapter.find_binary(target.binary)
         except BinaryNotFound as exc:
             return exc.problem
-    binary = runtime.binary(adapter, host_binary)
-    try:
-        version = await adapter.version(binary, runtime.run)
-    except Exception:  # a version is nice to have, never a reason to stop
-        version = None
     harness = Harness(
         adapter,
-        binary,
+        runtime.binary(adapter, host_binary),
         target.configs,
         options.thresholds,
         session,
@@ -387,6 +306,10 @@ async def prepare_target(
         keep_run_dirs=options.keep_run_dirs,
         label=target.id,
     )
+    try:
+        version = await harness.version()
+    except Exception:  # a version is nice to have, never a reason to stop
+        version = None
     return PreparedTarget(target, adapter, runtime, version, harness)
 
 
@@ -409,7 +332,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
         slot_held = True
         env.active_since[target.id] = time.monotonic()
         env.progress.target_phase(target, "starting")
-        await harness.reach(env.origin)
+        await prepared.runtime.reach(env.origin)
         async with harness.instance(
             env.origin.host, env.origin.port, env.origin.id, validate=True
         ) as main:
@@ -427,10 +350,10 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
                 harness=harness,
             )
 
-            def phase(kinds: tuple[str, ...]) -> Awaitable[tuple[CheckResult, ...]]:
+            def phase(*phases: Phase) -> Awaitable[tuple[CheckResult, ...]]:
                 return run_checks(
                     ctx,
-                    [c for c in options.checks if c.kind in kinds],
+                    [c for c in options.checks if c.phase in phases],
                     baseline=env.baseline,
                     adapter=adapter,
                     target=target,
@@ -439,20 +362,20 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
                 )
 
             # Quick checks first, in a concurrency slot.
-            quick = await phase(("quick",))
+            quick = await phase(Phase.QUICK)
             env.semaphore.release()
             slot_held = False
             env.quick_phase_over(target, quick_done)
 
             async def load() -> tuple[CheckResult, ...]:
-                if not any(c.kind == "load" for c in options.checks):
+                if not any(c.phase == Phase.LOAD for c in options.checks):
                     return ()
                 await env.quick_over.wait()
                 async with env.load_turn:
-                    return await phase(("load",))
+                    return await phase(Phase.LOAD)
 
             # Long holds of every target overlap; load checks take turns meanwhile.
-            held, loaded = await asyncio.gather(phase(("long", "lifecycle")), load())
+            held, loaded = await asyncio.gather(phase(Phase.LONG, Phase.LIFECYCLE), load())
             order = {c.id: i for i, c in enumerate(options.checks)}
             results = tuple(sorted((*quick, *held, *loaded), key=lambda r: order[r.check]))
             log_tail = proc.log_tail()
@@ -499,7 +422,7 @@ async def run_targets(
     progress: Progress | None = None,
 ) -> RunResult:
     """Run every target and return the whole result. Never raises for a proxy's faults."""
-    options = options or RunOptions()
+    options = options or RunOptions.from_matrix()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     async with Origin(LOOPBACK) as origin, LagMonitor() as lag, new_session() as session:
@@ -507,8 +430,8 @@ async def run_targets(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
         baseline = asyncio.ensure_future(measure_baseline(direct))
-        if options.runtime in ("docker", "auto") or any(t.runtime != "local" for t in targets):
-            await _sweep_containers()
+        if any(_requested(t, options) != "local" for t in targets):
+            await runtimes.sweep()
         env = _RunEnv(
             origin,
             session,
@@ -524,4 +447,4 @@ async def run_targets(
             results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))
         finally:
             baseline.cancel()
-    return RunResult(__version__, started_at, time.monotonic() - started, tuple(results))
+    return RunResult(VERSION, started_at, time.monotonic() - started, tuple(results))

@@ -1,10 +1,69 @@
-"""Run settings that shape long-lived traffic (not thresholds: see timing.py)."""
+"""Run settings that shape long-lived traffic and the run (not thresholds: see timing.py).
+
+Every number a user can set (in matrix.yaml, on the command line, as a pytest
+option or ini key) is validated here and only here, by :func:`parse_setting`,
+with the bounds in :data:`BOUNDS`: a NaN, an infinity, a negative or absurd
+value is refused with a message that says what is allowed. Callers add where
+the value came from (the matrix's file and line, or the flag).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
-__all__ = ["Settings"]
+__all__ = ["BOUNDS", "DEFAULT_CONCURRENCY", "Bound", "SettingError", "Settings", "parse_setting"]
+
+
+@dataclass(frozen=True)
+class Bound:
+    """What values a setting takes: a finite number in [minimum, maximum]."""
+
+    minimum: float
+    maximum: float
+    integer: bool = False
+    unit: str = "seconds"
+
+    def describe(self) -> str:
+        kind = "a whole number" if self.integer else "a number"
+        return f"{kind} of {self.unit} from {self.minimum:g} to {self.maximum:g}"
+
+
+# Keys are the matrix keys (the flags are the same with dashes).
+BOUNDS: dict[str, Bound] = {
+    # A day: a hold longer than that is a soak test, not a check.
+    "max_hold": Bound(0.1, 86_400.0),
+    "heartbeat": Bound(0.1, 3_600.0),
+    # Each WebSocket/SSE pair costs this process 4 file descriptors.
+    "load_connections": Bound(1, 100_000, integer=True, unit="connections"),
+    "concurrency": Bound(1, 64, integer=True, unit="targets"),
+}
+DEFAULT_CONCURRENCY = 4  # targets in their start-up and quick phase at once
+
+
+class SettingError(ValueError):
+    """A value outside its :class:`Bound`; the message says what is allowed."""
+
+
+def parse_setting(key: str, value: object) -> float:
+    """``value`` (a number, or text from a file or a flag) as setting ``key``, or SettingError.
+
+    Integer settings come back as whole floats; use ``int()`` on them.
+    """
+    bound = BOUNDS[key]
+    if isinstance(value, bool):
+        raise SettingError(f"must be {bound.describe()}, got {value!r}")
+    try:
+        number = float(value) if isinstance(value, int | float | str) else math.nan
+    except ValueError:
+        raise SettingError(f"must be {bound.describe()}, got {value!r}") from None
+    if not math.isfinite(number):
+        raise SettingError(f"must be {bound.describe()}, got {value!r} (not a finite number)")
+    if bound.integer and not number.is_integer():
+        raise SettingError(f"must be {bound.describe()}, got {value!r} (not a whole number)")
+    if not bound.minimum <= number <= bound.maximum:
+        raise SettingError(f"must be {bound.describe()}, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -18,5 +77,9 @@ class Settings:
     load_connections: int = 1000
 
     def __post_init__(self) -> None:
-        if self.max_hold_s <= 0 or self.heartbeat_s <= 0 or self.load_connections < 1:
-            raise ValueError(f"invalid settings: {self}")
+        for field in fields(self):
+            key = field.name.removesuffix("_s")
+            try:
+                parse_setting(key, getattr(self, field.name))
+            except SettingError as exc:
+                raise ValueError(f"invalid settings: {key} {exc}") from None

@@ -1,10 +1,11 @@
 """Render config templates: ``{{ name }}`` placeholders, nothing else.
 
-Placeholders (DESIGN.md): ``listen_host``, ``listen_port``, ``upstream_host``,
-``upstream_port`` and ``run_dir``. Spaces inside the braces are optional. Any
-other ``{{ … }}`` is an error naming the file and line. Values never contain a
-newline, so a rendered file keeps its source's line numbers and a proxy's
-error about the rendered copy can be pointed back at the template.
+Placeholders (docs/architecture.md, "Contracts"): ``listen_host``,
+``listen_port``, ``upstream_host``, ``upstream_port`` and ``run_dir``. Spaces
+inside the braces are optional. Any other ``{{ … }}`` is an error naming the
+file and line. Values never contain a newline, so a rendered file keeps its
+source's line numbers and a proxy's error about the rendered copy can be
+pointed back at the template.
 """
 
 from __future__ import annotations

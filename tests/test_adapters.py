@@ -9,6 +9,7 @@ import pytest
 
 from proxytest.adapters import ADAPTERS, RenderedConfig
 from proxytest.errors import BinaryNotFound, UsageError
+from proxytest.runtimes import LocalRuntime
 
 from .conftest import running_in_ci
 
@@ -95,5 +96,5 @@ def test_binaries_are_found_and_report_a_version(name: str) -> None:
         if running_in_ci():
             raise
         pytest.skip(str(exc))
-    version = asyncio.run(adapter.version(binary))
+    version = asyncio.run(LocalRuntime().version(adapter, binary))
     assert version is not None and version[0].isdigit(), version

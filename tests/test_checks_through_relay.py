@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from proxytest.checks import CHECKS, select
+from proxytest.checks import CHECKS, Phase, select
 from proxytest.lag import LagMonitor
 from proxytest.origin import Origin
 from proxytest.probes import ProbeContext
@@ -40,7 +40,7 @@ async def through(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckResul
     return {r.check: r for r in results}
 
 
-QUICK = [c.id for c in CHECKS.values() if c.kind == "quick"]
+QUICK = [c.id for c in CHECKS.values() if c.phase == Phase.QUICK]
 
 
 async def test_every_quick_check_passes_through_the_clean_relay() -> None:

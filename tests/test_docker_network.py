@@ -20,15 +20,15 @@ from proxytest.adapters import ADAPTERS
 from proxytest.checks import select
 from proxytest.errors import LaunchError, MatrixError
 from proxytest.harness import Harness
-from proxytest.launchers.docker import NETWORKS, Network, bridge_gateway
-from proxytest.matrix import DOCKER_NETWORKS, TargetSpec, parse_matrix
-from proxytest.origin import Origin
+from proxytest.matrix import parse_matrix
+from proxytest.options import RunOptions
+from proxytest.origin import Origin, OriginProcess
 from proxytest.origin.server import READY_PATH
 from proxytest.probes.context import new_session
-from proxytest.probes.lifecycle import _OriginProcess
 from proxytest.results import RunResult
-from proxytest.runner import RunOptions, _choose_runtime
-from proxytest.runtimes import DockerRuntime, LocalRuntime
+from proxytest.runtimes import DOCKER_NETWORKS, LocalRuntime, choose
+from proxytest.runtimes import docker as docker_runtime
+from proxytest.runtimes.docker import DockerRuntime, Network, bridge_gateway
 from proxytest.templates import render_files
 from proxytest.timing import Thresholds
 
@@ -103,7 +103,7 @@ def test_a_network_is_validated_on_construction() -> None:
         Network("overlay")
     with pytest.raises(ValueError, match="gateway"):
         Network("bridge")
-    assert NETWORKS == DOCKER_NETWORKS
+    assert DOCKER_NETWORKS == ("host", "bridge")
 
 
 # -- the gateway, from the network's IPAM config ------------------------------------------
@@ -137,7 +137,7 @@ def test_bridge_renders_listen_on_all_and_upstream_on_the_gateway(tmp_path: Path
     values = bridged.placeholders("127.0.0.1", 8080, tmp_path, 4000)
     assert (values.listen_host, values.listen_port) == ("0.0.0.0", 4000)
     assert (values.upstream_host, values.upstream_port) == (GATEWAY, 8080)
-    assert bridged.origin_hosts("127.0.0.1") == ("127.0.0.1", GATEWAY)
+    assert bridged.runtime.origin_hosts("127.0.0.1") == ("127.0.0.1", GATEWAY)
     (main,) = render_files((ROOT / "proxies/envoy/realtime.yaml",), values)
     text = main.read_text()
     assert "address: 0.0.0.0" in text and f"address: {GATEWAY}" in text
@@ -151,7 +151,7 @@ def test_host_and_local_render_loopback_both_ways(runtime: Any, tmp_path: Path) 
     plain = harness(runtime)
     values = plain.placeholders("127.0.0.1", 8080, tmp_path, 4000)
     assert (values.listen_host, values.upstream_host) == ("127.0.0.1", "127.0.0.1")
-    assert plain.origin_hosts("127.0.0.1") == ("127.0.0.1",)
+    assert plain.runtime.origin_hosts("127.0.0.1") == ("127.0.0.1",)
     assert runtime.beside(object()) == runtime.run  # no container: helpers run as before
 
 
@@ -166,8 +166,8 @@ def test_the_origin_also_listens_where_the_proxy_reaches_it() -> None:
     async def main() -> None:
         runtime = DockerRuntime(FakeEngine(), "x", Network("bridge", "127.0.0.2"))  # type: ignore[arg-type]
         async with Origin("127.0.0.1") as origin, new_session() as session:
-            await harness(runtime).reach(origin)
-            await harness(runtime).reach(origin)  # once is enough; again is harmless
+            await runtime.reach(origin)
+            await runtime.reach(origin)  # once is enough; again is harmless
             assert origin.hosts == ("127.0.0.1", "127.0.0.2")
             for host in origin.hosts:
                 assert await _ready(session, host, origin.port) == origin.id
@@ -184,7 +184,7 @@ def test_an_origin_that_cannot_listen_at_the_gateway_is_a_clear_error() -> None:
         runtime = DockerRuntime(FakeEngine(), "x", Network("bridge", "192.0.2.1"))  # type: ignore[arg-type]
         async with Origin("127.0.0.1") as origin:
             with pytest.raises(LaunchError) as info:
-                await harness(runtime).reach(origin)
+                await runtime.reach(origin)
             assert origin.hosts == ("127.0.0.1",)
             return info.value
 
@@ -195,26 +195,19 @@ def test_an_origin_that_cannot_listen_at_the_gateway_is_a_clear_error() -> None:
 
 def test_the_origin_process_listens_on_every_host_given() -> None:
     async def main() -> None:
-        origin = _OriginProcess(("127.0.0.1", "127.0.0.2"))
-        try:
-            await origin.start()
-            async with new_session() as session:
-                for host in origin.hosts:
-                    assert await _ready(session, host, origin.port) == origin.id
-        finally:
-            await origin.kill()
+        async with OriginProcess(("127.0.0.1", "127.0.0.2")) as origin, new_session() as session:
+            assert origin.alive and origin.port
+            for host in origin.hosts:
+                assert await _ready(session, host, origin.port) == origin.id
+        assert not origin.alive
 
     asyncio.run(main())
 
 
 # -- choosing the runtime -------------------------------------------------------------------
 def _choose(monkeypatch: pytest.MonkeyPatch, engine: FakeEngine, runtime: str, network: str) -> Any:
-    from proxytest import runner
-
-    monkeypatch.setattr(runner, "docker_engine", lambda: engine)
-    target = TargetSpec("caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",))
-    options = RunOptions(runtime=runtime, docker_network=network)
-    return asyncio.run(_choose_runtime(target, ADAPTERS["caddy"], options))
+    monkeypatch.setattr(docker_runtime, "engine", lambda: engine)
+    return asyncio.run(choose(runtime, ADAPTERS["caddy"], image=None, network=network))
 
 
 def test_bridge_runtime_is_chosen_with_the_gateway(monkeypatch: pytest.MonkeyPatch) -> None:

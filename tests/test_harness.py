@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from proxytest.harness import _ephemeral_ports, free_port
+from proxytest.runtimes.base import _ephemeral_ports, free_port
 
 
 def test_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:

@@ -87,7 +87,7 @@ def test_unknown_proxy_lists_the_known_ones(project: Path) -> None:
     err = error(project, "targets:\n  - proxy: nginxx\n    setup: default\n")
     assert err.line == 2
     assert "unknown proxy 'nginxx'" in str(err)
-    assert "nginx, haproxy" in (err.fix or "")
+    assert "caddy, envoy, haproxy, nginx, traefik" in (err.fix or "")
 
 
 def test_unknown_check_in_expect(project: Path) -> None:

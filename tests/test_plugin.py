@@ -150,6 +150,44 @@ def test_verdicts_become_outcomes_and_each_target_launches_once(
     ]
 
 
+def test_an_expected_error_is_as_expected_for_pytest_and_the_cli(
+    pytester: pytest.Pytester,
+) -> None:
+    """One rule for "as expected": `expect: error` xfails here and exits 0 on the CLI."""
+    pytester.makefile(".conf", broken=BROKEN_NGINX)
+    matrix = pytester.path / "matrix.yaml"
+    matrix.write_text(
+        "checks: [ws.upgrade, sse.stream]\n"
+        "targets:\n"
+        "  - proxy: nginx\n"
+        "    setup: broken\n"
+        "    configs: [broken.conf]\n"
+        "    expect: {ws.upgrade: error}\n"
+    )
+    result = pytester.runpytest_subprocess("--proxytest-matrix", str(matrix), "-rA")
+    result.assert_outcomes(xfailed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [_lit("XFAIL matrix.yaml::test_ws_upgrade[nginx-broken] - error as the matrix") + "*"]
+    )
+    cli = subprocess.run(
+        [sys.executable, "-m", "proxytest", "run", str(matrix), "--json", "run.json"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 1, cli.stdout + cli.stderr  # sse.stream's error is not expected
+    verdicts = {
+        r["check"]: (r["verdict"], r["expected"])
+        for r in json.loads((pytester.path / "run.json").read_text())["targets"][0]["results"]
+    }
+    assert verdicts == {"ws.upgrade": ("error", "error"), "sse.stream": ("error", None)}
+    matrix.write_text(matrix.read_text().replace("{ws.upgrade: error}", "{'*': error}"))
+    assert pytester.runpytest_subprocess("--proxytest-matrix", str(matrix)).ret == 0
+    cli = subprocess.run(
+        [sys.executable, "-m", "proxytest", "run", str(matrix)],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+
+
 def test_under_xdist_every_target_still_launches_once(
     pytester: pytest.Pytester, matrix: Path
 ) -> None:
@@ -243,7 +281,9 @@ def test_without_a_matrix_the_plugin_stays_out_of_the_way(pytester: pytest.Pytes
     [
         (["--proxytest-only", "nosuch"], "*--proxytest-only 'nosuch' matches no target*"),
         (["--proxytest-checks", "nope.*"], "*--proxytest-checks 'nope.*' matches no check*"),
-        (["--proxytest-max-hold", "soon"], "*--proxytest-max-hold 'soon' is not a positive*"),
+        (["--proxytest-max-hold", "soon"], "*--proxytest-max-hold must be a number*'soon'*"),
+        (["--proxytest-max-hold", "nan"], "*--proxytest-max-hold must be *not a finite number*"),
+        (["--proxytest-runtime", "podman"], "*argument --proxytest-runtime: invalid choice*"),
     ],
 )
 def test_bad_options_are_usage_errors(

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from proxytest.adapters.haproxy import HAProxy
-from proxytest.checks import select
 from proxytest.errors import BinaryNotFound
 from proxytest.matrix import TargetSpec
+from proxytest.options import RunOptions
 from proxytest.results import TargetStatus, Verdict
-from proxytest.runner import RunOptions, run_targets
+from proxytest.runner import run_targets
 
 from .conftest import nginx_on_a_busy_port
 
@@ -26,7 +26,7 @@ def test_a_missing_binary_is_a_skip_with_how_to_install(monkeypatch: pytest.Monk
         HAProxy().find_binary()
     assert "apt-get install haproxy" in str(info.value)
     target = TargetSpec("haproxy", "default", (ROOT / "proxies/haproxy/default.cfg",))
-    run = asyncio.run(run_targets([target], RunOptions(checks=select(["sse.*"]))))
+    run = asyncio.run(run_targets([target], RunOptions.from_matrix(checks=["sse.*"])))
     (result,) = run.targets
     assert result.status == TargetStatus.SKIPPED
     assert "apt-get install haproxy" in (result.reason or "")
@@ -45,7 +45,7 @@ def test_a_proxy_that_dies_at_start_is_an_error_with_its_log(
             run = asyncio.run(
                 run_targets(
                     [TargetSpec("nginx", "busy", (config,))],
-                    RunOptions(checks=select(["ws.upgrade"])),
+                    RunOptions.from_matrix(checks=["ws.upgrade"]),
                 )
             )
         finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from proxytest.errors import TemplateError, UsageError
-from proxytest.runner import check_templates
+from proxytest.options import RunOptions, check_targets
 from proxytest.templates import Placeholders, render_files, render_text
 
 VALUES = {
@@ -96,11 +96,11 @@ def test_shipped_templates_use_only_known_placeholders() -> None:
         render_text(path.read_text(), VALUES, source=path)  # raises on a bad placeholder
 
 
-def test_check_templates_fails_before_anything_starts(tmp_path: Path) -> None:
+def test_check_targets_fails_before_anything_starts(tmp_path: Path) -> None:
     from proxytest.matrix import TargetSpec
 
     bad = tmp_path / "bad.conf"
     bad.write_text("listen {{ listen_port }};\nroot {{ docroot }};\n")
     with pytest.raises(TemplateError) as info:
-        check_templates([TargetSpec("nginx", "bad", (bad,))])
+        check_targets([TargetSpec("nginx", "bad", (bad,))], RunOptions())
     assert (info.value.file, info.value.line) == (bad, 2)

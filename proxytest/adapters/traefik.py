@@ -8,8 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Unsupported
-from ..launchers.base import Running
-from .base import Adapter, RenderedConfig, Run
+from .base import Adapter, EditedReload, Reload, RenderedConfig
 
 
 class Traefik(Adapter):
@@ -45,9 +44,7 @@ class Traefik(Adapter):
         "that rewrites Connection or Upgrade",
     }
 
-    async def reload(
-        self, binary: Path, process: Running, config: RenderedConfig, run: Run | None = None
-    ) -> str:
+    def reload(self, binary: Path, config: RenderedConfig) -> Reload:
         """Change the dynamic file: Traefik's file provider reloads on change."""
         dynamic = [f for f in config.files[1:] if f.suffix in (".yaml", ".yml")]
         if not dynamic:
@@ -66,7 +63,9 @@ class Traefik(Adapter):
         tmp = path.with_name(f".{path.name}.proxytest")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         os.replace(tmp, path)
-        return f"changed the dynamic file {path.name} (the file provider reloads on change)"
+        return EditedReload(
+            f"changed the dynamic file {path.name} (the file provider reloads on change)"
+        )
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         # The static configuration comes from exactly one source: this file. It

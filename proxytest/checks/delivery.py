@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass
 
 from ..probes.timeline import Delivery, StreamTimeline
-from ..results import Outcome, Verdict
+from ..results import Failure, Outcome, Verdict
 from .base import EvalContext, fmt_ms
 
 __all__ = ["DeliveryStats", "analyse", "judge_stream"]
@@ -107,21 +107,24 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
     if tl.end == "status" or (tl.status is not None and tl.status not in (101, 200)):
         what = f"status {tl.status}" if tl.status else (tl.error or "no response")
         return Outcome(
-            Verdict.FAIL, f"no stream: {what}", {**metrics, "status": tl.status}, failure="status"
+            Verdict.FAIL,
+            f"no stream: {what}",
+            {**metrics, "status": tl.status},
+            failure=Failure.STATUS,
         )
     if stats.received == 0:
         return Outcome(
             Verdict.FAIL,
             f"no {noun} arrived: {_ended(tl)}",
             metrics,
-            failure="truncated" if tl.end != "timeout" else "held",
+            failure=Failure.TRUNCATED if tl.end != "timeout" else Failure.HELD,
         )
     if not stats.in_order or stats.duplicates:
         return Outcome(
             Verdict.FAIL,
             f"{noun} out of order or duplicated ({stats.duplicates} duplicates)",
             metrics,
-            failure="order",
+            failure=Failure.ORDER,
         )
     shape = (
         f"{stats.received}/{tl.expected} {noun}, first after {fmt_ms(stats.first_delay_ms)}, "
@@ -130,13 +133,13 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
     held_after = th.held_fraction * stats.send_span_ms
     if stats.send_span_ms and (stats.first_delay_ms or 0) >= held_after:
         ending = "held until the response ended" if tl.end == "complete" else _ended(tl)
-        return Outcome(Verdict.FAIL, f"{shape}: {ending}", metrics, failure="held")
+        return Outcome(Verdict.FAIL, f"{shape}: {ending}", metrics, failure=Failure.HELD)
     if stats.received < tl.expected:
         return Outcome(
             Verdict.FAIL,
             f"{stats.received}/{tl.expected} {noun}: {_ended(tl)}",
             metrics,
-            failure="truncated",
+            failure=Failure.TRUNCATED,
         )
     excess = (stats.p95_delay_ms or 0) - baseline
     coalesced = stats.coalesced_fraction >= th.coalesced_fraction_degraded
@@ -170,7 +173,7 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
             Verdict.DEGRADED,
             f"{shape} ({', '.join(detail)}): delayed or coalesced on the way",
             {**metrics, "late_count": late},
-            failure="delayed",
+            failure=Failure.DELAYED,
             retry=sporadic,
         )
     return Outcome(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from ..probes import ProbeContext
 from ..probes import lifecycle as probe
 from ..probes.timeline import Fate, ReloadTimeline, RestartTimeline
-from ..results import Outcome, Verdict
-from .base import Check, EvalContext
+from ..results import Failure, Outcome, Verdict
+from .base import Check, EvalContext, Phase
 
 CUT_WITHIN_S = 1.0  # closed this soon after the event: cut at once, not drained
 PROMPT_S = 2.0  # a client told of a dead origin within this is told promptly
@@ -92,7 +92,7 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"the proxy exited on reload ({tl.method})",
             metrics,
-            failure="reload_died",
+            failure=Failure.RELOAD_DIED,
         )
     if tl.after_ws or tl.after_sse:
         broken = "; ".join(
@@ -107,7 +107,7 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"new connections fail after the reload: {broken}",
             metrics,
-            failure="reload_broken",
+            failure=Failure.RELOAD_BROKEN,
         )
     during = f"{tl.during_ok} new requests during it all answered"
     if tl.during_failed:
@@ -117,7 +117,7 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
         )
     summary = f"{tl.method}, watched {tl.observe_s:g} s: {fates}; {during}"
     if counts["cut"] or tl.during_failed:
-        return Outcome(Verdict.DEGRADED, summary, metrics, failure="reload_cut")
+        return Outcome(Verdict.DEGRADED, summary, metrics, failure=Failure.RELOAD_CUT)
     return Outcome(Verdict.PASS, summary, metrics)
 
 
@@ -143,7 +143,7 @@ def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
             f"{len(hung)} of {len(tl.fates)} connections ({', '.join(hung)}) still open "
             f"{tl.learn_limit_s:g} s after the origin died: clients hang instead of reconnecting",
             metrics,
-            failure="hung",
+            failure=Failure.HUNG,
         )
     if tl.recovered_after_s is None:
         return Outcome(
@@ -151,7 +151,7 @@ def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
             f"no request got through within {tl.recover_limit_s:g} s after the origin came "
             f"back (last: {tl.last_failure})",
             metrics,
-            failure="no_recovery",
+            failure=Failure.NO_RECOVERY,
         )
     if tl.after_ws or tl.after_sse:
         broken = tl.after_ws or tl.after_sse
@@ -159,7 +159,7 @@ def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"new connections fail after the origin came back: {broken}",
             metrics,
-            failure="no_recovery",
+            failure=Failure.NO_RECOVERY,
         )
     slowest = max(known) if known else 0.0
     summary = (
@@ -168,7 +168,7 @@ def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
         f"worked {tl.recovered_after_s:.1f} s after the origin came back"
     )
     if slowest > PROMPT_S:
-        return Outcome(Verdict.DEGRADED, summary, metrics, failure="slow_learn")
+        return Outcome(Verdict.DEGRADED, summary, metrics, failure=Failure.SLOW_LEARN)
     return Outcome(Verdict.PASS, summary, metrics)
 
 
@@ -187,12 +187,12 @@ CHECKS = (
         probe_reload,
         evaluate_reload,
         {
-            "reload_cut": "the reload closed open connections at once: give old workers a "
+            Failure.RELOAD_CUT: "the reload closed open connections at once: give old workers a "
             "drain period so clients are not cut on every deploy",
-            "reload_broken": "the proxy did not serve new connections after the reload",
-            "reload_died": "the proxy exited on reload: check its reload command and config",
+            Failure.RELOAD_BROKEN: "the proxy did not serve new connections after the reload",
+            Failure.RELOAD_DIED: "the proxy exited on reload: check its reload command and config",
         },
-        kind="lifecycle",
+        phase=Phase.LIFECYCLE,
     ),
     Check(
         "lifecycle.origin-restart",
@@ -200,12 +200,13 @@ CHECKS = (
         probe_restart,
         evaluate_restart,
         {
-            "hung": "the proxy keeps client connections open although the origin is gone: "
+            Failure.HUNG: "the proxy keeps client connections open although the origin is gone: "
             "enable upstream error propagation / shorter upstream timeouts",
-            "no_recovery": "the proxy keeps failing after the origin is back: look at passive "
-            "health checks (max_fails/fail_timeout, outlier detection) and retry settings",
-            "slow_learn": "clients learn late that the origin died: look at upstream read timeouts",
+            Failure.NO_RECOVERY: "the proxy keeps failing after the origin is back: look at "
+            "passive health checks (max_fails/fail_timeout, outlier detection) and retry settings",
+            Failure.SLOW_LEARN: "clients learn late that the origin died: look at upstream read "
+            "timeouts",
         },
-        kind="lifecycle",
+        phase=Phase.LIFECYCLE,
     ),
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from ..probes import ProbeContext
 from ..probes import load as probe
 from ..probes.timeline import LoadTimeline
-from ..results import Outcome, Verdict
-from .base import Check, EvalContext
+from ..results import Failure, Outcome, Verdict
+from .base import Check, EvalContext, Phase
 
 
 def evaluate_load(tl: LoadTimeline, ctx: EvalContext) -> Outcome:
@@ -51,7 +51,7 @@ def evaluate_load(tl: LoadTimeline, ctx: EvalContext) -> Outcome:
             f"{prefix}{ws_part}{tl.sse_ok}/{n} SSE streams delivered"
             f"{f' ({kinds})' if kinds else ''}{later}: a connection limit on the path{note}",
             metrics,
-            failure="limit",
+            failure=Failure.LIMIT,
         )
     what = f"{n} SSE streams" if not_proxied else f"{n} WebSockets and {n} SSE streams"
     return Outcome(
@@ -72,9 +72,9 @@ CHECKS = (
         probe_load,
         evaluate_load,
         {
-            "limit": "raise the proxy's connection limits (each proxied stream holds two "
+            Failure.LIMIT: "raise the proxy's connection limits (each proxied stream holds two "
             "connections: client side and origin side)"
         },
-        kind="load",
+        phase=Phase.LOAD,
     ),
 )

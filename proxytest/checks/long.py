@@ -12,8 +12,8 @@ import math
 from ..probes import ProbeContext
 from ..probes import hold as probe
 from ..probes.timeline import HoldTimeline
-from ..results import Outcome, Verdict
-from .base import Check, EvalContext
+from ..results import Failure, Outcome, Verdict
+from .base import Check, EvalContext, Phase
 
 _NOUN = {"ws": "WebSocket", "sse": "SSE stream"}
 
@@ -57,11 +57,11 @@ def _not_open(tl: HoldTimeline) -> Outcome | None:
             Verdict.FAIL,
             f"no WebSocket: {what} (see ws.upgrade)",
             {"status": tl.status},
-            failure="upgrade",
+            failure=Failure.UPGRADE,
         )
     what = f"status {tl.status}" if tl.status and tl.status != 200 else (tl.error or "no event")
     return Outcome(
-        Verdict.FAIL, f"no stream to hold: {what}", {"status": tl.status}, failure="status"
+        Verdict.FAIL, f"no stream to hold: {what}", {"status": tl.status}, failure=Failure.STATUS
     )
 
 
@@ -87,7 +87,7 @@ def evaluate_idle(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
         f"dropped after {dropped:.1f} s of silence: {_how(tl)}; {remedy} every ≤ {beat} s, "
         "or raise the proxy's idle timeout",
         metrics,
-        failure="idle",
+        failure=Failure.IDLE,
     )
 
 
@@ -116,14 +116,14 @@ def evaluate_kept(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
             f"dropped after {dropped:.1f} s, before the first heartbeat ({every:g} s): "
             f"{_how(tl)}; send them every ≤ {beat} s",
             metrics,
-            failure="idle",
+            failure=Failure.IDLE,
         )
     return Outcome(
         Verdict.FAIL,
         f"dropped after {dropped:.1f} s despite {what} every {every:g} s: {_how(tl)}; "
         "a limit on total duration, or one that heartbeats do not reset",
         metrics,
-        failure="lifetime",
+        failure=Failure.LIFETIME,
     )
 
 
@@ -147,7 +147,7 @@ def evaluate_lifetime(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
         f"cut after {dropped:.1f} s while events flowed ({tl.events}/{tl.expected_events} "
         f"events): {tl.how}; a limit on total stream duration",
         metrics,
-        failure="lifetime",
+        failure=Failure.LIFETIME,
     )
 
 
@@ -176,15 +176,15 @@ _LIFETIME = "a limit on total connection or response duration: raise or disable 
 
 CHECKS = (
     Check("ws.idle", "an idle WebSocket is held up to max-hold; measures when it is dropped",
-          probe_ws_idle, evaluate_idle, {"idle": _IDLE}, kind="long"),
+          probe_ws_idle, evaluate_idle, {Failure.IDLE: _IDLE}, phase=Phase.LONG),
     Check("ws.keepalive", "with pings both ways every N s, a WebSocket survives max-hold",
-          probe_ws_keepalive, evaluate_kept, {"idle": _IDLE, "lifetime": _LIFETIME},
-          kind="long"),
+          probe_ws_keepalive, evaluate_kept, {Failure.IDLE: _IDLE, Failure.LIFETIME: _LIFETIME},
+          phase=Phase.LONG),
     Check("sse.idle", "an SSE stream with no events is held up to max-hold; measures the drop",
-          probe_sse_idle, evaluate_idle, {"idle": _IDLE}, kind="long"),
+          probe_sse_idle, evaluate_idle, {Failure.IDLE: _IDLE}, phase=Phase.LONG),
     Check("sse.heartbeat", "with `:` comments every N s, a quiet SSE stream survives max-hold",
-          probe_sse_heartbeat, evaluate_kept, {"idle": _IDLE, "lifetime": _LIFETIME},
-          kind="long"),
+          probe_sse_heartbeat, evaluate_kept, {Failure.IDLE: _IDLE, Failure.LIFETIME: _LIFETIME},
+          phase=Phase.LONG),
     Check("sse.lifetime", "a stream with an event every second lasts max-hold (no total limit)",
-          probe_sse_lifetime, evaluate_lifetime, {"lifetime": _LIFETIME}, kind="long"),
+          probe_sse_lifetime, evaluate_lifetime, {Failure.LIFETIME: _LIFETIME}, phase=Phase.LONG),
 )  # fmt: skip

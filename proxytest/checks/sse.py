@@ -5,12 +5,21 @@ from __future__ import annotations
 from ..probes import ProbeContext, ResumeTimeline, StreamTimeline
 from ..probes import sse as probe
 from ..probes.timeline import ReconnectTimeline
-from ..results import Outcome, Verdict
+from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, fmt_ms
 from .delivery import judge_stream
 
 _IDENTITY = {"Accept-Encoding": "identity"}
 _COMPRESSED = ("gzip", "br", "deflate", "zstd", "compress")
+# A compressed stream held or delayed: the compressor is the likely knob.
+_COMPRESSED_FAILURE = {
+    Failure.HELD: Failure.COMPRESSED_HELD,
+    Failure.DELAYED: Failure.COMPRESSED_DELAYED,
+}
+
+
+def _compressed(failure: Failure | None) -> Failure | None:
+    return _COMPRESSED_FAILURE.get(failure, failure) if failure else None
 
 
 # -- sse.headers -----------------------------------------------------------------
@@ -45,18 +54,21 @@ def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
     }
     if tl.status is None:
         return Outcome(
-            Verdict.FAIL, f"no response: {tl.error or tl.end}", metrics, failure="status"
+            Verdict.FAIL, f"no response: {tl.error or tl.end}", metrics, failure=Failure.STATUS
         )
     if tl.status != 200:
         return Outcome(
-            Verdict.FAIL, f"status {tl.status} from proxy, expected 200", metrics, failure="status"
+            Verdict.FAIL,
+            f"status {tl.status} from proxy, expected 200",
+            metrics,
+            failure=Failure.STATUS,
         )
     if not (content_type or "").lower().startswith("text/event-stream"):
         return Outcome(
             Verdict.FAIL,
             f"Content-Type {content_type!r} reached the client, expected text/event-stream",
             metrics,
-            failure="content_type",
+            failure=Failure.CONTENT_TYPE,
         )
     late_after = th.headers_late_fraction * tl.initial_delay_ms
     if headers_ms is not None and headers_ms >= late_after:
@@ -65,7 +77,7 @@ def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
             f"headers arrived after {fmt_ms(headers_ms)}, held until the first event "
             f"(sent at {fmt_ms(tl.initial_delay_ms)}): EventSource.onopen fires late",
             metrics,
-            failure="held",
+            failure=Failure.HELD,
         )
     return Outcome(
         Verdict.PASS,
@@ -103,13 +115,19 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
     }
     if first.status != 200 or not first.deliveries:
         what = f"status {first.status}" if first.status else (first.error or first.end)
-        return Outcome(Verdict.FAIL, f"no stream to resume: {what}", metrics, failure="status")
+        return Outcome(
+            Verdict.FAIL, f"no stream to resume: {what}", metrics, failure=Failure.STATUS
+        )
     if tl.last_event_id_sent is None:
-        return Outcome(Verdict.FAIL, "events arrived without an id: field", metrics, failure="ids")
+        return Outcome(
+            Verdict.FAIL, "events arrived without an id: field", metrics, failure=Failure.IDS
+        )
     second = tl.second
     if second is None or second.status != 200:
         what = f"status {second.status}" if second and second.status else "no response"
-        return Outcome(Verdict.FAIL, f"the reconnect failed: {what}", metrics, failure="status")
+        return Outcome(
+            Verdict.FAIL, f"the reconnect failed: {what}", metrics, failure=Failure.STATUS
+        )
     seen = tl.origin_saw[1] if len(tl.origin_saw) > 1 else None
     if seen != tl.last_event_id_sent:
         return Outcome(
@@ -117,7 +135,7 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
             f"Last-Event-ID {tl.last_event_id_sent} did not reach the origin "
             f"(it saw {seen!r}): a reconnecting browser replays or loses events",
             metrics,
-            failure="header",
+            failure=Failure.HEADER,
         )
     expected_next = int(tl.last_event_id_sent) + 1
     ids = [d.seq for d in second.deliveries]
@@ -128,7 +146,7 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
             f"the origin saw Last-Event-ID {seen} but the client resumed at "
             f"{ids[0] if ids else 'nothing'}, expected {expected_next}",
             metrics,
-            failure="resume",
+            failure=Failure.RESUME,
         )
     return Outcome(
         Verdict.PASS,
@@ -160,7 +178,7 @@ def evaluate_reconnect(tl: ReconnectTimeline, ctx: EvalContext) -> Outcome:
     }
     if first.status != 200:
         what = f"status {first.status}" if first.status else first.end
-        return Outcome(Verdict.FAIL, f"no stream: {what}", metrics, failure="status")
+        return Outcome(Verdict.FAIL, f"no stream: {what}", metrics, failure=Failure.STATUS)
     if duplicated or lost:
         problems = []
         if duplicated:
@@ -177,7 +195,7 @@ def evaluate_reconnect(tl: ReconnectTimeline, ctx: EvalContext) -> Outcome:
             f"across {tl.cuts} cuts and {len(tl.attempts)} connections: "
             f"{' and '.join(problems)}{why}",
             metrics,
-            failure="header" if sent != reached else "resume",
+            failure=Failure.HEADER if sent != reached else Failure.RESUME,
         )
     retry = f"`retry: {tl.retry_ms}` honoured" if tl.retry_ms else "no `retry:` reached the client"
     return Outcome(
@@ -227,12 +245,13 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         outcome.verdict,
         f"{encoding}-compressed: {outcome.summary}",
         metrics,
-        failure=f"compressed_{outcome.failure}",
+        failure=_compressed(outcome.failure),
         retry=outcome.retry,
     )
 
 
 _BUFFERING = "the proxy buffers the response: turn buffering off for text/event-stream"
+_ORDER = "something on the path replays or reorders the stream: look for retries or caching"
 
 CHECKS = (
     Check(
@@ -241,9 +260,9 @@ CHECKS = (
         probe_headers,
         evaluate_headers,
         {
-            "held": _BUFFERING,
-            "status": "route /sse to the origin",
-            "content_type": "do not rewrite Content-Type of event streams",
+            Failure.HELD: _BUFFERING,
+            Failure.STATUS: "route /sse to the origin",
+            Failure.CONTENT_TYPE: "do not rewrite Content-Type of event streams",
         },
     ),
     Check(
@@ -252,9 +271,11 @@ CHECKS = (
         probe_stream,
         evaluate_stream,
         {
-            "held": _BUFFERING,
-            "delayed": "the proxy batches small writes: flush each chunk",
-            "truncated": "something on the path cut the stream: look for a timeout or size limit",
+            Failure.HELD: _BUFFERING,
+            Failure.DELAYED: "the proxy batches small writes: flush each chunk",
+            Failure.TRUNCATED: "something on the path cut the stream: look for a timeout or size "
+            "limit",
+            Failure.ORDER: _ORDER,
         },
         timing=True,
     ),
@@ -263,7 +284,12 @@ CHECKS = (
         "a reconnect's Last-Event-ID reaches the origin and the stream resumes after it",
         probe_resume,
         evaluate_resume,
-        {"header": "forward the Last-Event-ID request header to the origin"},
+        {
+            Failure.HEADER: "forward the Last-Event-ID request header to the origin",
+            Failure.IDS: "the events' `id:` fields did not reach the client: pass the event "
+            "stream through unchanged",
+            Failure.STATUS: "route /sse to the origin",
+        },
     ),
     Check(
         "sse.reconnect",
@@ -271,8 +297,8 @@ CHECKS = (
         probe_reconnect,
         evaluate_reconnect,
         {
-            "header": "forward the Last-Event-ID request header to the origin",
-            "resume": "the stream did not resume where it was cut: look for buffering that "
+            Failure.HEADER: "forward the Last-Event-ID request header to the origin",
+            Failure.RESUME: "the stream did not resume where it was cut: look for buffering that "
             "drops the events sent just before a cut",
         },
     ),
@@ -282,9 +308,11 @@ CHECKS = (
         probe_compression,
         evaluate_compression,
         {
-            "compressed_held": "leave text/event-stream out of the proxy's compression types",
-            "compressed_delayed": "leave text/event-stream out of compression, or flush per event",
-            "held": _BUFFERING,
+            Failure.COMPRESSED_HELD: "leave text/event-stream out of the proxy's compression types",
+            Failure.COMPRESSED_DELAYED: "leave text/event-stream out of compression, or flush per "
+            "event",
+            Failure.HELD: _BUFFERING,
+            Failure.ORDER: _ORDER,
         },
         timing=True,
     ),

@@ -12,7 +12,7 @@ from ..probes import (
     SubprotocolTimeline,
 )
 from ..probes import ws as probe
-from ..results import Outcome, Verdict
+from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, fmt_ms
 from .delivery import judge_stream
 
@@ -36,7 +36,7 @@ def _no_websocket(status: int | None, error: str | None) -> Outcome:
         Verdict.FAIL,
         f"no WebSocket: {what} (see ws.upgrade)",
         {"status": status},
-        failure="silent" if silent else "upgrade",
+        failure=Failure.SILENT if silent else Failure.UPGRADE,
     )
 
 
@@ -58,7 +58,7 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"{tl.error}: the proxy never answered the upgrade" if silent else f"{tl.error}",
             metrics,
-            failure="silent" if silent else "upgrade",
+            failure=Failure.SILENT if silent else Failure.UPGRADE,
         )
     if tl.status != 101:
         seen = ""
@@ -70,7 +70,7 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"status {tl.status} from proxy, expected 101{seen}",
             metrics,
-            failure="upgrade",
+            failure=Failure.UPGRADE,
         )
     accept = tl.header("Sec-WebSocket-Accept")
     if accept != tl.expected_accept:
@@ -78,7 +78,7 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"101 with Sec-WebSocket-Accept {accept!r}, expected {tl.expected_accept!r}",
             metrics,
-            failure="accept",
+            failure=Failure.ACCEPT,
         )
     upgrade = (tl.header("Upgrade") or "").lower()
     if upgrade != "websocket":
@@ -86,7 +86,7 @@ def evaluate_upgrade(tl: HandshakeTimeline, ctx: EvalContext) -> Outcome:
             Verdict.FAIL,
             f"101 with Upgrade {upgrade!r}, expected 'websocket'",
             metrics,
-            failure="accept",
+            failure=Failure.ACCEPT,
         )
     return Outcome(
         Verdict.PASS, f"101 with a valid Sec-WebSocket-Accept in {fmt_ms(took)}", metrics
@@ -117,11 +117,14 @@ def evaluate_echo(tl: EchoTimeline, ctx: EvalContext) -> Outcome:
             f"{bad.kind} message of {bad.size} bytes: {bad.error} "
             f"({len(good)}/{wanted} echoed before it)",
             metrics,
-            failure="size" if bad.size > 65536 else "echo",
+            failure=Failure.SIZE if bad.size > 65536 else Failure.ECHO,
         )
     if len(good) < wanted:
         return Outcome(
-            Verdict.FAIL, f"only {len(good)}/{wanted} messages echoed", metrics, failure="echo"
+            Verdict.FAIL,
+            f"only {len(good)}/{wanted} messages echoed",
+            metrics,
+            failure=Failure.ECHO,
         )
     largest = max(ctx.thresholds.echo_sizes)
     return Outcome(
@@ -167,7 +170,7 @@ def evaluate_ping(tl: PingTimeline, ctx: EvalContext) -> Outcome:
         broken.append("the client's pong never reached the origin")
     if broken:
         ended = f" ({tl.error})" if tl.error else ""
-        return Outcome(Verdict.FAIL, "; ".join(broken) + ended, metrics, failure="ping")
+        return Outcome(Verdict.FAIL, "; ".join(broken) + ended, metrics, failure=Failure.PING)
     answered_by = "the origin" if tl.origin_got_client_ping else "the proxy"
     return Outcome(
         Verdict.PASS,
@@ -204,7 +207,7 @@ def evaluate_close(tl: CloseTimeline, ctx: EvalContext) -> Outcome:
     if tuple(tl.client_got) != tuple(tl.origin_sent):
         wrong.append(f"origin sent {_code(tl.origin_sent)}, client got {_code(tl.client_got)}")
     if wrong:
-        return Outcome(Verdict.FAIL, "; ".join(wrong), metrics, failure="close")
+        return Outcome(Verdict.FAIL, "; ".join(wrong), metrics, failure=Failure.CLOSE)
     return Outcome(
         Verdict.PASS,
         f"close codes and reasons intact both ways ({tl.client_sent[0]} and {tl.origin_sent[0]})",
@@ -231,17 +234,19 @@ def evaluate_subprotocol(tl: SubprotocolTimeline, ctx: EvalContext) -> Outcome:
             f"client offered {', '.join(tl.offered)}; the origin saw "
             f"{', '.join(tl.origin_offered) or 'none'}",
             metrics,
-            failure="request",
+            failure=Failure.REQUEST,
         )
     if tl.client_got != tl.origin_selected:
         return Outcome(
             Verdict.FAIL,
             f"the origin selected {tl.origin_selected!r}, the client got {tl.client_got!r}",
             metrics,
-            failure="response",
+            failure=Failure.RESPONSE,
         )
     if tl.client_got is None:
-        return Outcome(Verdict.FAIL, "no subprotocol was negotiated", metrics, failure="request")
+        return Outcome(
+            Verdict.FAIL, "no subprotocol was negotiated", metrics, failure=Failure.REQUEST
+        )
     return Outcome(Verdict.PASS, f"{tl.client_got} negotiated end to end", metrics)
 
 
@@ -254,9 +259,9 @@ CHECKS = (
         probe_upgrade,
         evaluate_upgrade,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "accept": "the proxy must pass the origin's handshake answer unchanged",
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.ACCEPT: "the proxy must pass the origin's handshake answer unchanged",
         },
     ),
     Check(
@@ -265,11 +270,11 @@ CHECKS = (
         probe_echo,
         evaluate_echo,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "size": "a message or frame size limit on the path: raise it above your largest "
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.SIZE: "a message or frame size limit on the path: raise it above your largest "
             "message",
-            "echo": "the tunnel corrupts or drops frames",
+            Failure.ECHO: "the tunnel corrupts or drops frames",
         },
     ),
     Check(
@@ -278,11 +283,14 @@ CHECKS = (
         probe_push,
         evaluate_push,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "held": "the proxy buffers the tunnel: flush each frame",
-            "delayed": "the proxy batches small writes (Nagle): enable no-delay on the tunnel",
-            "truncated": "the tunnel was cut: look for a timeout or size limit",
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.HELD: "the proxy buffers the tunnel: flush each frame",
+            Failure.DELAYED: "the proxy batches small writes (Nagle): enable no-delay on the "
+            "tunnel",
+            Failure.TRUNCATED: "the tunnel was cut: look for a timeout or size limit",
+            Failure.ORDER: "messages arrived out of order or twice: the tunnel must pass frames "
+            "as they come",
         },
         timing=True,
     ),
@@ -292,9 +300,9 @@ CHECKS = (
         probe_ping,
         evaluate_ping,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "ping": "the proxy must forward control frames",
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.PING: "the proxy must forward control frames",
         },
     ),
     Check(
@@ -303,9 +311,10 @@ CHECKS = (
         probe_close,
         evaluate_close,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "close": "the proxy must forward close frames instead of dropping the TCP connection",
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.CLOSE: "the proxy must forward close frames instead of dropping the TCP "
+            "connection",
         },
     ),
     Check(
@@ -314,10 +323,10 @@ CHECKS = (
         probe_subprotocol,
         evaluate_subprotocol,
         {
-            "upgrade": _UPGRADE_HINT,
-            "silent": _SILENT_HINT,
-            "request": _SUBPROTOCOL_HINT,
-            "response": _SUBPROTOCOL_HINT,
+            Failure.UPGRADE: _UPGRADE_HINT,
+            Failure.SILENT: _SILENT_HINT,
+            Failure.REQUEST: _SUBPROTOCOL_HINT,
+            Failure.RESPONSE: _SUBPROTOCOL_HINT,
         },
     ),
 )

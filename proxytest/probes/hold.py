@@ -15,7 +15,7 @@ import aiohttp
 
 from .context import ProbeContext
 from .sse import read_stream
-from .timeline import HoldTimeline
+from .timeline import HoldMode, HoldTimeline
 from .ws import _connect
 
 __all__ = ["hold_sse", "hold_ws"]
@@ -28,7 +28,7 @@ async def hold_ws(ctx: ProbeContext, check: str, *, ping_every: float | None) ->
     hold = ctx.settings.max_hold_s
     probe = ctx.token(check)
     url = ctx.url("/ws/echo", probe, ws=True, ping_every_s=ping_every)
-    mode = "keepalive" if ping_every else "idle"
+    mode: HoldMode = "keepalive" if ping_every else "idle"
     async with _connect(ctx, url) as conn:
         if conn.ws is None:
             return HoldTimeline("ws", mode, conn.status, conn.error, None, None, hold, ping_every)
@@ -105,7 +105,7 @@ async def hold_sse(
             headers=identity,
             timeout_s=hold + ctx.thresholds.stream_grace_s,
         )
-        mode = "lifetime"
+        mode: HoldMode = "lifetime"
     else:
         count = 1
         url = ctx.url(

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
-import sys
-import tempfile
 import time
 from dataclasses import replace
 
 import aiohttp
 
 from ..errors import HarnessError, Unsupported
-from ..harness import LOOPBACK, ask_ready, free_port
-from ..launchers.local import track, untrack
+from ..harness import Harness, ask_ready
+from ..origin.process import OriginProcess
+from ..runtimes import LOOPBACK
 from .context import ProbeContext
 from .sse import SseParser, read_stream
 from .timeline import Fate, ReloadTimeline, RestartTimeline
@@ -190,7 +186,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
     observe = min(ctx.settings.max_hold_s, RELOAD_OBSERVE_S)
     origin = ctx.origin
     try:
-        await harness.reach(origin)
+        await harness.runtime.reach(origin)
         async with harness.instance(origin.host, origin.port, origin.id) as inst:
             own = replace(ctx, host=inst.host, port=inst.port)
             stop = asyncio.Event()
@@ -245,99 +241,58 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
         return ReloadTimeline(error=f"{exc.problem} {exc.detail}".strip())
 
 
-class _OriginProcess:
-    """The test origin in its own process (it must be able to die for real)."""
-
-    def __init__(self, hosts: tuple[str, ...] = (LOOPBACK,)) -> None:
-        self.process: asyncio.subprocess.Process | None = None
-        self.hosts = hosts  # where it listens: loopback, and where the proxy reaches it
-        self.id = ""
-        self.port = 0
-
-    async def start(self, port: int = 0) -> None:
-        hosts = [arg for host in self.hosts for arg in ("--host", host)]
-        # stderr to an unnamed temp file: a pipe nobody reads could fill and stall it.
-        with tempfile.TemporaryFile() as errors:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "proxytest.origin", *hosts, "--port", str(port),
-                stdout=asyncio.subprocess.PIPE, stderr=errors,
-                stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-            track(self.process.pid)
-            assert self.process.stdout is not None
-            try:
-                async with asyncio.timeout(15):
-                    line = (await self.process.stdout.readline()).decode()
-            except TimeoutError:
-                line = ""
-            info = json.loads(line) if line.startswith("{") else {}
-            if "port" not in info:
-                await self.kill()
-                errors.seek(0)
-                said = line.strip() or errors.read().decode(errors="replace")[-500:].strip()
-                raise HarnessError(f"the origin process did not start: {said!r}")
-        self.id, self.port = info["id"], int(info["port"])
-
-    async def kill(self) -> None:
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        await self.process.wait()
-        untrack(self.process.pid)
-        self.process = None
-
-
 async def origin_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
     harness = ctx.harness
     if harness is None:
         return RestartTimeline(unsupported="needs a proxy that proxytest launched")
-    origin = _OriginProcess(harness.origin_hosts(LOOPBACK))
     try:
-        # A port from outside the ephemeral range: it must still be free when the
-        # origin comes back, after seconds of client connections coming and going.
-        await origin.start(free_port())
-        async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
-            own = replace(ctx, host=inst.host, port=inst.port)
-            stop = asyncio.Event()
-            watchers, opened = await _watch_all(own, check, stop)
-            if not opened:
-                fates = await _fates(watchers, stop)
-                return RestartTimeline(error="the connections to watch did not open", fates=fates)
-            await asyncio.sleep(0.5)
-            killed_at = time.monotonic()
-            port = origin.port
-            await origin.kill()
-            # Wait until every client learned, or the limit: a hung one never will.
-            await asyncio.wait(watchers, timeout=LEARN_LIMIT_S)
-            fates = await _fates(watchers, stop)
-            await origin.start(port)
-            restarted_at = time.monotonic()
-            recovered, last = None, "no attempt"
-            while time.monotonic() - restarted_at < RECOVER_LIMIT_S:
-                status, body = await ask_ready(own.session, own.base_url)
-                if status == 200 and body == origin.id:
-                    recovered = round(time.monotonic() - restarted_at, 2)
-                    break
-                last = f"status {status}" if status is not None else body
-                await asyncio.sleep(0.1)
-            after_ws, after_sse = (None, None)
-            if recovered is not None:
-                after_ws, after_sse = await _new_connections(
-                    own, check, websocket=any(f.kind == "ws" for f in fates)
-                )
-            return RestartTimeline(
-                killed_at=killed_at,
-                learn_limit_s=LEARN_LIMIT_S,
-                fates=fates,
-                restarted_at=restarted_at,
-                recovered_after_s=recovered,
-                recover_limit_s=RECOVER_LIMIT_S,
-                last_failure=None if recovered is not None else last,
-                after_ws=after_ws,
-                after_sse=after_sse,
-            )
+        async with OriginProcess(harness.runtime.origin_hosts(LOOPBACK)) as origin:
+            return await _restart(ctx, check, harness, origin)
     except HarnessError as exc:
         return RestartTimeline(error=f"{exc.problem} {exc.detail}".strip())
-    finally:
+
+
+async def _restart(
+    ctx: ProbeContext, check: str, harness: Harness, origin: OriginProcess
+) -> RestartTimeline:
+    assert origin.port is not None
+    async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
+        own = replace(ctx, host=inst.host, port=inst.port)
+        stop = asyncio.Event()
+        watchers, opened = await _watch_all(own, check, stop)
+        if not opened:
+            fates = await _fates(watchers, stop)
+            return RestartTimeline(error="the connections to watch did not open", fates=fates)
+        await asyncio.sleep(0.5)
+        killed_at = time.monotonic()
+        port = origin.port
         await origin.kill()
+        # Wait until every client learned, or the limit: a hung one never will.
+        await asyncio.wait(watchers, timeout=LEARN_LIMIT_S)
+        fates = await _fates(watchers, stop)
+        await origin.start(port)
+        restarted_at = time.monotonic()
+        recovered, last = None, "no attempt"
+        while time.monotonic() - restarted_at < RECOVER_LIMIT_S:
+            status, body = await ask_ready(own.session, own.base_url)
+            if status == 200 and body == origin.id:
+                recovered = round(time.monotonic() - restarted_at, 2)
+                break
+            last = f"status {status}" if status is not None else body
+            await asyncio.sleep(0.1)
+        after_ws, after_sse = (None, None)
+        if recovered is not None:
+            after_ws, after_sse = await _new_connections(
+                own, check, websocket=any(f.kind == "ws" for f in fates)
+            )
+        return RestartTimeline(
+            killed_at=killed_at,
+            learn_limit_s=LEARN_LIMIT_S,
+            fates=fates,
+            restarted_at=restarted_at,
+            recovered_after_s=recovered,
+            recover_limit_s=RECOVER_LIMIT_S,
+            last_failure=None if recovered is not None else last,
+            after_ws=after_ws,
+            after_sse=after_sse,
+        )

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .context import ProbeContext
-from .timeline import Attempt, Delivery, ReconnectTimeline, ResumeTimeline, StreamTimeline
+from .timeline import (
+    Attempt,
+    Delivery,
+    ReconnectTimeline,
+    ResumeTimeline,
+    StreamEnd,
+    StreamTimeline,
+)
 
 __all__ = ["SseParser", "read_stream", "resume"]
 
@@ -91,7 +98,8 @@ async def read_stream(
     status: int | None = None
     response_headers: tuple[tuple[str, str], ...] = ()
     headers_at: float | None = None
-    end, error = "complete", None
+    end: StreamEnd = "complete"
+    error: str | None = None
     requested_at = time.monotonic()
     try:
         async with asyncio.timeout(budget):

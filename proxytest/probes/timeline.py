@@ -16,9 +16,15 @@ clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 Headers = tuple[tuple[str, str], ...]
+# What carried a stream: Server-Sent Events, or a WebSocket's pushed messages.
+StreamKind = Literal["sse", "ws"]
+# How a stream ended (StreamTimeline's docstring says what each means).
+StreamEnd = Literal["complete", "truncated", "timeout", "refused", "status", "error"]
+# How a long-lived connection was held (the checks in checks/long.py).
+HoldMode = Literal["idle", "keepalive", "heartbeat", "lifetime"]
 
 
 def _ms(at: float, origin: float) -> float:
@@ -53,7 +59,7 @@ class StreamTimeline:
     ``status`` (a non-success status or failed upgrade) or ``error``.
     """
 
-    kind: str  # "sse" or "ws"
+    kind: StreamKind
     url: str
     requested_at: float
     status: int | None
@@ -63,7 +69,7 @@ class StreamTimeline:
     expected: int
     interval_ms: float
     ended_at: float
-    end: str
+    end: StreamEnd
     error: str | None = None
     loop_lag_ms: float = 0.0
     comments: int = 0
@@ -138,7 +144,7 @@ class HandshakeTimeline:
 
 @dataclass(frozen=True)
 class EchoExchange:
-    kind: str  # text | binary
+    kind: Literal["text", "binary"]
     size: int
     ok: bool
     rtt_ms: float | None
@@ -194,8 +200,8 @@ class HoldTimeline:
     first SSE event); ``ended_at`` is None when it was still open at max-hold.
     """
 
-    kind: str  # "ws" or "sse"
-    mode: str  # "idle", "keepalive", "heartbeat" or "lifetime"
+    kind: StreamKind
+    mode: HoldMode
     status: int | None
     error: str | None
     opened_at: float | None
@@ -225,7 +231,7 @@ class Attempt:
     last_event_id: str | None  # the Last-Event-ID header it sent
     status: int | None
     ids: tuple[int, ...]  # sequence numbers of the events it received
-    end: str
+    end: StreamEnd
     origin_saw: str | None = None  # the Last-Event-ID the origin received for it
 
 
@@ -243,7 +249,7 @@ class ReconnectTimeline:
 class Fate:
     """What became of one open connection while something happened to the proxy."""
 
-    kind: str  # "ws" or "sse"
+    kind: StreamKind
     opened_at: float | None
     ended_at: float | None  # None: still open when the watch stopped
     last_data_at: float | None

@@ -24,6 +24,7 @@ from .timeline import (
     EchoTimeline,
     HandshakeTimeline,
     PingTimeline,
+    StreamEnd,
     StreamTimeline,
     SubprotocolTimeline,
 )
@@ -229,7 +230,8 @@ async def push(ctx: ProbeContext, check: str, *, count: int, interval_ms: float)
     th = ctx.thresholds
     url = ctx.url("/ws/push", ctx.token(check), ws=True, count=count, interval_ms=interval_ms)
     deliveries: list[Delivery] = []
-    end, error = "complete", None
+    end: StreamEnd = "complete"
+    error: str | None = None
     requested_at = time.monotonic()
     headers_at: float | None = None
     async with _connect(ctx, url) as conn:

@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 
 from ..errors import UsageError
+from ..runtimes import RUNTIMES
 from .fixtures import (
     TARGETS_MARKER,
     parametrize_targets,
@@ -84,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--proxytest-runtime",
         "proxytest_runtime",
         "run proxies as local processes, containers, or auto",
-        choices=("local", "docker", "auto"),
+        choices=RUNTIMES,
     )
     option(
         "--proxytest-only",

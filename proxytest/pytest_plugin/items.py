@@ -9,10 +9,13 @@ verdict                     outcome
 ==========================  =================================================
 pass                        passed (XPASS when the matrix expected a failure)
 fail, degraded              failed, with the summary and the hint
-what the matrix expects     xfailed, with the summary
+what the matrix expects     xfailed, with the summary (``expect: error`` too)
 skip                        skipped, with the reason
 error                       error (raised in set-up), with the reason
 ==========================  =================================================
+
+"What the matrix expects" is ``CheckResult.as_expected``: the same rule as the
+command line's exit code.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 
 from ..checks import Check
 from ..matrix import TargetSpec
+from ..results import CheckResult, TargetResult, TargetStatus, Verdict
 from .session import MatrixRun
 
 MARKER = "proxytest"
@@ -38,7 +42,7 @@ class ExpectedVerdict(Exception):
     """
 
 
-def wanted_by(items: Iterable[pytest.Item], run: MatrixRun) -> list[tuple[TargetSpec, Check]]:
+def wanted_by(items: Iterable[pytest.Item], run: MatrixRun) -> list[tuple[TargetSpec, Check[Any]]]:
     """The (target, check) pairs the session's selected matrix tests need."""
     return [
         (item.target, item.check)
@@ -47,7 +51,7 @@ def wanted_by(items: Iterable[pytest.Item], run: MatrixRun) -> list[tuple[Target
     ]
 
 
-def test_name(check: Check) -> str:
+def test_name(check: Check[Any]) -> str:
     return "test_" + check.id.replace(".", "_").replace("-", "_")
 
 
@@ -74,7 +78,9 @@ class MatrixFile(pytest.File):
 
 
 class MatrixItem(pytest.Item):
-    def __init__(self, *, target: TargetSpec, check: Check, run: MatrixRun, **kwargs: Any) -> None:
+    def __init__(
+        self, *, target: TargetSpec, check: Check[Any], run: MatrixRun, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.target = target
         self.check = check
@@ -94,55 +100,57 @@ class MatrixItem(pytest.Item):
                     strict=False,
                 )
             )
-        self._target_json: dict[str, Any] = {}
-        self._result: dict[str, Any] = {}
+        self._target: TargetResult | None = None
+        self._result: CheckResult | None = None
 
     def setup(self) -> None:
         wanted = wanted_by(self.session.items, self.run)
-        self._target_json, self._result = self.run.verdict(self.target, self.check, wanted)
+        self._target, self._result = self.run.verdict(self.target, self.check, wanted)
         result = self._result
-        for key in ("verdict", "expected"):
-            self.user_properties.append((key, result.get(key)))
-        for name, value in (result.get("metrics") or {}).items():
+        self.user_properties.append(("verdict", result.verdict.value))
+        self.user_properties.append(
+            ("expected", result.expected.value if result.expected else None)
+        )
+        for name, value in result.metrics.items():
             self.user_properties.append((name, value))
-        if result["verdict"] == "error":
+        if result.verdict == Verdict.ERROR and not result.as_expected:
             pytest.fail(self._report(), pytrace=False)
 
     def runtest(self) -> None:
         result = self._result
-        verdict, expected = result["verdict"], result.get("expected")
-        if verdict == "pass":
+        assert result is not None
+        if result.verdict == Verdict.PASS:
             return
-        if verdict == "skip":
-            pytest.skip(result.get("summary") or "skipped")
-        if verdict == expected:
-            pytest.xfail(f"{verdict} as the matrix expects: {result.get('summary')}")
+        if result.verdict == Verdict.SKIP:
+            pytest.skip(result.summary or "skipped")
+        if result.as_expected:
+            pytest.xfail(f"{result.verdict.value} as the matrix expects: {result.summary}")
         pytest.fail(self._report(), pytrace=False)
 
     def _report(self) -> str:
-        result, target = self._result, self._target_json
-        lines = [f"{self.target.id} {self.check.id}: {result['verdict']} — {result['summary']}"]
-        if result.get("expected"):
-            lines.append(f"expected by the matrix: {result['expected']}")
-        if result.get("hint"):
-            lines.append(f"hint: {result['hint']}")
-        metrics = result.get("metrics") or {}
-        if metrics:
-            lines.append("metrics: " + ", ".join(f"{k}={v}" for k, v in metrics.items()))
-        version = target.get("proxy_version") or "version unknown"
-        lines.append(f"proxy: {self.target.proxy} {version} ({target.get('runtime')})")
-        reason = target.get("reason") or ""
+        result, target = self._result, self._target
+        assert result is not None and target is not None
+        lines = [f"{self.target.id} {self.check.id}: {result.verdict.value} — {result.summary}"]
+        if result.expected:
+            lines.append(f"expected by the matrix: {result.expected.value}")
+        if result.hint:
+            lines.append(f"hint: {result.hint}")
+        if result.metrics:
+            lines.append("metrics: " + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))
+        version = target.proxy_version or "version unknown"
+        lines.append(f"proxy: {self.target.proxy} {version} ({target.runtime})")
+        reason = target.reason or ""
         first, _, more = reason.partition("\n")
-        if target.get("status") == "error" and reason:
+        if target.status == TargetStatus.ERROR and reason:
             # The first line is the summary already; the rest is the proxy's log.
-            lines.append(more if first in result["summary"] else f"target error: {reason}")
+            lines.append(more if first in result.summary else f"target error: {reason}")
         return "\n".join(lines)
 
     def annotate(self) -> None:
         """Once the run is known: a skip verdict becomes a skip mark (reported at this test)."""
         result = self.run.result_of(self.target, self.check)
-        if result is not None and result["verdict"] == "skip":
-            self.add_marker(pytest.mark.skip(reason=result.get("summary") or "skipped"))
+        if result is not None and result.verdict == Verdict.SKIP:
+            self.add_marker(pytest.mark.skip(reason=result.summary or "skipped"))
 
     def reportinfo(self) -> tuple[Any, int, str]:
         """Where a report points: the target's entry in the matrix file."""

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import aiohttp
 
 from ..matrix import TargetSpec
+from ..options import RunOptions
 from ..origin import Origin
 from ..probes.context import new_session
-from ..runner import RunOptions, prepare_target
+from ..runner import prepare_target
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ class Service:
         async def hold() -> None:
             instance = prepared.harness.instance(origin.host, origin.port, origin.id, validate=True)
             try:
-                await prepared.harness.reach(origin)  # where the proxy's network reaches it
+                await prepared.runtime.reach(origin)  # where the proxy's network reaches it
                 async with instance as inst:
                     ready.set_result(
                         RunningTarget(

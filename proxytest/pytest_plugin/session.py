@@ -28,17 +28,20 @@ from typing import Any
 import pytest
 
 from ..adapters import ADAPTERS
-from ..checks import Check, select_valid
-from ..errors import UsageError
+from ..checks import Check
 from ..matrix import Matrix, TargetSpec, load_matrix, select_targets
+from ..options import RunOptions, check_targets
+from ..reports import run_from_json
 from ..reports.files import write_text_atomic
 from ..results import CheckResult, RunResult, TargetResult
-from ..runner import RunOptions, check_binaries, check_templates, run_targets
+from ..runner import run_targets
 from ..settings import Settings
-from ..timing import Thresholds
 from .service import Service
 
-RUNTIMES = ("local", "docker", "auto")
+
+def plugin_flag(key: str) -> str:
+    """How the plugin spells setting ``key``: ``max_hold`` is ``--proxytest-max-hold``."""
+    return "--proxytest-" + key.replace("_", "-")
 
 
 def service_for(config: pytest.Config) -> Service:
@@ -56,11 +59,20 @@ class PluginSettings:
     matrix_path: Path
     matrix: Matrix
     targets: tuple[TargetSpec, ...]
-    checks: tuple[Check, ...]
-    runtime: str | None
-    settings: Settings
+    run_options: RunOptions
     report_dir: Path | None
-    concurrency: int
+
+    @property
+    def checks(self) -> tuple[Check[Any], ...]:
+        return self.run_options.checks
+
+    @property
+    def runtime(self) -> str | None:
+        return self.run_options.runtime
+
+    @property
+    def settings(self) -> Settings:
+        return self.run_options.settings
 
     @classmethod
     def build(
@@ -75,47 +87,22 @@ class PluginSettings:
     ) -> PluginSettings:
         """Load the matrix and apply the options; UsageError names what to fix."""
         matrix = load_matrix(matrix_path, tuple(ADAPTERS))
-        targets = tuple(select_targets(matrix.targets, list(only), option="--proxytest-only"))
-        if runtime is not None and runtime not in RUNTIMES:
-            raise UsageError(
-                f"--proxytest-runtime {runtime!r} is not a runtime",
-                fix="use one of: " + ", ".join(RUNTIMES),
-            )
-        chosen = select_valid(tuple(checks) or matrix.checks, option="--proxytest-checks")
-        settings = matrix.settings
-        if max_hold is not None:
-            try:
-                hold = float(max_hold)
-            except ValueError:
-                hold = -1.0
-            if hold <= 0:
-                raise UsageError(
-                    f"--proxytest-max-hold {max_hold!r} is not a positive number of seconds",
-                    fix="e.g. --proxytest-max-hold 20",
-                )
-            settings = replace(settings, max_hold_s=hold)
-        check_templates(targets)
-        check_binaries(targets, runtime)
+        targets = tuple(select_targets(matrix.targets, list(only), option=plugin_flag("only")))
+        options = RunOptions.from_matrix(
+            matrix, checks=tuple(checks), runtime=runtime, max_hold=max_hold, flag=plugin_flag
+        )
+        check_targets(targets, options)
         return cls(
             matrix_path=matrix_path,
             matrix=matrix,
             targets=targets,
-            checks=chosen,
-            runtime=runtime,
-            settings=settings,
+            run_options=options,
             report_dir=report_dir,
-            concurrency=matrix.concurrency,
         )
 
-    def options(self, checks: tuple[Check, ...] | None = None) -> RunOptions:
-        return RunOptions(
-            checks=self.checks if checks is None else checks,
-            thresholds=Thresholds.from_env(),
-            concurrency=self.concurrency,
-            settings=self.settings,
-            runtime=self.runtime,
-            docker_network=self.matrix.docker_network,
-        )
+    def options(self, checks: tuple[Check[Any], ...] | None = None) -> RunOptions:
+        """The run's options, for ``checks`` only when given."""
+        return self.run_options if checks is None else replace(self.run_options, checks=checks)
 
 
 class _Progress:
@@ -158,9 +145,9 @@ class MatrixRun:
     shared_dir: Path
     service: Callable[[], Service]
     write: Callable[[str], None] = print
-    _data: dict[str, Any] | None = field(default=None, init=False)
-    _verdicts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, init=False)
-    _targets: dict[str, dict[str, Any]] = field(default_factory=dict, init=False)
+    _run: RunResult | None = field(default=None, init=False)
+    _results: dict[tuple[str, str], CheckResult] = field(default_factory=dict, init=False)
+    _targets: dict[str, TargetResult] = field(default_factory=dict, init=False)
 
     @property
     def results_path(self) -> Path:
@@ -187,41 +174,45 @@ class MatrixRun:
     def failure_path(self) -> Path:
         return self.shared_dir / "failure.txt"
 
-    def ensure(self, wanted: Iterable[tuple[TargetSpec, Check]]) -> None:
+    def ensure(self, wanted: Iterable[tuple[TargetSpec, Check[Any]]]) -> None:
         """Run the matrix for ``wanted`` unless this session has its results already."""
-        if self._data is None:
+        if self._run is None:
             self._load(list(wanted))
 
     def verdict(
-        self, target: TargetSpec, check: Check, wanted: Iterable[tuple[TargetSpec, Check]]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(target JSON, result JSON) for one test; runs the matrix on first use."""
+        self, target: TargetSpec, check: Check[Any], wanted: Iterable[tuple[TargetSpec, Check[Any]]]
+    ) -> tuple[TargetResult, CheckResult]:
+        """The target's and the check's result for one test; runs the matrix on first use."""
         self.ensure(wanted)
-        result = self._verdicts.get((target.id, check.id))
+        result = self._results.get((target.id, check.id))
         if result is None:
             pytest.fail(f"the matrix run has no result for {target.id} {check.id}", pytrace=False)
         return self._targets[target.id], result
 
-    def result_of(self, target: TargetSpec, check: Check) -> dict[str, Any] | None:
-        """The result JSON once the run is known, else None (never starts a run)."""
-        return self._verdicts.get((target.id, check.id))
+    def result_of(self, target: TargetSpec, check: Check[Any]) -> CheckResult | None:
+        """The check's result once the run is known, else None (never starts a run)."""
+        return self._results.get((target.id, check.id))
 
-    def _load(self, wanted: list[tuple[TargetSpec, Check]]) -> None:
+    def _load(self, wanted: list[tuple[TargetSpec, Check[Any]]]) -> None:
         self.shared_dir.mkdir(parents=True, exist_ok=True)
         with open(self.shared_dir / "run.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # other workers wait here while one runs
             if self.failure_path.exists():
                 pytest.fail(self.failure_path.read_text(encoding="utf-8"), pytrace=False)
             if not self.results_path.exists():
-                self._run(wanted)
-        data = json.loads(self.results_path.read_text(encoding="utf-8"))
-        for target in data["targets"]:
-            self._targets[target["id"]] = target
-            for result in target["results"]:
-                self._verdicts[(target["id"], result["check"])] = result
-        self._data = data
+                self._execute(wanted)
+        # Every worker reads the run back as the library's types: one rule for
+        # what "as expected" means, the CLI's (CheckResult.as_expected).
+        run = run_from_json(
+            json.loads(self.results_path.read_text(encoding="utf-8")), self.results_path
+        )
+        for target in run.targets:
+            self._targets[target.id] = target
+            for result in target.results:
+                self._results[(target.id, result.check)] = result
+        self._run = run
 
-    def _run(self, wanted: list[tuple[TargetSpec, Check]]) -> None:
+    def _execute(self, wanted: list[tuple[TargetSpec, Check[Any]]]) -> None:
         ids = {t.id for t, _ in wanted}
         checks = {c.id for _, c in wanted}
         targets = [t for t in self.settings.targets if t.id in ids]

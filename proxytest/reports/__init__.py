@@ -1,5 +1,5 @@
-"""Reports render a RunResult: console grid, JSON (the DESIGN.md contract), and the
-CI report directory (``write_reports``: JSON, JUnit XML, Markdown, HTML, badges)."""
+"""Reports render a RunResult: console grid, JSON (the contract in docs/architecture.md),
+and the CI report directory (``write_reports``: JSON, JUnit XML, Markdown, HTML, badges)."""
 
 from .files import write_reports
 from .json_report import write_json

@@ -4,7 +4,7 @@ Six kinds of files, all rendered from the run's JSON form (a live run is
 turned into JSON first), so a saved ``results.json`` redraws the same files
 with ``proxytest report results.json --report-dir DIR``::
 
-    DIR/results.json        RunResult.to_json(): the DESIGN.md contract
+    DIR/results.json        RunResult.to_json(): the JSON contract (docs/architecture.md)
     DIR/junit.xml           one testsuite per setup, one testcase per check
     DIR/summary.md          grid, legend, overall line, what did not pass
     DIR/report.html         one self-contained page with details and charts

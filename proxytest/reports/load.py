@@ -2,10 +2,10 @@
 
 Every report file is rendered from the JSON form of a run: a live run is
 turned into JSON first, so ``proxytest report results.json`` redraws exactly
-what the run drew. Reading validates the shape (the DESIGN.md contract plus the
-additive ``config_files`` and ``timeline`` keys) and names the bad key by its
-path, e.g. ``targets[1].results[3].verdict``. Unknown keys are ignored, so
-reports from newer versions still read.
+what the run drew. Reading validates the shape (the contract in
+docs/architecture.md plus the additive ``config_files`` and ``timeline`` keys)
+and names the bad key by its path, e.g. ``targets[1].results[3].verdict``.
+Unknown keys are ignored, so reports from newer versions still read.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from proxytest import runtimes
+from proxytest.runtimes import docker as docker_runtime
 
 from ..conftest import ROOT
 
@@ -70,7 +70,7 @@ def docker_setup() -> Iterator[DockerSetup]:
         host = f"unix://{ENGINE_DIR}/docker.sock"
     previous = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = host
-    runtimes._ENGINE = None  # a fresh engine connection for this DOCKER_HOST
+    docker_runtime.close_engine()  # a fresh engine connection for this DOCKER_HOST
     try:
         out = ENGINE_DIR.parent / f"proxytest-images-{os.getpid()}.json"
         built = subprocess.run(
@@ -83,9 +83,7 @@ def docker_setup() -> Iterator[DockerSetup]:
         out.unlink()
         yield DockerSetup(host, images)
     finally:
-        if runtimes._ENGINE is not None:
-            runtimes._ENGINE.close()
-        runtimes._ENGINE = None
+        docker_runtime.close_engine()
         if previous is None:
             os.environ.pop("DOCKER_HOST", None)
         else:

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import pytest
 
-from proxytest.checks import CHECKS, select
+from proxytest.checks import CHECKS, Phase
 from proxytest.matrix import TargetSpec
 from proxytest.results import TargetStatus
 
@@ -43,7 +43,7 @@ SCRIPT = ROOT / "scripts" / "docker-engine.sh"
 # Quick checks and both lifecycle checks: every path a bridge changes (ready
 # wait, published port, gateway, reload helper, a second origin process);
 # long holds behave as with host networking and are tested there.
-CHECK_IDS = [c.id for c in CHECKS.values() if c.kind in ("quick", "lifecycle")]
+CHECK_IDS = [c.id for c in CHECKS.values() if c.phase in (Phase.QUICK, Phase.LIFECYCLE)]
 RUN_ARGS = ["run", "--max-hold", "2", *(f"--checks={c}" for c in CHECK_IDS)]
 
 
@@ -248,13 +248,14 @@ def test_an_engine_without_a_bridge_skips_with_the_reason(docker_setup: DockerSe
     # The host-networking test engine runs with --bridge=none.
     import asyncio
 
-    from proxytest.runner import RunOptions, run_targets
+    from proxytest.options import RunOptions
+    from proxytest.runner import run_targets
 
     target = TargetSpec(
         "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
     )
-    run = asyncio.run(run_targets([target], RunOptions(
-        checks=select(["ws.upgrade"]), images=docker_setup.images, docker_network="bridge",
+    run = asyncio.run(run_targets([target], RunOptions.from_matrix(
+        checks=["ws.upgrade"], images=docker_setup.images, docker_network="bridge",
     )))  # fmt: skip
     (result,) = run.targets
     assert result.status == TargetStatus.SKIPPED

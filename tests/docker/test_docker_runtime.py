@@ -13,11 +13,11 @@ import docker
 import pytest
 
 from proxytest.adapters import ADAPTERS
-from proxytest.checks import CHECKS, select
+from proxytest.checks import CHECKS
 from proxytest.matrix import TargetSpec, load_matrix
+from proxytest.options import RunOptions
 from proxytest.results import RunResult, TargetStatus, Verdict
-from proxytest.runner import RunOptions, run_targets
-from proxytest.settings import Settings
+from proxytest.runner import run_targets
 
 from ..conftest import ROOT, Cli, nginx_on_a_busy_port, signal_once_running
 from .conftest import DockerSetup
@@ -28,7 +28,7 @@ LABEL = "proxytest.tool"
 # more are covered by the local integration tests).
 CHECK_IDS = [c.id for c in CHECKS.values()]
 # 100 connections: well under nginx default's ~250, so the verdict cannot wobble.
-SETTINGS = Settings(max_hold_s=4.0, heartbeat_s=1.0, load_connections=100)
+SETTINGS: dict[str, object] = {"max_hold": 4.0, "heartbeat": 1.0, "load_connections": 100}
 
 
 def containers(setup: DockerSetup) -> list[str]:
@@ -48,14 +48,13 @@ def verdicts(run: RunResult) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def both_runs(docker_setup: DockerSetup) -> tuple[RunResult, RunResult]:
     matrix = load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS))
-    options = RunOptions(
-        checks=select(CHECK_IDS), concurrency=matrix.concurrency, settings=SETTINGS
-    )
+    options = RunOptions.from_matrix(matrix, checks=CHECK_IDS, **SETTINGS)
     local = asyncio.run(run_targets(matrix.targets, options))
     in_docker = asyncio.run(run_targets(
         matrix.targets,
-        RunOptions(checks=options.checks, concurrency=options.concurrency, settings=SETTINGS,
-                   runtime="docker", images=docker_setup.images),
+        RunOptions.from_matrix(
+            matrix, checks=CHECK_IDS, runtime="docker", images=docker_setup.images, **SETTINGS
+        ),
     ))  # fmt: skip
     return local, in_docker
 
@@ -106,7 +105,7 @@ def test_a_start_failure_leaves_no_container(docker_setup: DockerSetup, tmp_path
     with nginx_on_a_busy_port(tmp_path) as config:
         run = asyncio.run(run_targets(
             [TargetSpec("nginx", "busy", (config,), runtime="docker")],
-            RunOptions(checks=select(["ws.upgrade"]), images=docker_setup.images),
+            RunOptions.from_matrix(checks=["ws.upgrade"], images=docker_setup.images),
         ))  # fmt: skip
     (target,) = run.targets
     assert target.status == TargetStatus.ERROR
@@ -122,7 +121,7 @@ def test_a_missing_image_is_a_skip_with_the_pull_error(docker_setup: DockerSetup
         runtime="docker",
         image="proxytest-missing/caddy:0",
     )
-    run = asyncio.run(run_targets([target], RunOptions(checks=select(["ws.upgrade"]))))
+    run = asyncio.run(run_targets([target], RunOptions.from_matrix(checks=["ws.upgrade"])))
     (result,) = run.targets
     assert result.status == TargetStatus.SKIPPED
     assert "pull failed" in (result.reason or "")
@@ -149,9 +148,8 @@ def test_leftovers_of_dead_runs_are_swept(docker_setup: DockerSetup) -> None:
     target = TargetSpec(
         "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
     )
-    asyncio.run(
-        run_targets([target], RunOptions(checks=select(["ws.upgrade"]), images=docker_setup.images))
-    )
+    options = RunOptions.from_matrix(checks=["ws.upgrade"], images=docker_setup.images)
+    asyncio.run(run_targets([target], options))
     assert containers(docker_setup) == []
 
 
@@ -175,4 +173,4 @@ def test_interrupt_removes_every_container(
     assert containers(docker_setup) == []
     assert cli.leftovers() == []
     assert "Traceback" not in err
-    assert os.path.exists(ROOT / "proxytest" / "launchers" / "docker.py")
+    assert os.path.exists(ROOT / "proxytest" / "runtimes" / "docker.py")

@@ -6,11 +6,10 @@ import asyncio
 
 import pytest
 
-from proxytest.checks import select
 from proxytest.matrix import TargetSpec
+from proxytest.options import RunOptions
 from proxytest.results import TargetStatus, Verdict
-from proxytest.runner import RunOptions, run_targets
-from proxytest.settings import Settings
+from proxytest.runner import run_targets
 
 from ..conftest import ROOT
 
@@ -24,9 +23,10 @@ def short_run() -> dict[str, dict[str, object]]:
         TargetSpec("nginx", "short", (CONFIGS / "nginx-short.conf",)),
         TargetSpec("haproxy", "short", (CONFIGS / "haproxy-short.cfg",)),
     ]
-    options = RunOptions(
-        checks=select(["ws.idle", "ws.keepalive", "sse.idle", "sse.heartbeat", "sse.lifetime"]),
-        settings=Settings(max_hold_s=6.0, heartbeat_s=1.0),
+    options = RunOptions.from_matrix(
+        checks=["ws.idle", "ws.keepalive", "sse.idle", "sse.heartbeat", "sse.lifetime"],
+        max_hold=6.0,
+        heartbeat=1.0,
     )
     run = asyncio.run(run_targets(targets, options))
     out: dict[str, dict[str, object]] = {}

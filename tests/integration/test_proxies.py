@@ -15,8 +15,9 @@ import pytest
 from proxytest.adapters import ADAPTERS
 from proxytest.checks import CHECKS
 from proxytest.matrix import load_matrix
+from proxytest.options import RunOptions
 from proxytest.results import RunResult, TargetResult, TargetStatus, Verdict
-from proxytest.runner import RunOptions, run_targets
+from proxytest.runner import run_targets
 
 from ..conftest import ROOT, running_in_ci
 
@@ -63,7 +64,7 @@ def documented(target: str, check: str) -> Verdict:
 def default_run() -> RunResult:
     # The whole default matrix, as `proxytest run` runs it: max-hold 75 s.
     matrix = load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS))
-    options = RunOptions(concurrency=matrix.concurrency, settings=matrix.settings)
+    options = RunOptions.from_matrix(matrix)
     return asyncio.run(run_targets(matrix.targets, options))
 
 

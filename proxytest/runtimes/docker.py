@@ -1,6 +1,6 @@
-"""The docker launcher: the proxy in a container, behind the same interface as local.
+"""The docker runtime: the proxy in a container, behind the same interface as local.
 
-This is the only module that imports ``docker``. Containers run the adapter's
+This is the only module that imports ``docker`` (the SDK). Containers run the adapter's
 own argv with the entrypoint overridden (official and locally built images
 behave the same) and the target's run dir bind-mounted at the same path, so
 rendered configs need no rewriting. The :class:`Network` decides how a
@@ -39,20 +39,26 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 
+from .._aio import finish
 from ..errors import LaunchError
-from .base import LaunchSpec
+from .base import DEFAULT_NETWORK, DOCKER_NETWORKS, LOOPBACK, LaunchSpec, NetworkMode, Run, Runtime
+
+if TYPE_CHECKING:
+    from ..adapters.base import Adapter
 
 __all__ = [
-    "NETWORKS",
     "ContainerProcess",
+    "DockerRuntime",
     "Engine",
     "Network",
     "bridge_gateway",
+    "close_engine",
+    "engine",
     "launch_docker",
     "remove_session",
 ]
@@ -60,8 +66,9 @@ __all__ = [
 LABEL = "proxytest.tool"
 SESSION = uuid.uuid4().hex[:12]
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
-NETWORKS = ("host", "bridge")
-BRIDGE = "bridge"  # the engine's default bridge network: always there, nothing to create
+BRIDGE: NetworkMode = (
+    "bridge"  # the engine's default bridge network: always there, nothing to create
+)
 _ENGINES: list[Engine] = []
 
 
@@ -69,13 +76,15 @@ _ENGINES: list[Engine] = []
 class Network:
     """How a container meets this machine's network (see the module docstring)."""
 
-    mode: str = "host"
+    mode: NetworkMode = DEFAULT_NETWORK
     gateway: str | None = None  # bridge: where containers reach this machine
     host_gateway: bool = True  # the engine knows `host-gateway` (API 1.41, Docker 20.10)
 
     def __post_init__(self) -> None:
-        if self.mode not in NETWORKS:
-            raise ValueError(f"unknown docker network {self.mode!r}: use one of {NETWORKS}")
+        if self.mode not in DOCKER_NETWORKS:
+            raise ValueError(
+                f"unknown docker network {self.mode!r}: use one of {', '.join(DOCKER_NETWORKS)}"
+            )
         if self.mode == BRIDGE and not self.gateway:
             raise ValueError("a bridge network needs its gateway address")
 
@@ -142,7 +151,7 @@ class Engine:
         self.base_url = base_url
         self._client: docker.DockerClient | None = None
         self._problem: str | None = None
-        self._networks: dict[str, Network | str] = {}
+        self._networks: dict[NetworkMode, Network | str] = {}
         _ENGINES.append(self)
 
     @property
@@ -187,9 +196,9 @@ class Engine:
             return f"image {image} is not in the engine and the pull failed: {_short(exc)}"
         return None
 
-    def network(self, mode: str) -> Network | str:
+    def network(self, mode: NetworkMode) -> Network | str:
         """The :class:`Network` for ``mode`` (host | bridge), or why not (a skip reason)."""
-        if mode == "host":
+        if mode != BRIDGE:
             return Network()
         if mode not in self._networks:
             self._networks[mode] = self._bridge()
@@ -462,8 +471,6 @@ async def launch_docker(
     On a bridge network, ``spec.port`` (in the container) is published on a port
     of ``spec.host`` (loopback) that the engine picks: the handle's ``port``.
     """
-    from .._aio import finish
-
     starting = asyncio.ensure_future(
         asyncio.to_thread(_start, engine, spec, image, network or Network())
     )
@@ -477,3 +484,128 @@ async def launch_docker(
         yield running
     finally:
         await finish(running.stop())
+
+
+class DockerRuntime(Runtime):
+    """Proxies in containers of ``image`` on ``engine``, meeting this machine by ``network``."""
+
+    name = "docker"
+
+    def __init__(self, engine: Engine, image: str, network: Network | None = None) -> None:
+        self.engine = engine
+        self.image: str | None = image
+        self.network = network or Network()
+        self.listen_host = self.network.listen_host or LOOPBACK
+        self.upstream_host = self.network.upstream_host
+        self.upstream_note = (
+            "the gateway of the Docker engine's bridge network; it must be an address of "
+            "this machine, which it is not with an engine in a VM (Docker Desktop), in "
+            "rootless mode or on another machine: use --docker-network host there"
+            if self.upstream_host
+            else ""
+        )
+
+    def binary(self, adapter: Adapter, host_binary: Path | None) -> Path:
+        return Path(adapter.container_binary)
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[int, str]:
+        """A throwaway container of the image, on the runtime's network."""
+        assert self.image is not None
+        return await asyncio.to_thread(
+            self.engine.run_once, self.image, argv, mounts=[cwd] if cwd else [], env=env,
+            cwd=cwd, timeout=timeout, network=self.network,
+        )  # fmt: skip
+
+    def beside(self, process: Any) -> Run:
+        """Throwaway containers in the proxy container's own network namespace.
+
+        A helper then reaches what the proxy listens on inside (an admin API on its
+        loopback) on any network, and joining needs no network set-up: on a busy
+        bridge, a new endpoint per helper made reloads lag by seconds.
+        """
+        container = getattr(process, "container", None)
+        if container is None:
+            return self.run
+        image = self.image
+        assert image is not None
+
+        async def run(
+            argv: Sequence[str],
+            *,
+            timeout: float,
+            cwd: Path | None = None,
+            env: Mapping[str, str] | None = None,
+        ) -> tuple[int, str]:
+            return await asyncio.to_thread(
+                self.engine.run_once, image, argv, mounts=[cwd] if cwd else [], env=env,
+                cwd=cwd, timeout=timeout, joined=container.id,
+            )  # fmt: skip
+
+        return run
+
+    def launch(self, spec: LaunchSpec) -> contextlib.AbstractAsyncContextManager[ContainerProcess]:
+        assert self.image is not None
+        return launch_docker(spec, engine=self.engine, image=self.image, network=self.network)
+
+
+_ENGINE: Engine | None = None
+
+
+def engine() -> Engine:
+    """The run's Docker engine (DOCKER_HOST or the default socket), created once."""
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = Engine()
+    return _ENGINE
+
+
+def close_engine() -> None:
+    """Forget the engine connection (the next :func:`engine` reads DOCKER_HOST again)."""
+    global _ENGINE
+    if _ENGINE is not None:
+        _ENGINE.close()
+    _ENGINE = None
+
+
+async def choose(
+    requested: str, adapter: Adapter, image: str, network: NetworkMode
+) -> Runtime | str:
+    """The runtime for ``requested`` (docker | auto), or why it cannot run (a skip reason).
+
+    ``auto`` picks docker when an engine answers, has the network asked for and
+    the image, else local; ``docker`` pulls a missing image and skips when that
+    fails, or when the engine lacks the network.
+    """
+    from .local import LocalRuntime
+
+    docker_engine = engine()
+    problem = await asyncio.to_thread(docker_engine.unavailable)
+    chosen = None if problem else await asyncio.to_thread(docker_engine.network, network)
+    if requested == "auto":
+        if problem or not isinstance(chosen, Network):
+            return LocalRuntime()
+        if not await asyncio.to_thread(docker_engine.image_present, image):
+            return LocalRuntime()
+        return DockerRuntime(docker_engine, image, chosen)
+    if problem:
+        return f"{problem}; start one or set DOCKER_HOST (or use --runtime local)"
+    if not isinstance(chosen, Network):
+        return chosen or "no Docker network"
+    missing = await asyncio.to_thread(docker_engine.ensure_image, image)
+    if missing:
+        return missing
+    return DockerRuntime(docker_engine, image, chosen)
+
+
+async def sweep() -> None:
+    """Remove containers left by proxytest runs on this host that died (best effort)."""
+    docker_engine = engine()
+    if await asyncio.to_thread(docker_engine.unavailable) is None:
+        await asyncio.to_thread(docker_engine.sweep)

@@ -1,0 +1,159 @@
+"""One road from a matrix and its overrides to the options of a run.
+
+The CLI (flags), the pytest plugin (options and ini keys), the benchmarks and
+the tests all build their :class:`RunOptions` with :meth:`RunOptions.from_matrix`,
+so every setting is validated once, here, with the bounds of
+:mod:`proxytest.settings`, and a bad value is a :class:`UsageError` (exit 2)
+naming the flag it came from::
+
+    matrix = load_matrix(Path("matrix.yaml"), tuple(ADAPTERS))
+    options = RunOptions.from_matrix(matrix, checks=["sse.*"], max_hold=20)
+
+:func:`check_targets` then refuses, before anything starts, what would only
+fail later: an unknown placeholder, a ``binary:`` that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .adapters import ADAPTERS
+from .checks import CHECKS, Check, select_valid
+from .errors import UsageError
+from .matrix import Matrix, TargetSpec
+from .runtimes.base import DEFAULT_NETWORK, DOCKER_NETWORKS, RUNTIMES, NetworkMode, RuntimeName
+from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
+from .templates import PLACEHOLDERS, render_text
+from .timing import Thresholds
+
+__all__ = ["RunOptions", "check_targets", "cli_flag"]
+
+
+def cli_flag(key: str) -> str:
+    """How the command line spells setting ``key``: ``max_hold`` is ``--max-hold``."""
+    return "--" + key.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run needs besides its targets. Build it with :meth:`from_matrix`."""
+
+    checks: tuple[Check[Any], ...] = tuple(CHECKS.values())
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    concurrency: int = DEFAULT_CONCURRENCY
+    keep_run_dirs: bool = False
+    # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
+    # raised as ConfigRejected, instead of an `error` verdict.
+    raise_rejected: bool = False
+    settings: Settings = field(default_factory=Settings)
+    # None: each target's own runtime (matrix); else local, docker or auto for all.
+    runtime: RuntimeName | None = None
+    images: Mapping[str, str] = field(default_factory=dict)  # proxy -> image
+    docker_network: NetworkMode = DEFAULT_NETWORK  # how containers meet this machine
+
+    @classmethod
+    def from_matrix(
+        cls,
+        matrix: Matrix | None = None,
+        *,
+        checks: Sequence[str] = (),
+        runtime: str | None = None,
+        docker_network: str | None = None,
+        images: Mapping[str, str] | None = None,
+        max_hold: object = None,
+        heartbeat: object = None,
+        load_connections: object = None,
+        concurrency: object = None,
+        keep_run_dirs: bool = False,
+        raise_rejected: bool = False,
+        thresholds: Thresholds | None = None,
+        flag: Callable[[str], str] = cli_flag,
+    ) -> RunOptions:
+        """The matrix's options (defaults without one), with the overrides that are not None.
+
+        Overrides are numbers or text (a flag's or an ini key's value); ``flag``
+        names the option a key came from, for messages (``--proxytest-max-hold``).
+        """
+        base_settings = matrix.settings if matrix else Settings()
+        numbers: dict[str, float] = {}
+        for key, value in (
+            ("max_hold", max_hold),
+            ("heartbeat", heartbeat),
+            ("load_connections", load_connections),
+            ("concurrency", concurrency),
+        ):
+            if value is None:
+                continue
+            try:
+                numbers[key] = parse_setting(key, value)
+            except SettingError as exc:
+                raise UsageError(
+                    f"{flag(key)} {exc}", fix=f"e.g. {flag(key)} {_EXAMPLE[key]}"
+                ) from None
+        settings = replace(
+            base_settings,
+            max_hold_s=numbers.get("max_hold", base_settings.max_hold_s),
+            heartbeat_s=numbers.get("heartbeat", base_settings.heartbeat_s),
+            load_connections=int(numbers.get("load_connections", base_settings.load_connections)),
+        )
+        network = docker_network or (matrix.docker_network if matrix else DEFAULT_NETWORK)
+        return cls(
+            checks=select_valid(
+                checks or (matrix.checks if matrix else ("*",)), option=flag("checks")
+            ),
+            thresholds=thresholds or Thresholds.from_env(),
+            concurrency=int(
+                numbers.get("concurrency", matrix.concurrency if matrix else DEFAULT_CONCURRENCY)
+            ),
+            keep_run_dirs=keep_run_dirs,
+            raise_rejected=raise_rejected,
+            settings=settings,
+            runtime=None if runtime is None else _choice(runtime, RUNTIMES, flag("runtime")),
+            images=_images(images or {}, flag("image")),
+            docker_network=_choice(network, DOCKER_NETWORKS, flag("docker_network")),
+        )
+
+
+_EXAMPLE = {"max_hold": 20, "heartbeat": 5, "load_connections": 500, "concurrency": 2}
+
+
+def _choice(value: str, choices: tuple[Any, ...], name: str) -> Any:
+    if value not in choices:
+        raise UsageError(
+            f"{name} {value!r} is not one of the choices", fix="use one of: " + ", ".join(choices)
+        )
+    return value
+
+
+def _images(images: Mapping[str, str], name: str) -> dict[str, str]:
+    for proxy, image in images.items():
+        if proxy not in ADAPTERS or not image:
+            raise UsageError(
+                f"{name} {proxy}={image!r}: expected PROXY=IMAGE",
+                fix="e.g. nginx=nginx:1.29.3-alpine; proxies: " + ", ".join(ADAPTERS),
+            )
+    return dict(images)
+
+
+def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
+    """Refuse before anything starts: unknown placeholders, a missing ``binary:``.
+
+    Every template is rendered once with dummy values; a target's ``binary:``
+    must exist where it runs locally.
+    """
+    dummy = {name: "x" for name in PLACEHOLDERS}
+    for target in targets:
+        for path in target.configs:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise UsageError(
+                    f"cannot read config file: {exc.strerror or exc}",
+                    file=path,
+                    fix="check the path",
+                ) from None
+            render_text(text, dummy, source=path)
+        if target.binary is not None and (options.runtime or target.runtime) == "local":
+            ADAPTERS[target.proxy].find_binary(target.binary)
