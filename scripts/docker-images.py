@@ -203,7 +203,7 @@ def verify(client, tag: str, adapter, expected: str | None) -> str:
         out = client.containers.run(
             tag,
             entrypoint=[adapter.container_binary],
-            command=list(adapter.version_args),
+            command=adapter.version_argv(Path(adapter.container_binary))[1:],
             network_mode="none",
             remove=True,
             stdout=True,
@@ -216,18 +216,19 @@ def verify(client, tag: str, adapter, expected: str | None) -> str:
             f"{exc.exit_status} in the image: {err.strip()[-500:]}"
         ) from exc
     text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
-    match = re.search(adapter.version_pattern, text)
-    if match is None:
+    version = adapter.parse_version(text)
+    if version is None:
         raise BuildFailed(f"no version in the image's output: {text.strip()[-300:]!r}")
-    if expected is not None and match.group(1) != expected:
-        raise BuildFailed(f"the image reports version {match.group(1)}, the host binary {expected}")
-    return match.group(1)
+    if expected is not None and version != expected:
+        raise BuildFailed(f"the image reports version {version}, the host binary {expected}")
+    return version
 
 
 def build_one(client, name: str, adapter, force: bool = False) -> Row:
     import docker.errors
 
     from proxytest.errors import BinaryNotFound
+    from proxytest.runtimes import LocalRuntime
 
     row = Row(name)
     try:
@@ -235,7 +236,7 @@ def build_one(client, name: str, adapter, force: bool = False) -> Row:
     except BinaryNotFound as exc:
         row.status, row.reason = "skipped", f"no binary ({exc})"
         return row
-    version = asyncio.run(adapter.version(binary))
+    version = asyncio.run(LocalRuntime().version(adapter, binary))
     row.tag = tag = image_tag(name, version)
     try:
         old = client.images.get(tag)

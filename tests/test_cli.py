@@ -61,7 +61,7 @@ def test_unknown_proxy_in_matrix_exits_2(cli: Cli, tmp_path: Path) -> None:
     done = cli("run", str(matrix))
     assert done.returncode == 2
     assert f"{matrix}:2: unknown proxy 'squid'" in done.stderr
-    assert "use one of: nginx" in done.stderr
+    assert "use one of: caddy, envoy, haproxy, nginx, traefik" in done.stderr
 
 
 def test_unknown_check_exits_2(cli: Cli) -> None:
