@@ -63,7 +63,7 @@ async def choose(
         return LocalRuntime()
     from . import docker
 
-    return await docker.choose(requested, adapter, image or adapter.default_image, network)
+    return await docker.choose(requested, image or adapter.default_image, network)
 
 
 async def sweep() -> None:

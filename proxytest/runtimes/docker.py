@@ -574,9 +574,7 @@ def close_engine() -> None:
     _ENGINE = None
 
 
-async def choose(
-    requested: str, adapter: Adapter, image: str, network: NetworkMode
-) -> Runtime | str:
+async def choose(requested: str, image: str, network: NetworkMode) -> Runtime | str:
     """The runtime for ``requested`` (docker | auto), or why it cannot run (a skip reason).
 
     ``auto`` picks docker when an engine answers, has the network asked for and
@@ -586,22 +584,22 @@ async def choose(
     from .local import LocalRuntime
 
     docker_engine = engine()
-    problem = await asyncio.to_thread(docker_engine.unavailable)
-    chosen = None if problem else await asyncio.to_thread(docker_engine.network, network)
+    unanswered = await asyncio.to_thread(docker_engine.unavailable)
+    chosen: Network | str = (
+        f"{unanswered}; start one or set DOCKER_HOST (or use --runtime local)"
+        if unanswered
+        else await asyncio.to_thread(docker_engine.network, network)
+    )
     if requested == "auto":
-        if problem or not isinstance(chosen, Network):
-            return LocalRuntime()
-        if not await asyncio.to_thread(docker_engine.image_present, image):
+        if isinstance(chosen, str) or not await asyncio.to_thread(
+            docker_engine.image_present, image
+        ):
             return LocalRuntime()
         return DockerRuntime(docker_engine, image, chosen)
-    if problem:
-        return f"{problem}; start one or set DOCKER_HOST (or use --runtime local)"
-    if not isinstance(chosen, Network):
-        return chosen or "no Docker network"
+    if isinstance(chosen, str):  # no engine, or not the network asked for
+        return chosen
     missing = await asyncio.to_thread(docker_engine.ensure_image, image)
-    if missing:
-        return missing
-    return DockerRuntime(docker_engine, image, chosen)
+    return missing or DockerRuntime(docker_engine, image, chosen)
 
 
 async def sweep() -> None:
