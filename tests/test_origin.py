@@ -47,3 +47,25 @@ async def test_clients_that_reset_at_once_leave_no_traceback(
         await asyncio.sleep(0.3)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_late_wake_up_delays_one_event_not_every_later_one() -> None:
+    """Events keep their schedule: the origin's own lateness must not add up over a stream."""
+    import json
+    import time
+
+    import aiohttp
+
+    async with Origin() as origin, aiohttp.ClientSession() as session:
+        url = f"{origin.url}/sse?count=6&interval_ms=100"
+        sent: list[float] = []
+        async with session.get(url) as response:
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    sent.append(json.loads(line[6:])["sent"])
+                    if len(sent) == 2:
+                        time.sleep(0.35)  # the whole loop, origin included, stalls once
+        assert len(sent) == 6
+        # On schedule: the last event is due 500 ms after the first. Drift would make
+        # it 850 ms (the 350 ms stall added to every later interval).
+        assert sent[-1] - sent[0] < 0.7, [round(s - sent[0], 3) for s in sent]

@@ -261,16 +261,22 @@ class Origin:
             await response.prepare(request)
             if retry_ms is not None:
                 await response.write(f"retry: {int(retry_ms)}\n\n".encode())
+            # Each event is due at a fixed time from the start, so a late wake-up of
+            # this loop delays one event instead of every later one (drift would
+            # otherwise add up over a 75 s stream and look like the proxy's stall).
+            first_due, gaps = time.monotonic() + initial_delay, 0.0
             await self._quiet(response, initial_delay, comment_every)
             for index in range(count):
                 seq = start + index
                 if index:
-                    await self._quiet(response, interval, comment_every)
+                    due = first_due + index * interval + gaps
+                    await self._quiet(response, due - time.monotonic(), comment_every)
                 frame = f"id: {seq}\nevent: tick\ndata: {event_payload(seq, size)}\n\n"
                 await response.write(frame.encode())
                 record.events_sent += 1
                 if seq == gap_after:
                     await self._quiet(response, gap, comment_every)
+                    gaps += gap
                 if seq in cut_at and request.transport is not None:
                     # An origin that dies mid-stream: no chunked terminator, a reset.
                     request.transport.abort()
@@ -387,9 +393,11 @@ class Origin:
         ws, record = await self._upgrade(request)
         reader = asyncio.create_task(self._serve(ws, record))
         try:
+            first_due = time.monotonic()  # a fixed schedule, as for SSE: no drift
             for seq in range(1, count + 1):
                 if seq > 1:
-                    await asyncio.sleep(interval)
+                    due = first_due + (seq - 1) * interval
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                 if ws.closed:
                     break
                 await ws.send_str(event_payload(seq, size))

@@ -84,6 +84,7 @@ async def hold_ws(ctx: ProbeContext, check: str, *, ping_every: float | None) ->
         close_code=code,
         origin_end=record.end if record else None,
         origin_ended_at=record.finished_at if record else None,
+        origin_sent=record.events_sent if record else None,
     )
 
 
@@ -158,4 +159,5 @@ async def hold_sse(
         last_event_at=tl.deliveries[-1].received_at if tl.deliveries else None,
         origin_end=record.end if record else None,
         origin_ended_at=record.finished_at if record else None,
+        origin_sent=record.events_sent if record else None,
     )

@@ -215,6 +215,7 @@ class HoldTimeline:
     last_event_at: float | None = None
     origin_end: str | None = None  # the origin's view of its side of the connection
     origin_ended_at: float | None = None
+    origin_sent: int | None = None  # events the origin had sent (sse.lifetime)
 
     @property
     def dropped_after_s(self) -> float | None:

@@ -117,3 +117,20 @@ def test_lifetime_cut_while_events_flowed_fails() -> None:
     assert outcome.verdict == Verdict.FAIL
     assert outcome.failure == "lifetime"
     assert "cut after 15.9 s while events flowed (16/76 events)" in outcome.summary
+
+
+def test_a_lifetime_stall_of_the_origin_itself_is_the_tools_error_not_the_proxys() -> None:
+    stalled = dict(kind="sse", mode="lifetime", dropped=74.0, events=75, expected_events=76)
+    # The origin had sent only 75 events when the client gave up, and all arrived.
+    tool = evaluate_lifetime(hold(**stalled, how="stalled: no more events", origin_sent=75), CTX)
+    assert tool.verdict == Verdict.ERROR
+    assert "the test origin itself fell behind" in tool.summary
+    assert tool.failure is None
+    # The origin sent all 76 and one never arrived: the proxy held it.
+    proxy = evaluate_lifetime(hold(**stalled, how="stalled: no more events", origin_sent=76), CTX)
+    assert proxy.verdict == Verdict.FAIL and proxy.failure == "lifetime"
+    # A cut is a cut however far the origin had got.
+    cut = evaluate_lifetime(
+        hold(**stalled, how="the connection closed mid-response", origin_sent=75), CTX
+    )
+    assert cut.verdict == Verdict.FAIL
