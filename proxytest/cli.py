@@ -92,6 +92,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="targets run at once (default: the matrix's, else 4)",
     )
     parser.add_argument(
+        "--skip-missing",
+        action="store_true",
+        help="a target whose binary, image or Docker engine is missing is skipped and the "
+        "run can still pass (default: it fails the run as 'not run'; or mark the target "
+        "`optional: true` in the matrix)",
+    )
+    parser.add_argument(
         "--keep-run-dirs",
         action="store_true",
         help="keep each target's rendered configs and logs (for debugging)",
@@ -207,6 +214,7 @@ def _execute(
         concurrency=args.concurrency,
         keep_run_dirs=args.keep_run_dirs,
         raise_rejected=raise_rejected,
+        skip_missing=args.skip_missing,
     )
     check_targets(targets, options)
     _usable_report_dir(args.report_dir)

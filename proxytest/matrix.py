@@ -59,7 +59,9 @@ _TOP_KEYS = (
     "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
     "load_connections", "images", "docker_network", "targets",
 )  # fmt: skip
-_TARGET_KEYS = ("proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note")
+_TARGET_KEYS = (
+    "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class TargetSpec:
     image: str | None = None  # for the docker runtime; default: the matrix's, else official
     note: str | None = None
     source: str | None = None  # "matrix.yaml:12", for messages
+    # A target that may be missing (no binary, image or engine) without failing the run.
+    optional: bool = False
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -170,6 +174,12 @@ class _Parser:
             return parse_setting(key, self.scalar(node, key))
         except SettingError as exc:
             raise self.error(node, f"{key} {exc}") from None
+
+    def boolean(self, node: yaml.Node, what: str) -> bool:
+        value = self.scalar(node, what).lower()
+        if value not in ("true", "false", "yes", "no"):
+            raise self.error(node, f"{what} must be true or false, got {value!r}")
+        return value in ("true", "yes")
 
     def runtime(self, node: yaml.Node) -> RuntimeName:
         value = self.scalar(node, "runtime")
@@ -287,6 +297,9 @@ class _Parser:
             runtime=self.runtime(fields["runtime"]) if "runtime" in fields else runtime,
             image=self.scalar(fields["image"], "image") if "image" in fields else images.get(proxy),
             note=self.scalar(fields["note"], "note") if "note" in fields else None,
+            optional=self.boolean(fields["optional"], "optional")
+            if "optional" in fields
+            else False,
             source=f"{self.path}:{node.start_mark.line + 1}",
         )
 

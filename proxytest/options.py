@@ -52,6 +52,9 @@ class RunOptions:
     runtime: RuntimeName | None = None
     images: Mapping[str, str] = field(default_factory=dict)  # proxy -> image
     docker_network: NetworkMode = DEFAULT_NETWORK  # how containers meet this machine
+    # A target that could not run (binary, image or engine missing) is a skip that
+    # keeps the run green, as if every target were `optional: true`. Off: not run.
+    skip_missing: bool = False
 
     @classmethod
     def from_matrix(
@@ -68,6 +71,7 @@ class RunOptions:
         concurrency: object = None,
         keep_run_dirs: bool = False,
         raise_rejected: bool = False,
+        skip_missing: bool = False,
         thresholds: Thresholds | None = None,
         flag: Callable[[str], str] = cli_flag,
     ) -> RunOptions:
@@ -109,6 +113,7 @@ class RunOptions:
             ),
             keep_run_dirs=keep_run_dirs,
             raise_rejected=raise_rejected,
+            skip_missing=skip_missing,
             settings=settings,
             runtime=None if runtime is None else _choice(runtime, RUNTIMES, flag("runtime")),
             images=_images(images or {}, flag("image")),

@@ -46,8 +46,15 @@ _RANK = {
 }
 
 
-def is_as_expected(verdict: Verdict, expected: Verdict | None) -> bool:
-    """The exit-code rule: pass and skip never fail a run; anything else only when expected."""
+def is_as_expected(verdict: Verdict, expected: Verdict | None, not_run: bool = False) -> bool:
+    """The exit-code rule, the CLI's and the pytest plugin's alike.
+
+    Pass never fails a run; a skip only when it is "not applicable", never when
+    the target could not run (``not_run``: binary, image or engine missing);
+    anything else only when the matrix expects exactly it.
+    """
+    if not_run:
+        return False
     if verdict in (Verdict.PASS, Verdict.SKIP):
         return True
     return expected is not None and verdict == expected
@@ -131,11 +138,14 @@ class CheckResult:
     # The probe's raw timeline (a live run), or its JSON form (a report read back).
     # Only stream timelines reach the JSON report, as "timeline" (drawn by the HTML).
     timeline: Any = field(default=None, compare=False, repr=False)
+    # A skip because the target could not run at all (its binary, image or engine
+    # is missing) and it is not optional: nothing was measured, so not green.
+    not_run: bool = False
 
     @property
     def as_expected(self) -> bool:
         """True when this result does not make the run fail."""
-        return is_as_expected(self.verdict, self.expected)
+        return is_as_expected(self.verdict, self.expected, self.not_run)
 
     @property
     def unexpected_pass(self) -> bool:
@@ -159,6 +169,8 @@ class CheckResult:
             "metrics": dict(self.metrics),
             "duration_s": round(self.duration_s, 3),
         }
+        if self.not_run:  # additive: present only on a target that could not run
+            data["not_run"] = True
         timeline = self.timeline_json()
         if timeline is not None:
             data["timeline"] = timeline
@@ -193,6 +205,11 @@ class TargetResult:
     @property
     def as_expected(self) -> bool:
         return all(r.as_expected for r in self.results)
+
+    @property
+    def not_run(self) -> bool:
+        """Skipped because it could not run, and not optional: the run is not green."""
+        return self.status == TargetStatus.SKIPPED and any(r.not_run for r in self.results)
 
     @property
     def tally(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -317,11 +317,16 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
     options, th = env.options, env.options.thresholds
     prepared = await prepare_target(target, options, env.session, env.progress)
     base: dict[str, Any] = dict(id=target.id, proxy=target.proxy, setup=target.setup)
-    if isinstance(prepared, str):
+    if isinstance(prepared, str):  # could not run: nothing measured, so not green
+        optional = target.optional or options.skip_missing
+        reason = prepared if optional else f"{prepared} (not run)"
         return TargetResult(
             **base, runtime=_requested(target, options), proxy_version=None,
             status=TargetStatus.SKIPPED, reason=prepared,
-            results=_all(options.checks, target, Verdict.SKIP, prepared),
+            results=tuple(
+                replace(r, not_run=not optional)
+                for r in _all(options.checks, target, Verdict.SKIP, reason)
+            ),
         )  # fmt: skip
     adapter, harness, version = prepared.adapter, prepared.harness, prepared.version
     base["runtime"] = prepared.runtime.name

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.integration
 #   nginx/realtime  ws.upgrade pass, "expected" fail -> xpassed; sse.stream -> passed
 #   haproxy/default sse.stream degraded, not expected -> failed; ws.upgrade -> passed
 #   nginx/broken    a config nginx rejects            -> 2 errors
-#   caddy/no-engine the docker runtime, no engine     -> 2 skipped
+#   caddy/no-engine the docker runtime, no engine,
+#                   marked optional                   -> 2 skipped
 MATRIX = """\
 checks: [ws.upgrade, sse.stream]
 targets:
@@ -47,6 +48,7 @@ targets:
   - proxy: caddy
     setup: no-engine
     runtime: docker
+    optional: true
     configs: ["{root}/proxies/caddy/default.Caddyfile"]
 """
 
@@ -186,6 +188,34 @@ def test_an_expected_error_is_as_expected_for_pytest_and_the_cli(
         cwd=pytester.path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert cli.returncode == 0, cli.stdout + cli.stderr
+
+
+def test_a_target_that_could_not_run_fails_unless_optional(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Green means measured: no engine for a docker target is a failure, as on the CLI."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{pytester.path}/no-engine.sock")
+    matrix = pytester.path / "matrix.yaml"
+    matrix.write_text(
+        "checks: [ws.upgrade]\n"
+        "targets:\n"
+        "  - proxy: caddy\n"
+        "    runtime: docker\n"
+        f"    configs: [{ROOT / 'proxies/caddy/default.Caddyfile'}]\n"
+    )
+    result = pytester.runpytest_subprocess("--proxytest-matrix", str(matrix))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*could not run*no Docker engine answers*", "*optional: true*"])
+    allowed = pytester.runpytest_subprocess(
+        "--proxytest-matrix", str(matrix), "--proxytest-skip-missing"
+    )
+    allowed.assert_outcomes(skipped=1)
+    cli = subprocess.run(
+        [sys.executable, "-m", "proxytest", "run", str(matrix)],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 1, cli.stdout + cli.stderr
+    assert "NOT RUN" in cli.stdout
 
 
 def test_under_xdist_every_target_still_launches_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from proxytest.adapters.haproxy import HAProxy
 from proxytest.errors import BinaryNotFound
 from proxytest.matrix import TargetSpec
 from proxytest.options import RunOptions
+from proxytest.reports import run_from_json
+from proxytest.reports.badges import overall_badge, target_badge
+from proxytest.reports.junit import render_junit
 from proxytest.results import TargetStatus, Verdict
 from proxytest.runner import run_targets
 
@@ -20,7 +24,8 @@ from .conftest import nginx_on_a_busy_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_a_missing_binary_is_a_skip_with_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_binary_is_not_run_with_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Green means measured: a proxy that is not installed fails the run as 'not run'."""
     monkeypatch.setattr(HAProxy, "executables", ("proxytest-no-such-haproxy",))
     with pytest.raises(BinaryNotFound) as info:
         HAProxy().find_binary()
@@ -31,7 +36,31 @@ def test_a_missing_binary_is_a_skip_with_how_to_install(monkeypatch: pytest.Monk
     assert result.status == TargetStatus.SKIPPED
     assert "apt-get install haproxy" in (result.reason or "")
     assert {r.verdict for r in result.results} == {Verdict.SKIP}
-    assert run.exit_code == 0  # not installed is not a broken proxy
+    assert all(r.not_run and not r.as_expected for r in result.results)
+    assert result.not_run
+    assert run.exit_code == 1  # nothing was measured: never green
+    assert target_badge(result).message == "not run"
+    assert overall_badge(run).message == "no target ran" and overall_badge(run).color == "red"
+    assert "<error" in render_junit(run)
+    # Read back from its JSON, the run says the same.
+    again = run_from_json(json.loads(json.dumps(run.to_json())))
+    assert again.exit_code == 1 and again.targets[0].not_run
+
+
+@pytest.mark.parametrize("how", ["optional", "skip_missing"])
+def test_an_optional_target_or_skip_missing_keeps_the_run_green(
+    monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setattr(HAProxy, "executables", ("proxytest-no-such-haproxy",))
+    target = TargetSpec(
+        "haproxy", "default", (ROOT / "proxies/haproxy/default.cfg",), optional=how == "optional"
+    )
+    options = RunOptions.from_matrix(checks=["sse.*"], skip_missing=how == "skip_missing")
+    run = asyncio.run(run_targets([target], options))
+    (result,) = run.targets
+    assert result.status == TargetStatus.SKIPPED and not result.not_run
+    assert run.exit_code == 0
+    assert target_badge(result).message == "skipped"
 
 
 def test_a_proxy_that_dies_at_start_is_an_error_with_its_log(

@@ -16,6 +16,7 @@ flag                      ini key                    meaning
 --proxytest-checks        proxytest_checks           check ID globs (repeatable)
 --proxytest-max-hold      proxytest_max_hold         seconds a long-lived check holds
 --proxytest-report-dir    proxytest_report_dir       write CI reports here
+--proxytest-skip-missing  proxytest_skip_missing     a missing proxy skips, not fails
 ========================  =========================  ================================
 
 The matrix's tests are collected when the flag names it, or when the ini key
@@ -109,6 +110,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "longest time a long-lived check holds a connection, in seconds",
         metavar="SECONDS",
     )
+    group.addoption(
+        "--proxytest-skip-missing",
+        dest="proxytest_skip_missing",
+        action="store_true",
+        default=None,
+        help="a target whose binary, image or Docker engine is missing is skipped instead "
+        "of failing its tests (ini: proxytest_skip_missing)",
+    )
+    parser.addini(
+        "proxytest_skip_missing",
+        "a target whose binary, image or Docker engine is missing is skipped, not failed",
+        type="bool",
+        default=False,
+    )
     option(
         "--proxytest-report-dir",
         "proxytest_report_dir",
@@ -147,6 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
             only=_value(config, "proxytest_only")[0] or (),
             checks=_value(config, "proxytest_checks")[0] or (),
             max_hold=_value(config, "proxytest_max_hold")[0],
+            skip_missing=bool(_value(config, "proxytest_skip_missing")[0]),
             report_dir=(report_base / report_dir).resolve() if report_dir else None,
         )
     except UsageError as exc:

@@ -95,8 +95,14 @@ def proxytest_target(
         pytest.skip("no target of the matrix matches this test's proxytest_targets marker")
     service = service_for(request.config)
     running = service.start_target(request.param, settings.options())
-    if isinstance(running, str):
-        pytest.skip(f"{request.param.id}: {running}")
+    if isinstance(running, str):  # could not run: the same rule as the matrix's tests
+        if request.param.optional or settings.run_options.skip_missing:
+            pytest.skip(f"{request.param.id}: {running}")
+        pytest.fail(
+            f"{request.param.id} could not run: {running}\ninstall what is missing, mark "
+            "the target `optional: true` in the matrix, or pass --proxytest-skip-missing",
+            pytrace=False,
+        )
     request.config.stash[RUN].record_fixture_launch(running.id)
     try:
         yield running

@@ -10,7 +10,10 @@ verdict                     outcome
 pass                        passed (XPASS when the matrix expected a failure)
 fail, degraded              failed, with the summary and the hint
 what the matrix expects     xfailed, with the summary (``expect: error`` too)
-skip                        skipped, with the reason
+skip                        skipped, with the reason (not applicable)
+skip: the target not run    failed: its binary, image or engine is missing,
+                            unless the target is ``optional: true`` or
+                            ``--proxytest-skip-missing`` is given
 error                       error (raised in set-up), with the reason
 ==========================  =================================================
 
@@ -121,6 +124,14 @@ class MatrixItem(pytest.Item):
         assert result is not None
         if result.verdict == Verdict.PASS:
             return
+        if result.not_run:
+            pytest.fail(
+                f"{self.target.id} could not run, so {self.check.id} measured nothing: "
+                f"{self._target.reason if self._target else result.summary}\n"
+                "install what is missing, mark the target `optional: true` in the matrix, "
+                "or pass --proxytest-skip-missing",
+                pytrace=False,
+            )
         if result.verdict == Verdict.SKIP:
             pytest.skip(result.summary or "skipped")
         if result.as_expected:
@@ -149,7 +160,7 @@ class MatrixItem(pytest.Item):
     def annotate(self) -> None:
         """Once the run is known: a skip verdict becomes a skip mark (reported at this test)."""
         result = self.run.result_of(self.target, self.check)
-        if result is not None and result.verdict == Verdict.SKIP:
+        if result is not None and result.verdict == Verdict.SKIP and not result.not_run:
             self.add_marker(pytest.mark.skip(reason=result.summary or "skipped"))
 
     def reportinfo(self) -> tuple[Any, int, str]:

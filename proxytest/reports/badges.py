@@ -10,7 +10,9 @@ green or grey exactly when its target (or the run) would exit 0.
 
 Per target (label: the target id), the first rule that matches:
 
-1. the target was skipped (binary or image missing): ``skipped``, lightgrey;
+1. the target could not run (binary, image or engine missing): ``not run``, red,
+   or ``skipped``, lightgrey, when the matrix marks it optional (or
+   ``--skip-missing``);
 2. the target errored (could not start): ``error``, orange;
 3. results the matrix does not expect: their counts, e.g. ``2 failed, 1 error,
    3 degraded`` (only the kinds present); red if any failed, else orange if
@@ -20,10 +22,12 @@ Per target (label: the target id), the first rule that matches:
 6. every check skipped: ``skipped``, lightgrey.
 
 Overall (label ``proxytest``): ``8/10 as expected`` counting the targets that
-ran, plus ``, 2 skipped`` for targets that could not run; ``no target ran``
-(lightgrey) when none did. Colour: brightgreen when the run is as expected
-with no known failures, green when it is as expected thanks to the matrix's
-expectations, else the worst colour among the targets (red, orange, yellow).
+ran, plus ``, 2 not run`` for targets that could not run (red) and ``, 1
+skipped`` for optional ones that could not; ``no target ran`` (red, or
+lightgrey when every target was optional) when none did. Colour:
+brightgreen when the run is as expected with no known failures, green when
+it is as expected thanks to the matrix's expectations, else the worst colour
+among the targets (red, orange, yellow).
 
 The SVG is drawn here rather than with a badge library: pybadges, the one
 Python option, imports ``imghdr`` (deprecated, gone in Python 3.13) and
@@ -97,7 +101,11 @@ def _plural(n: int, one: str, many: str) -> str:
 def target_badge(target: TargetResult) -> Badge:
     label = target.id
     if target.status == TargetStatus.SKIPPED:
-        return Badge(label, "skipped", "lightgrey")
+        return (
+            Badge(label, "not run", "red")
+            if target.not_run
+            else Badge(label, "skipped", "lightgrey")
+        )
     if target.status == TargetStatus.ERROR and not target.as_expected:
         return Badge(label, "error", "orange")
     unexpected = {v: 0 for v in (Verdict.FAIL, Verdict.ERROR, Verdict.DEGRADED)}
@@ -129,14 +137,18 @@ def target_badge(target: TargetResult) -> Badge:
 
 def overall_badge(run: RunResult) -> Badge:
     ran = [t for t in run.targets if t.status != TargetStatus.SKIPPED]
-    skipped = len(run.targets) - len(ran)
+    not_run = sum(1 for t in run.targets if t.not_run)
+    skipped = len(run.targets) - len(ran) - not_run
     if not ran:
-        return Badge("proxytest", "no target ran", "lightgrey")
+        return Badge("proxytest", "no target ran", "red" if not_run else "lightgrey")
     ok = sum(1 for t in ran if t.as_expected)
     message = f"{ok}/{len(ran)} as expected"
+    if not_run:
+        message += f", {not_run} not run"
     if skipped:
         message += f", {skipped} skipped"
-    colors = [target_badge(t).color for t in ran]
+    colors = [target_badge(t).color for t in run.targets if t.status != TargetStatus.SKIPPED]
+    colors += ["red"] * bool(not_run)
     if run.as_expected:
         color = "brightgreen" if all(c == "brightgreen" for c in colors) else "green"
     else:

@@ -188,6 +188,8 @@ def render_details(run: RunResult) -> Group:
         if target.status != TargetStatus.OK:
             word = "skipped" if target.status == TargetStatus.SKIPPED else "ERROR"
             style = "dim" if target.status == TargetStatus.SKIPPED else "bold magenta"
+            if target.not_run:
+                word, style = "NOT RUN", "bold red"
             lines.append(
                 Text.assemble((f"{target.id}: {word}: ", style), (target.reason or "", ""))
             )

@@ -71,6 +71,7 @@ def _result(data: Any, where: str) -> CheckResult:
         metrics=dict(_get(data, "metrics", where, (dict,))),
         duration_s=float(_get(data, "duration_s", where, (int, float))),
         timeline=dict(timeline) if timeline is not None else None,
+        not_run=bool(_get(data, "not_run", where, (bool,))) if "not_run" in data else False,
     )
 
 

@@ -92,6 +92,8 @@ def _details(run: RunResult) -> list[str]:
                 if target.status == TargetStatus.SKIPPED
                 else ("error", EMOJI["error"])
             )
+            if target.not_run:
+                word, emoji = "not run", EMOJI["fail"]
             reason = (target.reason or "").strip().splitlines()
             lines.append(f"- {emoji} {name} {word}: {_escape(reason[0] if reason else '')}")
             continue

@@ -262,3 +262,4 @@ def test_an_engine_without_a_bridge_skips_with_the_reason(docker_setup: DockerSe
     assert "no `bridge` network" in (result.reason or "")
     assert "--docker-network host" in (result.reason or "")
     assert result.runtime == "docker"
+    assert result.not_run and run.exit_code == 1
