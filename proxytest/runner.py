@@ -142,13 +142,23 @@ async def run_checks(
                 outcome = Outcome(Verdict.ERROR, f"the probe failed: {type(exc).__name__}: {exc}")
             else:
                 ectx = EvalContext(th, await baseline_values() if check.timing else {})
-                outcome = check.evaluate(timeline, ectx)
+                try:
+                    outcome = check.evaluate(timeline, ectx)
+                except Exception as exc:  # a bug of ours on an unforeseen timeline
+                    outcome = Outcome(
+                        Verdict.ERROR,
+                        f"the evaluation failed on what was measured: {type(exc).__name__}: "
+                        f"{exc}",
+                    )
             if not outcome.retry:
                 break
-        if alive is not None and not alive.alive and outcome.verdict != Verdict.PASS:
+        if alive is not None and not alive.alive:
+            # Whatever still answered (workers of a dead master) is not the process
+            # proxytest launched and watches: nothing it measured can be judged.
             outcome = Outcome(
                 Verdict.ERROR,
-                f"the proxy exited (code {alive.exit_code}) during the check: {outcome.summary}",
+                f"the proxy process proxytest launched exited (code {alive.exit_code}) "
+                f"before the check ended: {outcome.summary}",
                 outcome.metrics,
             )
         hint = None

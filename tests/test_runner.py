@@ -11,12 +11,13 @@ import pytest
 
 from proxytest.adapters.haproxy import HAProxy
 from proxytest.errors import BinaryNotFound
+from proxytest.harness import ask_ready
 from proxytest.matrix import TargetSpec
 from proxytest.options import RunOptions
 from proxytest.reports import run_from_json
 from proxytest.reports.badges import overall_badge, target_badge
 from proxytest.reports.junit import render_junit
-from proxytest.results import TargetStatus, Verdict
+from proxytest.results import CheckResult, TargetStatus, Verdict
 from proxytest.runner import run_targets
 
 from .conftest import nginx_on_a_busy_port
@@ -86,3 +87,74 @@ def test_a_proxy_that_dies_at_start_is_an_error_with_its_log(
     assert "in use" in (result.reason or "")
     assert result.results[0].verdict == Verdict.ERROR
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_an_evaluation_that_raises_is_that_checks_error_and_the_rest_go_on() -> None:
+    from dataclasses import replace as changed
+
+    from proxytest.checks import CHECKS
+    from proxytest.lag import LagMonitor
+    from proxytest.origin import Origin
+    from proxytest.probes import ProbeContext
+    from proxytest.probes.context import new_session
+    from proxytest.runner import run_checks
+    from proxytest.timing import Thresholds
+
+    def broken(timeline: object, ctx: object) -> object:
+        raise ValueError("invalid literal for int() with base 10: 'evt-3'")
+
+    async def main() -> dict[str, CheckResult]:
+        async with Origin() as origin, LagMonitor() as lag, new_session() as session:
+            ctx = ProbeContext(origin.host, origin.port, origin, session, Thresholds(), lag)
+            checks = [changed(CHECKS["ws.upgrade"], evaluate=broken), CHECKS["ws.echo"]]
+            return {r.check: r for r in await run_checks(ctx, checks, baseline={})}
+
+    results = asyncio.run(main())
+    upgrade = results["ws.upgrade"]
+    assert upgrade.verdict == Verdict.ERROR
+    assert "the evaluation failed on what was measured: ValueError" in upgrade.summary
+    assert "evt-3" in upgrade.summary
+    assert results["ws.echo"].verdict == Verdict.PASS
+
+
+def test_a_proxy_whose_master_died_is_not_judged_by_what_its_workers_answer() -> None:
+    """SIGKILL to nginx's master: its workers still serve, but nothing can be judged."""
+    import os
+    import signal
+
+    from proxytest.adapters import ADAPTERS
+    from proxytest.checks import select as chosen
+    from proxytest.harness import Harness
+    from proxytest.lag import LagMonitor
+    from proxytest.origin import Origin
+    from proxytest.probes import ProbeContext
+    from proxytest.probes.context import new_session
+    from proxytest.runner import run_checks
+    from proxytest.timing import Thresholds
+
+    adapter = ADAPTERS["nginx"]
+    config = ROOT / "proxies/nginx/realtime.conf"
+
+    async def main() -> tuple[dict[str, CheckResult], bool]:
+        th = Thresholds()
+        async with Origin() as origin, LagMonitor() as lag, new_session() as session:
+            harness = Harness(adapter, adapter.find_binary(), (config,), th, session)
+            async with harness.instance(origin.host, origin.port, origin.id) as inst:
+                process = inst.process
+                os.kill(process.pid, signal.SIGKILL)  # the master only
+                for _ in range(100):
+                    if not process.alive:
+                        break
+                    await asyncio.sleep(0.02)
+                ctx = ProbeContext(inst.host, inst.port, origin, session, th, lag)
+                workers_answer = (await ask_ready(session, inst.base_url))[0] == 200
+                results = await run_checks(
+                    ctx, chosen(["ws.upgrade", "sse.headers"]), baseline={}, alive=process
+                )
+        return {r.check: r for r in results}, workers_answer
+
+    results, workers_answer = asyncio.run(main())
+    assert workers_answer  # the workers did answer: a pass would have been believed
+    for result in results.values():
+        assert result.verdict == Verdict.ERROR, result.summary
+        assert "exited (code -9) before the check ended" in result.summary

@@ -101,6 +101,15 @@ def evaluate_kept(tl: HoldTimeline, ctx: EvalContext) -> Outcome:
     what = "pings both ways" if tl.kind == "ws" else "`:` comments"
     every = tl.heartbeat_s or 0
     dropped = tl.dropped_after_s
+    if dropped is None and every >= tl.max_hold_s:
+        # No heartbeat was due within the hold: this measured an idle connection.
+        return Outcome(
+            Verdict.SKIP,
+            f"the heartbeat ({every:g} s) is not shorter than max-hold ({tl.max_hold_s:g} s): "
+            "no heartbeat was sent, so this says nothing about one; lower --heartbeat or "
+            "raise --max-hold",
+            metrics,
+        )
     if dropped is None:
         return Outcome(
             Verdict.PASS,

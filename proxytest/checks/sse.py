@@ -137,6 +137,14 @@ def evaluate_resume(tl: ResumeTimeline, ctx: EvalContext) -> Outcome:
             metrics,
             failure=Failure.HEADER,
         )
+    if not tl.last_event_id_sent.isdigit():
+        return Outcome(
+            Verdict.FAIL,
+            f"the events' ids were changed on the way: the client got id "
+            f"{tl.last_event_id_sent!r} for an event the origin sent with a number",
+            metrics,
+            failure=Failure.IDS,
+        )
     expected_next = int(tl.last_event_id_sent) + 1
     ids = [d.seq for d in second.deliveries]
     metrics["resumed_at"] = ids[0] if ids else None

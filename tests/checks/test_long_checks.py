@@ -134,3 +134,10 @@ def test_a_lifetime_stall_of_the_origin_itself_is_the_tools_error_not_the_proxys
         hold(**stalled, how="the connection closed mid-response", origin_sent=75), CTX
     )
     assert cut.verdict == Verdict.FAIL
+
+
+def test_a_heartbeat_not_shorter_than_max_hold_says_nothing_about_heartbeats() -> None:
+    outcome = evaluate_kept(hold("sse", "heartbeat", heartbeat_s=80.0), CTX)
+    assert outcome.verdict == Verdict.SKIP
+    assert "no heartbeat was sent" in outcome.summary
+    assert evaluate_kept(hold("ws", "keepalive", heartbeat_s=10.0), CTX).verdict == Verdict.PASS

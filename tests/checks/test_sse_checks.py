@@ -112,3 +112,13 @@ def test_compressed_and_held_fails() -> None:
     outcome = evaluate_compression(stream(arrivals_ms=[905.0] * 10, count=10, headers=GZIP), CTX)
     assert outcome.verdict == Verdict.FAIL
     assert outcome.failure == "compressed_held"
+
+
+def test_resume_with_ids_rewritten_by_the_proxy_fails_instead_of_raising() -> None:
+    """A proxy that rewrites event ids to `evt-3` (and passes that back) is a finding."""
+    good = resume_tl((None, "3"))
+    rewritten = ResumeTimeline(good.first, good.second, "evt-3", (None, "evt-3"))
+    outcome = evaluate_resume(rewritten, CTX)
+    assert outcome.verdict == Verdict.FAIL
+    assert outcome.failure == "ids"
+    assert "'evt-3'" in outcome.summary
