@@ -38,10 +38,14 @@ from .timing import Thresholds
 __all__ = ["Harness", "Instance", "ask_ready"]
 
 
-async def ask_ready(session: aiohttp.ClientSession, base_url: str) -> tuple[int | None, str]:
+async def ask_ready(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    timeout_s: float = Thresholds.ready_poll_timeout_s,
+) -> tuple[int | None, str]:
     """One GET of the origin's ready route through a proxy: (status, body), or (None, error)."""
     try:
-        async with asyncio.timeout(1.0), session.get(f"{base_url}{READY_PATH}") as response:
+        async with asyncio.timeout(timeout_s), session.get(f"{base_url}{READY_PATH}") as response:
             return response.status, await response.text()
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return None, type(exc).__name__
@@ -152,7 +156,9 @@ class Harness:
                     f"{adapter.name} exited with code {proc.exit_code} before it was ready",
                     detail=config.to_source(proc.log_tail()),
                 )
-            status, body = await ask_ready(self.session, f"http://{proc.host}:{proc.port}")
+            status, body = await ask_ready(
+                self.session, f"http://{proc.host}:{proc.port}", th.ready_poll_timeout_s
+            )
             if status == 200 and body == origin_id:
                 return time.monotonic() - started
             last = f"status {status}" if status is not None else body

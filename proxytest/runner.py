@@ -147,8 +147,7 @@ async def run_checks(
                 except Exception as exc:  # a bug of ours on an unforeseen timeline
                     outcome = Outcome(
                         Verdict.ERROR,
-                        f"the evaluation failed on what was measured: {type(exc).__name__}: "
-                        f"{exc}",
+                        f"the evaluation failed on what was measured: {type(exc).__name__}: {exc}",
                     )
             if not outcome.retry:
                 break

@@ -1,58 +1,83 @@
-"""Every time limit and threshold in one place, scaled by one factor.
+"""Every time limit and verdict threshold in one place.
 
-``PROXYTEST_TIME_SCALE`` (default 1) multiplies every timeout and every delay
-threshold, so a slow CI machine changes one number, not fifty. Traffic shapes
-(event counts and intervals) are not scaled: they define what is measured.
+Two kinds of numbers live here, and only the first kind scales:
+
+* **patience** (marked ``patience=True``): how long the tool waits for something
+  before it gives up, such as a handshake, a proxy's start-up or a reply.
+  ``PROXYTEST_TIME_SCALE`` (default 1) multiplies these, so a slow CI machine
+  changes one number, not fifty;
+* **verdict boundaries and traffic shapes**: what counts as delayed, coalesced,
+  cut at once or hung, and what is sent. These never scale: a steady 250 ms
+  delay is ``degraded`` on any machine, and a slower machine only makes the
+  tool wait longer before it calls something missing.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
-__all__ = ["Thresholds", "scale_from_env"]
+__all__ = ["MAX_TIME_SCALE", "Thresholds", "scale_from_env"]
+
+MAX_TIME_SCALE = 100.0  # beyond this a run would wait for hours on a missing reply
 
 
 def scale_from_env() -> float:
+    """``PROXYTEST_TIME_SCALE`` as a finite factor in (0, MAX_TIME_SCALE]; UsageError if not."""
     raw = os.environ.get("PROXYTEST_TIME_SCALE", "1")
     try:
         value = float(raw)
     except ValueError:
-        value = 0.0
-    if value <= 0:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= MAX_TIME_SCALE):
         from .errors import UsageError
 
         raise UsageError(
-            f"PROXYTEST_TIME_SCALE={raw!r} is not a positive number",
+            f"PROXYTEST_TIME_SCALE={raw!r} is not a number above 0 and at most {MAX_TIME_SCALE:g}",
             fix="set it to a factor such as 2 (twice as patient) or unset it",
         )
     return value
 
 
+def _patience(seconds: float) -> Any:
+    """A wait that ``PROXYTEST_TIME_SCALE`` stretches."""
+    return field(default=seconds, metadata={"patience": True})
+
+
 @dataclass(frozen=True)
 class Thresholds:
-    """Limits used by probes (timeouts) and checks (verdict boundaries).
+    """Limits used by probes (timeouts) and checks (verdict boundaries)."""
 
-    Fields ending in ``_s`` or ``_ms`` are scaled by :meth:`scaled`; counts,
-    fractions and traffic shapes are not.
-    """
-
-    # -- traffic shapes (not scaled) ------------------------------------------
+    # -- traffic shapes ----------------------------------------------------------
     stream_count: int = 20
     stream_interval_ms: float = 100.0
     compression_count: int = 10
     headers_initial_delay_ms: float = 1500.0
     echo_sizes: tuple[int, ...] = (0, 1, 125, 126, 65535, 65536, 1024 * 1024)
+    # lifecycle.reload watches open connections this long after the reload.
+    reload_observe_s: float = 8.0
 
-    # -- timeouts ---------------------------------------------------------------
-    handshake_timeout_s: float = 5.0  # a proxy that never answers an upgrade fails
-    message_timeout_s: float = 5.0  # one echo / pong / close reply
-    stream_grace_s: float = 5.0  # beyond the stream's nominal length
-    ready_timeout_s: float = 20.0  # proxy start until a request reaches the origin
-    stop_grace_s: float = 5.0  # SIGTERM until SIGKILL of the process group
-    check_timeout_s: float = 30.0  # one check, all retries included
+    # -- patience: scaled by PROXYTEST_TIME_SCALE ------------------------------------
+    handshake_timeout_s: float = _patience(5.0)  # a proxy that never answers an upgrade
+    message_timeout_s: float = _patience(5.0)  # one echo / pong / close reply
+    stream_grace_s: float = _patience(5.0)  # beyond the stream's nominal length
+    ready_timeout_s: float = _patience(20.0)  # proxy start until a request reaches the origin
+    ready_poll_timeout_s: float = _patience(1.0)  # one readiness request through the proxy
+    stop_grace_s: float = _patience(5.0)  # SIGTERM until SIGKILL of the process group
+    check_timeout_s: float = _patience(30.0)  # one check, all retries included
+    origin_start_timeout_s: float = _patience(15.0)  # the origin's own process says its port
+    load_connect_timeout_s: float = _patience(10.0)  # one connection of load.concurrency
+    # Past this, load.concurrency starts no new connection: a proxy that queues
+    # connections beyond its limit would otherwise keep the probe for minutes.
+    load_open_deadline_s: float = _patience(60.0)
+    # Before measuring again, wait this long times the attempts so far: a busy
+    # moment of the machine (containers starting, a load check) passes, while a
+    # proxy that delays does so whenever it is measured.
+    retry_pause_s: float = _patience(1.0)
 
-    # -- verdict boundaries -----------------------------------------------------
+    # -- verdict boundaries (never scaled) ---------------------------------------------
     # Direct delivery on loopback takes well under 1 ms; a buffering proxy adds
     # hundreds. 50 ms above the direct baseline is a delay users notice.
     delay_degraded_ms: float = 50.0
@@ -70,22 +95,25 @@ class Thresholds:
     # ran: re-measure instead of blaming the proxy.
     loop_lag_limit_ms: float = 30.0
     timing_retries: int = 2
-    # Before measuring again, wait this long times the attempts so far: a busy
-    # moment of the machine (containers starting, a load check) passes, while a
-    # proxy that delays does so whenever it is measured.
-    retry_pause_s: float = 1.0
+    # lifecycle.reload: a connection closed this soon after the reload was cut at
+    # once, not drained.
+    reload_cut_within_s: float = 1.0
+    # lifecycle.origin-restart: a client told of a dead origin within prompt_s is
+    # told promptly; one not told within learn_limit_s has a hung connection; new
+    # requests must get through within recover_limit_s of the origin's return.
+    origin_prompt_s: float = 2.0
+    origin_learn_limit_s: float = 10.0
+    origin_recover_limit_s: float = 15.0
 
     def scaled(self, factor: float) -> Thresholds:
+        """These thresholds with every wait (and only the waits) ``factor`` times longer."""
         changes = {
             f.name: getattr(self, f.name) * factor
             for f in fields(self)
-            if f.name.endswith(("_s", "_ms")) and f.name not in _SHAPES
+            if f.metadata.get("patience")
         }
         return replace(self, **changes)
 
     @classmethod
     def from_env(cls) -> Thresholds:
         return cls().scaled(scale_from_env())
-
-
-_SHAPES = frozenset({"stream_interval_ms", "headers_initial_delay_ms"})

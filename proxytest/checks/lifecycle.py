@@ -13,9 +13,6 @@ from ..probes.timeline import Fate, ReloadTimeline, RestartTimeline
 from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, Phase
 
-CUT_WITHIN_S = 1.0  # closed this soon after the event: cut at once, not drained
-PROMPT_S = 2.0  # a client told of a dead origin within this is told promptly
-
 
 def _fate_words(
     fates: tuple[Fate, ...], since: float, cut_until: float
@@ -35,14 +32,14 @@ def _fate(fate: Fate, cut_until: float) -> str:
     return "cut" if fate.ended_at < cut_until else "drained"
 
 
-def _cut_until(tl: ReloadTimeline) -> float:
+def _cut_until(tl: ReloadTimeline, within_s: float) -> float:
     """Closed before this (a monotonic time) is cut at once, after it drained.
 
     The window starts when the reload command returned: a command that takes a
     while (``caddy reload`` in a helper container) is still the reload itself.
     """
     assert tl.reload_at is not None
-    return max(tl.reload_at, tl.reloaded_at or tl.reload_at) + CUT_WITHIN_S
+    return max(tl.reload_at, tl.reloaded_at or tl.reload_at) + within_s
 
 
 def _by_kind(fates: tuple[Fate, ...], cut_until: float) -> str:
@@ -73,7 +70,7 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(Verdict.SKIP, tl.unsupported)
     if tl.error or tl.reload_at is None:
         return Outcome(Verdict.ERROR, tl.error or "the reload did not happen")
-    cut_until = _cut_until(tl)
+    cut_until = _cut_until(tl, ctx.thresholds.reload_cut_within_s)
     counts, closed_after = _fate_words(tl.fates, tl.reload_at, cut_until)
     metrics: dict[str, object] = {
         "method": tl.method,
@@ -167,7 +164,7 @@ def evaluate_restart(tl: RestartTimeline, ctx: EvalContext) -> Outcome:
         f"({', '.join(sorted({f.how or '?' for f in tl.fates}))}); new connections "
         f"worked {tl.recovered_after_s:.1f} s after the origin came back"
     )
-    if slowest > PROMPT_S:
+    if slowest > ctx.thresholds.origin_prompt_s:
         return Outcome(Verdict.DEGRADED, summary, metrics, failure=Failure.SLOW_LEARN)
     return Outcome(Verdict.PASS, summary, metrics)
 

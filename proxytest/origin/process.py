@@ -23,17 +23,23 @@ from types import TracebackType
 from .._aio import finish
 from ..errors import HarnessError
 from ..runtimes import LOOPBACK, free_port, local
+from ..timing import Thresholds
 
 __all__ = ["OriginProcess"]
-
-START_TIMEOUT_S = 15.0
 
 
 class OriginProcess:
     """``python -m proxytest.origin`` on ``hosts`` (same port on each)."""
 
-    def __init__(self, hosts: tuple[str, ...] = (LOOPBACK,), port: int | None = None) -> None:
+    def __init__(
+        self,
+        hosts: tuple[str, ...] = (LOOPBACK,),
+        port: int | None = None,
+        *,
+        start_timeout_s: float = Thresholds.origin_start_timeout_s,
+    ) -> None:
         self.hosts = hosts  # where it listens: loopback, and where the proxy reaches it
+        self.start_timeout_s = start_timeout_s
         self.id = ""
         # None: a port from below the ephemeral range, which must still be free when
         # the origin comes back after seconds of client connections coming and going.
@@ -69,7 +75,7 @@ class OriginProcess:
             )
             assert process.stdout is not None
             try:
-                async with asyncio.timeout(START_TIMEOUT_S):
+                async with asyncio.timeout(self.start_timeout_s):
                     line = (await process.stdout.readline()).decode()
             except TimeoutError:
                 line = ""

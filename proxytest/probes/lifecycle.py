@@ -24,9 +24,6 @@ from .ws import _connect
 
 __all__ = ["origin_restart", "reload"]
 
-RELOAD_OBSERVE_S = 8.0  # how long open connections are watched after a reload
-LEARN_LIMIT_S = 10.0  # a client not told of a dead origin by then has a hung connection
-RECOVER_LIMIT_S = 15.0  # new requests must get through this soon after the origin is back
 _TICK_MS = 250
 
 
@@ -183,7 +180,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
     harness = ctx.harness
     if harness is None:
         return ReloadTimeline(unsupported="needs a proxy that proxytest launched")
-    observe = min(ctx.settings.max_hold_s, RELOAD_OBSERVE_S)
+    observe = min(ctx.settings.max_hold_s, ctx.thresholds.reload_observe_s)
     origin = ctx.origin
     try:
         await harness.runtime.reach(origin)
@@ -201,7 +198,9 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
                 nonlocal ok
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
-                    status, body = await ask_ready(own.session, own.base_url)
+                    status, body = await ask_ready(
+                        own.session, own.base_url, own.thresholds.ready_poll_timeout_s
+                    )
                     if status == 200:
                         ok += 1
                     else:
@@ -246,7 +245,9 @@ async def origin_restart(ctx: ProbeContext, check: str) -> RestartTimeline:
     if harness is None:
         return RestartTimeline(unsupported="needs a proxy that proxytest launched")
     try:
-        async with OriginProcess(harness.runtime.origin_hosts(LOOPBACK)) as origin:
+        hosts = harness.runtime.origin_hosts(LOOPBACK)
+        start_s = ctx.thresholds.origin_start_timeout_s
+        async with OriginProcess(hosts, start_timeout_s=start_s) as origin:
             return await _restart(ctx, check, harness, origin)
     except HarnessError as exc:
         return RestartTimeline(error=f"{exc.problem} {exc.detail}".strip())
@@ -256,6 +257,7 @@ async def _restart(
     ctx: ProbeContext, check: str, harness: Harness, origin: OriginProcess
 ) -> RestartTimeline:
     assert origin.port is not None
+    th = ctx.thresholds
     async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
         own = replace(ctx, host=inst.host, port=inst.port)
         stop = asyncio.Event()
@@ -268,13 +270,15 @@ async def _restart(
         port = origin.port
         await origin.kill()
         # Wait until every client learned, or the limit: a hung one never will.
-        await asyncio.wait(watchers, timeout=LEARN_LIMIT_S)
+        await asyncio.wait(watchers, timeout=th.origin_learn_limit_s)
         fates = await _fates(watchers, stop)
         await origin.start(port)
         restarted_at = time.monotonic()
         recovered, last = None, "no attempt"
-        while time.monotonic() - restarted_at < RECOVER_LIMIT_S:
-            status, body = await ask_ready(own.session, own.base_url)
+        while time.monotonic() - restarted_at < th.origin_recover_limit_s:
+            status, body = await ask_ready(
+                own.session, own.base_url, own.thresholds.ready_poll_timeout_s
+            )
             if status == 200 and body == origin.id:
                 recovered = round(time.monotonic() - restarted_at, 2)
                 break
@@ -287,11 +291,11 @@ async def _restart(
             )
         return RestartTimeline(
             killed_at=killed_at,
-            learn_limit_s=LEARN_LIMIT_S,
+            learn_limit_s=th.origin_learn_limit_s,
             fates=fates,
             restarted_at=restarted_at,
             recovered_after_s=recovered,
-            recover_limit_s=RECOVER_LIMIT_S,
+            recover_limit_s=th.origin_recover_limit_s,
             last_failure=None if recovered is not None else last,
             after_ws=after_ws,
             after_sse=after_sse,

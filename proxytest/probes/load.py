@@ -24,10 +24,6 @@ from .timeline import LoadTimeline
 __all__ = ["load", "raise_fd_limit"]
 
 OPEN_PARALLEL = 64  # connections being set up at once
-CONNECT_TIMEOUT_S = 10.0
-# Past this, no new connection is started: a proxy that queues connections
-# beyond its limit would otherwise keep the probe waiting for minutes.
-OPEN_DEADLINE_S = 60.0
 FDS_PER_CONNECTION = 2  # the client's socket and the origin's socket, both in this process
 FD_RESERVE = 256  # for everything else the tool has open
 
@@ -73,7 +69,7 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
         def too_late(kind: str) -> bool:
             if time.monotonic() < deadline:
                 return False
-            failures[f"{kind}: not attempted within {OPEN_DEADLINE_S:g} s"] += 1
+            failures[f"{kind}: not attempted within {ctx.thresholds.load_open_deadline_s:g} s"] += 1
             return True
 
         async def open_ws() -> None:
@@ -81,7 +77,7 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
                 if too_late("ws"):
                     return
                 try:
-                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    async with asyncio.timeout(ctx.thresholds.load_connect_timeout_s):
                         ws = await session.ws_connect(f"{ctx.ws_base_url}/ws/echo", heartbeat=None)
                         await ws.send_str("hello")
                         msg = await ws.receive()
@@ -103,7 +99,7 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
                     return
                 response = None
                 try:
-                    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    async with asyncio.timeout(ctx.thresholds.load_connect_timeout_s):
                         response = await session.get(
                             f"{ctx.base_url}/sse?count=1&hold_s=120",
                             headers={"Accept-Encoding": "identity"},
@@ -125,13 +121,13 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
                     response.close()
 
         started = time.monotonic()
-        deadline = started + OPEN_DEADLINE_S
+        deadline = started + ctx.thresholds.load_open_deadline_s
         try:
             await asyncio.gather(
                 *(open_ws() for _ in range(attempted)), *(open_sse() for _ in range(attempted))
             )
             setup_s = time.monotonic() - started
-            still_open = await _still_open(sockets, streams)
+            still_open = await _still_open(sockets, streams, ctx.thresholds.load_connect_timeout_s)
         finally:
             await _close_all(sockets, streams)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -150,7 +146,9 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
 
 
 async def _still_open(
-    sockets: list[aiohttp.ClientWebSocketResponse], streams: list[aiohttp.ClientResponse]
+    sockets: list[aiohttp.ClientWebSocketResponse],
+    streams: list[aiohttp.ClientResponse],
+    timeout_s: float,
 ) -> int:
     """With everything open: every WebSocket echoes again; every stream is still open."""
     gate = asyncio.Semaphore(OPEN_PARALLEL * 4)
@@ -158,7 +156,7 @@ async def _still_open(
     async def again(ws: aiohttp.ClientWebSocketResponse) -> bool:
         async with gate:
             try:
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                async with asyncio.timeout(timeout_s):
                     await ws.send_str("again")
                     msg = await ws.receive()
                 return msg.type == aiohttp.WSMsgType.TEXT and msg.data == "again"

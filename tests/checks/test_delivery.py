@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxytest.checks import EvalContext, judge_stream
+from proxytest.errors import UsageError
 from proxytest.results import Verdict
 from proxytest.timing import Thresholds
 
@@ -35,9 +36,36 @@ def test_baseline_is_subtracted() -> None:
     assert judge_stream(stream([90.0] * 20), ctx).verdict == Verdict.DEGRADED
 
 
-def test_threshold_scales_with_the_time_factor() -> None:
-    ctx = EvalContext(Thresholds().scaled(3), {"sse": 0.5})
-    assert judge_stream(stream([120.0] * 20), ctx).verdict == Verdict.PASS
+@pytest.mark.parametrize("factor", [1, 3, 5, 100])
+def test_the_time_factor_makes_waits_longer_and_leaves_verdicts_alone(factor: float) -> None:
+    th = Thresholds().scaled(factor)
+    ctx = EvalContext(th, {"sse": 0.5})
+    # A steady 120 ms (or 250 ms) delay is degraded on any machine ...
+    assert judge_stream(stream([120.0] * 20), ctx).verdict == Verdict.DEGRADED
+    assert judge_stream(stream([250.0] * 20), ctx).verdict == Verdict.DEGRADED
+    assert judge_stream(stream([5.0] * 20), ctx).verdict == Verdict.PASS
+    # ... and what counts as coalesced or late does not move either.
+    plain = Thresholds()
+    for name in ("delay_degraded_ms", "coalesce_window_ms", "loop_lag_limit_ms",
+                 "reload_cut_within_s", "origin_prompt_s", "origin_learn_limit_s",
+                 "headers_late_fraction", "held_fraction", "stream_interval_ms"):  # fmt: skip
+        assert getattr(th, name) == getattr(plain, name), name
+    # Only the waits stretch.
+    assert th.handshake_timeout_s == plain.handshake_timeout_s * factor
+    assert th.ready_timeout_s == plain.ready_timeout_s * factor
+    assert th.load_connect_timeout_s == plain.load_connect_timeout_s * factor
+
+
+@pytest.mark.parametrize("raw", ["nan", "inf", "-inf", "0", "-2", "1e9", "soon", ""])
+def test_a_bad_time_scale_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("PROXYTEST_TIME_SCALE", raw)
+    with pytest.raises(UsageError, match="PROXYTEST_TIME_SCALE"):
+        Thresholds.from_env()
+
+
+def test_a_good_time_scale_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROXYTEST_TIME_SCALE", "2.5")
+    assert Thresholds.from_env().check_timeout_s == 75.0
 
 
 def _pairs(groups: int, per_group: int, count: int = 20) -> list[float]:
