@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,8 @@ from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
 from .options import RunOptions, check_targets
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
-from .results import RunResult
-from .runner import run_targets
+from .results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
+from .runner import Progress, run_targets
 from .runtimes import DOCKER_NETWORKS, RUNTIMES, LocalRuntime
 
 __all__ = ["main"]
@@ -194,6 +197,55 @@ async def _main_task(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+class _Recorder:
+    """Passes progress on, and keeps what finished: an interrupted run still reports it."""
+
+    def __init__(self, inner: Progress) -> None:
+        self.inner = inner
+        self.targets: dict[str, TargetResult] = {}
+        self.checks: dict[str, list[CheckResult]] = {}
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        self.inner.target_phase(target, phase)
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        self.checks.setdefault(target.id, []).append(result)
+        self.inner.check_done(target, result)
+
+    def target_done(self, result: TargetResult) -> None:
+        self.targets[result.id] = result
+        self.inner.target_done(result)
+
+    def partial(
+        self, targets: Sequence[TargetSpec], options: RunOptions, started_at: str, took: float
+    ) -> RunResult:
+        """What was measured before the interruption; every other check is an error."""
+        why = "the run was interrupted before this check finished"
+        results = []
+        for target in targets:
+            if target.id in self.targets:
+                results.append(self.targets[target.id])
+                continue
+            done = {r.check: r for r in self.checks.get(target.id, [])}
+            results.append(
+                TargetResult(
+                    id=target.id,
+                    proxy=target.proxy,
+                    setup=target.setup,
+                    runtime=options.runtime or target.runtime,
+                    proxy_version=None,
+                    status=TargetStatus.ERROR,
+                    reason="the run was interrupted",
+                    results=tuple(
+                        done.get(c.id)
+                        or CheckResult(c.id, Verdict.ERROR, why, expected=target.expected(c.id))
+                        for c in options.checks
+                    ),
+                )
+            )
+        return RunResult(VERSION, started_at, took, tuple(results), interrupted=True)
+
+
 def _execute(
     args: argparse.Namespace,
     targets: list[TargetSpec],
@@ -218,20 +270,52 @@ def _execute(
     )
     check_targets(targets, options)
     _usable_report_dir(args.report_dir)
+    _usable_json(args.json)
     checks = options.checks
+    started_at, started = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     interactive = console.is_terminal
-    if interactive:
-        with LiveProgress(console, targets, len(checks)) as progress:
-            result = asyncio.run(_main_task(run_targets(targets, options, progress)))
-    else:
-        console.print(f"proxytest {VERSION}: {len(targets)} targets × {len(checks)} checks")
-        result = asyncio.run(_main_task(run_targets(targets, options, _LineProgress(console))))
+    recorder: _Recorder | None = None
+    try:
+        if interactive:
+            with LiveProgress(console, targets, len(checks)) as live:
+                recorder = _Recorder(live)
+                result = asyncio.run(_main_task(run_targets(targets, options, recorder)))
+        else:
+            console.print(f"proxytest {VERSION}: {len(targets)} targets × {len(checks)} checks")
+            recorder = _Recorder(_LineProgress(console))
+            result = asyncio.run(_main_task(run_targets(targets, options, recorder)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if recorder is not None and (args.json or args.report_dir):
+            took = time.monotonic() - started
+            partial = recorder.partial(targets, options, started_at, took)
+            if args.json:
+                write_json(partial, args.json)
+            if args.report_dir:
+                write_reports(partial.to_json(), args.report_dir)
+        raise
     print_report(console, result)
     if args.json:
         write_json(result, args.json)
         console.print(f"JSON report: {args.json}")
     _write_reports(result.to_json(), args.report_dir, console)
     return result.exit_code
+
+
+def _usable_json(path: Path | None) -> None:
+    """Fail before a run, not after it, when the JSON report cannot be written there."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError("--json names a folder", file=path, fix="name a file, e.g. results.json")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(
+            "--json: the folder of this file does not exist", file=path, fix="create it first"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(
+            "--json: this file cannot be written", file=path, fix="choose a path you can write to"
+        )
 
 
 def _usable_report_dir(directory: Path | None) -> None:
@@ -289,6 +373,12 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
     configs = []
     for path in args.config:
+        if path.is_dir():
+            raise UsageError(
+                "--config names a folder, not a config file",
+                file=path,
+                fix="name the config file itself (repeat --config for a config of several files)",
+            )
         if not path.is_file():
             raise UsageError(
                 "config file not found",
@@ -296,9 +386,6 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
                 fix="check the path (relative to the current folder)",
             )
         configs.append(path)
-    adapter = ADAPTERS[args.proxy]
-    if args.binary is not None:
-        adapter.find_binary(args.binary)  # a wrong --binary is a usage error
     target = TargetSpec(
         proxy=args.proxy,
         setup=configs[0].name,

@@ -86,9 +86,16 @@ class Harness:
         argv = self.adapter.check_argv(self.binary, config)
         if argv is None:
             return
-        code, output = await self.runtime.run(
-            argv, timeout=60, cwd=config.run_dir, env=self.adapter.env(config)
-        )
+        limit = self.thresholds.config_check_timeout_s
+        try:
+            code, output = await self.runtime.run(
+                argv, timeout=limit, cwd=config.run_dir, env=self.adapter.env(config)
+            )
+        except TimeoutError:
+            raise LaunchError(
+                f"{self.adapter.name}'s config checker ({' '.join(argv[1:])}) did not finish "
+                f"within {limit:g} s"
+            ) from None
         if code != 0:
             raise self.adapter.rejected(config, output)
 

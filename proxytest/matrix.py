@@ -252,6 +252,12 @@ class _Parser:
             configs = []
             for name, item in self.string_list(fields["configs"], "configs"):
                 path = (base / name).resolve()
+                if path.is_dir():
+                    raise self.error(
+                        item,
+                        f"configs: {path} is a folder, not a config file",
+                        "name each file of the config (relative to the matrix file)",
+                    )
                 if not path.is_file():
                     raise self.error(
                         item,

@@ -15,14 +15,17 @@ fail later: an unknown placeholder, a ``binary:`` that does not exist.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
-from .adapters import ADAPTERS
+from .adapters import ADAPTERS, Adapter
 from .checks import CHECKS, Check, select_valid
 from .errors import UsageError
 from .matrix import Matrix, TargetSpec
+from .runtimes import LocalRuntime
 from .runtimes.base import DEFAULT_NETWORK, DOCKER_NETWORKS, RUNTIMES, NetworkMode, RuntimeName
 from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
 from .templates import PLACEHOLDERS, render_text
@@ -143,13 +146,41 @@ def _images(images: Mapping[str, str], name: str) -> dict[str, str]:
 
 
 def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
-    """Refuse before anything starts: unknown placeholders, a missing ``binary:``.
+    """Refuse before anything starts what would only fail (or be ignored) later.
 
-    Every template is rendered once with dummy values; a target's ``binary:``
-    must exist where it runs locally.
+    Every template is rendered once with dummy values; a proxy that takes one
+    config file gets one; a target's ``binary:`` must exist, be that proxy and
+    answer, and is only for the local runtime; ``--image`` only for docker.
     """
     dummy = {name: "x" for name in PLACEHOLDERS}
+    runs_docker = False
     for target in targets:
+        adapter = ADAPTERS[target.proxy]
+        runtime = options.runtime or target.runtime
+        runs_docker = runs_docker or runtime != "local"
+        file, _, line = (target.source or "").rpartition(":")
+        where: dict[str, Any] = {"file": file, "line": int(line)} if file else {}
+        limit = adapter.max_config_files
+        if limit is not None and len(target.configs) > limit:
+            names = ", ".join(p.name for p in target.configs)
+            raise UsageError(
+                f"{adapter.name} takes one config file; {target.id} has {len(target.configs)} "
+                f"({names})",
+                fix="give the main file only, and `include` the others from it",
+                **where,
+            )
+        if target.binary is not None:
+            if runtime == "docker":
+                raise UsageError(
+                    f"a binary ({target.binary}) is for the local runtime, but {target.id} "
+                    "runs in a container",
+                    fix="choose the container with --image PROXY=IMAGE (matrix: image:), or "
+                    "use --runtime local",
+                    **where,
+                )
+            if runtime == "local":
+                binary = adapter.find_binary(target.binary)
+                verify_binary(adapter, binary, options.thresholds.version_timeout_s)
         for path in target.configs:
             try:
                 text = path.read_text(encoding="utf-8")
@@ -160,5 +191,41 @@ def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
                     fix="check the path",
                 ) from None
             render_text(text, dummy, source=path)
-        if target.binary is not None and (options.runtime or target.runtime) == "local":
-            ADAPTERS[target.proxy].find_binary(target.binary)
+    if options.images and not runs_docker:
+        raise UsageError(
+            "--image is for the docker runtime, but every target runs locally",
+            fix="add --runtime docker (or auto), or leave out --image",
+        )
+
+
+def verify_binary(adapter: Adapter, binary: Path, timeout_s: float) -> None:
+    """A binary a user named must be ``adapter``'s proxy: its version command says so.
+
+    A program that is not the proxy (``/bin/sleep``) would otherwise be started
+    and blamed ("nginx rejected the config"), or hang until a timeout.
+    """
+    argv = adapter.version_argv(binary)
+
+    async def ask() -> tuple[int, str] | None:
+        try:
+            return await LocalRuntime().run(argv, timeout=timeout_s)
+        except TimeoutError:
+            return None
+        except OSError as exc:
+            return 126, f"{type(exc).__name__}: {exc.strerror or exc}"
+
+    answer = asyncio.run(ask())
+    shown = " ".join(argv)
+    if answer is None:
+        raise UsageError(
+            f"{binary} is not {adapter.name}: `{shown}` did not answer within "
+            f"{timeout_s:g} s",
+            fix=f"pass the path of the {adapter.name} binary with --binary (matrix: binary:)",
+        )
+    code, output = answer
+    if adapter.parse_version(output) is None:
+        said = repr(output.strip().splitlines()[0][:200]) if output.strip() else "nothing"
+        raise UsageError(
+            f"{binary} is not {adapter.name}: `{shown}` exited {code} and printed {said}",
+            fix=f"pass the path of the {adapter.name} binary with --binary (matrix: binary:)",
+        )

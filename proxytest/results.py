@@ -239,19 +239,24 @@ class RunResult:
     started_at: str
     duration_s: float
     targets: tuple[TargetResult, ...]
+    # Ctrl-C or SIGTERM ended the run: what was measured so far, the rest `error`.
+    interrupted: bool = False
 
     @property
     def as_expected(self) -> bool:
-        return all(t.as_expected for t in self.targets)
+        return not self.interrupted and all(t.as_expected for t in self.targets)
 
     @property
     def exit_code(self) -> int:
         return 0 if self.as_expected else 1
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "tool": {"name": "proxytest", "version": self.tool_version},
             "started_at": self.started_at,
             "duration_s": round(self.duration_s, 3),
             "targets": [t.to_json() for t in self.targets],
         }
+        if self.interrupted:  # additive: present only on an interrupted run
+            data["interrupted"] = True
+        return data

@@ -68,6 +68,8 @@ class Thresholds:
     stop_grace_s: float = _patience(5.0)  # SIGTERM until SIGKILL of the process group
     check_timeout_s: float = _patience(30.0)  # one check, all retries included
     origin_start_timeout_s: float = _patience(15.0)  # the origin's own process says its port
+    config_check_timeout_s: float = _patience(60.0)  # the proxy's own config checker
+    version_timeout_s: float = _patience(10.0)  # a proxy's version command answers at once
     load_connect_timeout_s: float = _patience(10.0)  # one connection of load.concurrency
     # Past this, load.concurrency starts no new connection: a proxy that queues
     # connections beyond its limit would otherwise keep the probe for minutes.

@@ -98,6 +98,8 @@ class Adapter:
     # A line in the proxy's log while it starts that means the config was refused
     # although the process lives on (Traefik keeps running with a broken file).
     startup_error: str | None = None
+    # How many config files one config may have (None: any, e.g. HAProxy's -f ...).
+    max_config_files: int | None = 1
     # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade");
     # every key names a Failure (tests/test_adapters.py holds them to it).
     hints: Mapping[str, str] = {}

