@@ -1,8 +1,12 @@
-"""Watch the tool's own event loop, so its lateness is never blamed on a proxy.
+"""Watch the tool's own lateness, so it is never blamed on a proxy.
 
 Origin, clients and several proxies share two cores. A sampler sleeps a short
-tick and records how much later than asked it woke up; a timing probe asks for
-the worst lag seen during its own window.
+tick and records how much later than asked it woke up (the event loop's lag,
+which the origin and the clients share); a timing probe asks for the worst lag
+seen during its own window. Where the kernel reports CPU pressure (Linux PSI,
+``/proc/pressure/cpu``), the sampler also records how long, in that window,
+some task on the machine was ready to run but waited for a CPU: a machine
+starved by other work delays a proxy for reasons that are not the proxy's.
 """
 
 from __future__ import annotations
@@ -11,14 +15,32 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from pathlib import Path
 
-__all__ = ["LagMonitor"]
+__all__ = ["LagMonitor", "cpu_stall_total_us"]
+
+PRESSURE = Path("/proc/pressure/cpu")
+
+
+def cpu_stall_total_us(path: Path = PRESSURE) -> int | None:
+    """Microseconds some task waited for a CPU since boot (PSI ``some total``); None if unknown."""
+    try:
+        first = path.read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    for word in first.split():
+        if word.startswith("total="):
+            with contextlib.suppress(ValueError):
+                return int(word[6:])
+    return None
 
 
 class LagMonitor:
     def __init__(self, tick_s: float = 0.01, keep: int = 60_000) -> None:
         self._tick = tick_s
         self._samples: deque[tuple[float, float]] = deque(maxlen=keep)
+        # (time, PSI some-total µs), taken every few ticks where the kernel has PSI.
+        self._pressure: deque[tuple[float, int]] = deque(maxlen=keep // 5)
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LagMonitor:
@@ -33,11 +55,18 @@ class LagMonitor:
             self._task = None
 
     async def _run(self) -> None:
+        ticks = 0
+        psi = cpu_stall_total_us() is not None
         while True:
             before = time.monotonic()
             await asyncio.sleep(self._tick)
             after = time.monotonic()
             self._samples.append((after, max(0.0, (after - before - self._tick) * 1000)))
+            if psi and ticks % 5 == 0:
+                total = cpu_stall_total_us()
+                if total is not None:
+                    self._pressure.append((after, total))
+            ticks += 1
 
     def max_lag_ms(self, since: float, until: float | None = None) -> float:
         """Worst lag (ms) of the samples taken between ``since`` and ``until``."""
@@ -49,3 +78,18 @@ class LagMonitor:
             if taken <= end + self._tick:
                 worst = max(worst, lag)
         return round(worst, 2)
+
+    def cpu_stall_ms(self, since: float, until: float | None = None) -> float | None:
+        """How long (ms) some task waited for a CPU between ``since`` and ``until``.
+
+        From the samples that bracket the window most closely; None where the
+        kernel has no PSI or no samples cover the window.
+        """
+        end = time.monotonic() if until is None else until
+        inside = [(t, total) for t, total in self._pressure if since - 0.06 <= t <= end + 0.06]
+        if len(inside) < 2:
+            return None
+        (first_t, first), (last_t, last) = inside[0], inside[-1]
+        if last_t <= first_t:
+            return None
+        return round((last - first) / 1000, 1)

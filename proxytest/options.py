@@ -218,8 +218,7 @@ def verify_binary(adapter: Adapter, binary: Path, timeout_s: float) -> None:
     shown = " ".join(argv)
     if answer is None:
         raise UsageError(
-            f"{binary} is not {adapter.name}: `{shown}` did not answer within "
-            f"{timeout_s:g} s",
+            f"{binary} is not {adapter.name}: `{shown}` did not answer within {timeout_s:g} s",
             fix=f"pass the path of the {adapter.name} binary with --binary (matrix: binary:)",
         )
     code, output = answer

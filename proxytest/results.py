@@ -114,15 +114,16 @@ class Outcome:
     """What a check's pure evaluation concludes from a timeline.
 
     ``failure`` names the kind of failure (:class:`Failure`) so the adapter
-    can pick the hint for that exact knob. ``retry`` asks the runner to
-    measure again because the tool itself was too late to judge.
+    can pick the hint for that exact knob. ``discard`` says why this attempt
+    says nothing about the proxy (the tool's own lateness explains what was
+    seen): the runner measures again, and never counts it.
     """
 
     verdict: Verdict
     summary: str
     metrics: Mapping[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
-    retry: bool = False
+    discard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class CheckResult:
     # A skip because the target could not run at all (its binary, image or engine
     # is missing) and it is not optional: nothing was measured, so not green.
     not_run: bool = False
+    # Every attempt of a check measured more than once: {"verdict", "summary",
+    # "discarded"?}. In the JSON report as "attempts" (additive), when there are several.
+    tries: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
 
     @property
     def as_expected(self) -> bool:
@@ -160,7 +164,7 @@ class CheckResult:
         return stream_json() if callable(stream_json) else None
 
     def to_json(self) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "check": self.check,
             "verdict": self.verdict.value,
             "expected": self.expected.value if self.expected else None,
@@ -171,6 +175,8 @@ class CheckResult:
         }
         if self.not_run:  # additive: present only on a target that could not run
             data["not_run"] = True
+        if self.tries:  # additive: present only when the check was measured again
+            data["attempts"] = [dict(t) for t in self.tries]
         timeline = self.timeline_json()
         if timeline is not None:
             data["timeline"] = timeline

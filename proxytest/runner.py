@@ -3,14 +3,15 @@
 Targets run concurrently (bounded by a semaphore), and the checks of one target
 run concurrently: each uses its own connections and the traffic is small.
 Timing checks are judged against a direct origin-to-client baseline measured
-in the same run, and re-measured when the tool's own event loop was late.
+first, while nothing else runs, and measured again when the tool itself was
+late (measure.py says how attempts add up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,14 +22,15 @@ import aiohttp
 from . import runtimes
 from ._version import VERSION
 from .adapters import ADAPTERS, Adapter
-from .checks import CHECKS, Check, EvalContext, Phase, analyse
+from .checks import Check, EvalContext, Phase
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
 from .harness import Harness
 from .lag import LagMonitor
 from .matrix import TargetSpec
+from .measure import Baseline, combine, measure_again, measure_baseline
 from .options import RunOptions
 from .origin import Origin
-from .probes import ProbeContext, StreamTimeline
+from .probes import ProbeContext
 from .probes.context import new_session
 from .results import (
     CheckResult,
@@ -45,7 +47,6 @@ from .timing import Thresholds
 __all__ = [
     "PreparedTarget",
     "Progress",
-    "measure_baseline",
     "prepare_target",
     "run_checks",
     "run_targets",
@@ -73,22 +74,6 @@ class _Silent:
         pass
 
 
-async def measure_baseline(ctx: ProbeContext) -> dict[str, float]:
-    """Direct origin-to-client p95 delay (ms) for SSE events and pushed messages."""
-    th = ctx.thresholds
-    sse, ws = CHECKS["sse.stream"], CHECKS["ws.push"]
-    values: dict[str, float] = {}
-    for _ in range(1 + th.timing_retries):
-        timelines = await asyncio.gather(sse.probe(ctx, "baseline"), ws.probe(ctx, "baseline"))
-        for tl in timelines:
-            assert isinstance(tl, StreamTimeline)
-            stats = analyse(tl.deliveries, tl.expected, tl.interval_ms, th.coalesce_window_ms)
-            values[tl.kind] = stats.p95_delay_ms or 0.0
-        if all(tl.loop_lag_ms <= th.loop_lag_limit_ms for tl in timelines):
-            break
-    return values
-
-
 def _requested(target: TargetSpec, options: RunOptions) -> runtimes.RuntimeName:
     return options.runtime or target.runtime
 
@@ -106,7 +91,7 @@ async def run_checks(
     ctx: ProbeContext,
     checks: Sequence[Check[Any]],
     *,
-    baseline: asyncio.Future[dict[str, float]] | dict[str, float] | None = None,
+    baseline: Baseline | Mapping[str, float] | None = None,
     adapter: Adapter | None = None,
     target: TargetSpec | None = None,
     alive: Running | None = None,
@@ -115,24 +100,18 @@ async def run_checks(
     """Probe and judge ``checks`` concurrently against the endpoint in ``ctx``."""
     th = ctx.thresholds
     progress = progress or _Silent()
-
-    async def baseline_values() -> dict[str, float]:
-        if baseline is None:
-            return {}
-        if isinstance(baseline, dict):
-            return baseline
-        return await baseline
+    if not isinstance(baseline, Baseline):
+        baseline = Baseline(dict(baseline or {}))
+    timing_ctx = EvalContext(th, baseline.delays_ms, baseline.problem)
 
     async def one(check: Check[Any]) -> CheckResult:
         started = time.monotonic()
         limit = check_budget(check, ctx, th)
-        attempts = 0
         timeline = None
-        outcome = Outcome(Verdict.ERROR, "not run")
-        while attempts <= th.timing_retries:
-            if attempts:  # measuring again: let a busy moment pass first
-                await asyncio.sleep(th.retry_pause_s * attempts)
-            attempts += 1
+        tries: list[Outcome] = []
+        while len(tries) <= th.timing_retries:
+            if tries:  # measuring again: let a busy moment pass first
+                await asyncio.sleep(th.retry_pause_s * len(tries))
             try:
                 async with asyncio.timeout(limit):
                     timeline = await check.probe(ctx, check.id)
@@ -141,7 +120,7 @@ async def run_checks(
             except Exception as exc:  # a harness failure, never the proxy's verdict
                 outcome = Outcome(Verdict.ERROR, f"the probe failed: {type(exc).__name__}: {exc}")
             else:
-                ectx = EvalContext(th, await baseline_values() if check.timing else {})
+                ectx = timing_ctx if check.timing else EvalContext(th)
                 try:
                     outcome = check.evaluate(timeline, ectx)
                 except Exception as exc:  # a bug of ours on an unforeseen timeline
@@ -149,8 +128,10 @@ async def run_checks(
                         Verdict.ERROR,
                         f"the evaluation failed on what was measured: {type(exc).__name__}: {exc}",
                     )
-            if not outcome.retry:
+            tries.append(outcome)
+            if not measure_again(outcome, check.timing):
                 break
+        outcome = combine(tries)
         if alive is not None and not alive.alive:
             # Whatever still answered (workers of a dead master) is not the process
             # proxytest launched and watches: nothing it measured can be judged.
@@ -173,14 +154,23 @@ async def run_checks(
             hint=hint,
             metrics=outcome.metrics,
             duration_s=time.monotonic() - started,
-            attempts=attempts,
+            attempts=len(tries),
             timeline=timeline,
+            tries=tuple(try_json(o) for o in tries) if len(tries) > 1 else (),
         )
         if target is not None:
             progress.check_done(target, result)
         return result
 
     return tuple(await asyncio.gather(*(one(c) for c in checks)))
+
+
+def try_json(outcome: Outcome) -> dict[str, Any]:
+    """One attempt of a check as the JSON report keeps it (every attempt is kept)."""
+    data: dict[str, Any] = {"verdict": outcome.verdict.value, "summary": outcome.summary}
+    if outcome.discard:
+        data["discarded"] = outcome.discard
+    return data
 
 
 def _all(
@@ -201,7 +191,7 @@ class _RunEnv:
     origin: Origin
     session: aiohttp.ClientSession
     lag: LagMonitor
-    baseline: asyncio.Future[dict[str, float]]
+    baseline: Baseline
     options: RunOptions
     progress: Progress
     semaphore: asyncio.Semaphore  # targets in their start-up and quick phase at once
@@ -443,7 +433,13 @@ async def run_targets(
         direct = ProbeContext(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
-        baseline = asyncio.ensure_future(measure_baseline(direct))
+        # Before any proxy starts: nothing else competes for the machine. Skipped
+        # when no timing check runs.
+        baseline = (
+            await measure_baseline(direct)
+            if any(c.timing for c in options.checks)
+            else Baseline(problem="no timing check was selected")
+        )
         if any(_requested(t, options) != "local" for t in targets):
             await runtimes.sweep()
         env = _RunEnv(
@@ -457,8 +453,5 @@ async def run_targets(
             quick_left=len(targets),
         )
         quick_done: set[str] = set()
-        try:
-            results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))
-        finally:
-            baseline.cancel()
+        results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))
     return RunResult(VERSION, started_at, time.monotonic() - started, tuple(results))

@@ -29,6 +29,8 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
 - ``stall``: one downstream body or tunnel chunk of each response (the 5th) is
   held ``delay_ms``; the chunks behind it wait their turn, the rest pass at
   once (a hop that stalls now and then: the same few events late, every time).
+  With ``stall_connections=N`` only the first N client connections stall (an
+  intermittent stall: some attempts clean).
 - ``coalesce``: downstream body or tunnel bytes are flushed every ``delay_ms``
   (HAProxy without ``http-no-delay``, Nagle-like batching).
 - ``close_after_idle``: after ``idle_s`` without a byte in either direction both
@@ -91,6 +93,7 @@ class Fault:
     headers: tuple[str, ...] = ()  # strip_headers
     flush: bool = True  # gzip: Z_SYNC_FLUSH after each upstream chunk
     connections: int = 100  # max_connections: open client connections allowed at once
+    stall_connections: int = 0  # stall: only the first N client connections (0: all)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -251,8 +254,9 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 class _Downstream:
     """Server→client bytes, shaped by hold, delay or coalesce; written at once otherwise."""
 
-    def __init__(self, writer: asyncio.StreamWriter, fault: Fault) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, fault: Fault, stall: bool = True) -> None:
         self._writer, self._kind, self._delay = writer, fault.kind, fault.delay_ms / 1000
+        self._stall = stall
         self._held = bytearray()
         self._queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -275,7 +279,7 @@ class _Downstream:
             self._held += data
         elif self._kind in ("delay", "stall"):
             self._chunks += 1
-            late = self._kind == "delay" or self._chunks == STALLED_CHUNK
+            late = self._kind == "delay" or (self._stall and self._chunks == STALLED_CHUNK)
             due = asyncio.get_running_loop().time() + (self._delay if late else 0.0)
             self._queue.put_nowait((due, data))
         else:
@@ -328,8 +332,10 @@ class _Connection:
         writer: asyncio.StreamWriter,
         upstream: tuple[str, int],
         fault: Fault,
+        number: int = 1,
     ) -> None:
         self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        self.number = number  # of this client connection, from 1
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
         self.last_io = asyncio.get_running_loop().time()
@@ -337,7 +343,8 @@ class _Connection:
 
     async def run(self) -> None:
         abort = False
-        self.sink = _Downstream(self.cwriter, self.fault)
+        limit = self.fault.stall_connections
+        self.sink = _Downstream(self.cwriter, self.fault, not limit or self.number <= limit)
         try:
             _nodelay(self.cwriter)
             if self.fault.kind == "close_after_idle":
@@ -590,6 +597,7 @@ class Relay:
         self.fault = fault
         self.host = host
         self.port = 0
+        self.accepted = 0  # client connections accepted so far
         self.errors: list[BaseException] = []
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -619,12 +627,15 @@ class Relay:
             # Over the limit: close at once, as a proxy out of worker connections does.
             writer.transport.abort()
             return
-        task = asyncio.get_running_loop().create_task(self._serve(reader, writer))
+        self.accepted += 1
+        task = asyncio.get_running_loop().create_task(self._serve(reader, writer, self.accepted))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+    ) -> None:
         try:
-            await _Connection(reader, writer, self.upstream, self.fault).run()
+            await _Connection(reader, writer, self.upstream, self.fault, number).run()
         except Exception as exc:
             self.errors.append(exc)

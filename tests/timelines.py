@@ -18,6 +18,7 @@ def stream(
     status: int | None = 200,
     kind: str = "sse",
     lag_ms: float = 0.0,
+    cpu_stall_ms: float | None = None,
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/event-stream"),),
     headers_ms: float | None = 1.0,
     initial_delay_ms: float = 0.0,
@@ -53,5 +54,6 @@ def stream(
         end=end,
         error=error,
         loop_lag_ms=lag_ms,
+        cpu_stall_ms=cpu_stall_ms,
         initial_delay_ms=initial_delay_ms,
     )

@@ -36,8 +36,11 @@ class EvalContext:
 
     thresholds: Thresholds = field(default_factory=Thresholds)
     # Direct origin-to-client p95 delay (ms) measured in the same run, by stream
-    # kind ("sse", "ws"). Missing means no baseline: 0 is assumed.
+    # kind ("sse", "ws"). Missing means no baseline: 0 is assumed, unless
+    # ``baseline_problem`` says why it could not be measured (then a delay is
+    # an error: too busy to judge timing).
     baseline: Mapping[str, float] = field(default_factory=dict)
+    baseline_problem: str | None = None
 
 
 @dataclass(frozen=True)

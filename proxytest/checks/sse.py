@@ -230,7 +230,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
     outcome = judge_stream(tl, ctx)
     metrics = {**outcome.metrics, "compressed": compressed, "content_encoding": encoding}
     if outcome.verdict in (Verdict.ERROR,) or tl.status != 200:
-        return Outcome(outcome.verdict, outcome.summary, metrics, outcome.failure, outcome.retry)
+        return Outcome(outcome.verdict, outcome.summary, metrics, outcome.failure, outcome.discard)
     if not compressed:
         if outcome.verdict == Verdict.PASS:
             return Outcome(
@@ -241,7 +241,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
             f"not compressed, but {outcome.summary}",
             metrics,
             failure=outcome.failure,
-            retry=outcome.retry,
+            discard=outcome.discard,
         )
     if outcome.verdict == Verdict.PASS:
         return Outcome(
@@ -254,7 +254,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         f"{encoding}-compressed: {outcome.summary}",
         metrics,
         failure=_compressed(outcome.failure),
-        retry=outcome.retry,
+        discard=outcome.discard,
     )
 
 

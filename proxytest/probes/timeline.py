@@ -72,6 +72,9 @@ class StreamTimeline:
     end: StreamEnd
     error: str | None = None
     loop_lag_ms: float = 0.0
+    # How long some task on the machine waited for a CPU during the stream (PSI);
+    # None where the kernel does not say.
+    cpu_stall_ms: float | None = None
     comments: int = 0
     retry_ms: int | None = None
     initial_delay_ms: float = 0.0

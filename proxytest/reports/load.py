@@ -72,7 +72,16 @@ def _result(data: Any, where: str) -> CheckResult:
         duration_s=float(_get(data, "duration_s", where, (int, float))),
         timeline=dict(timeline) if timeline is not None else None,
         not_run=bool(_get(data, "not_run", where, (bool,))) if "not_run" in data else False,
+        tries=tuple(_tries(data.get("attempts"), f"{where}.attempts")),
     )
+
+
+def _tries(data: Any, where: str) -> list[dict[str, Any]]:
+    if data is None:
+        return []
+    if not isinstance(data, list) or not all(isinstance(t, Mapping) for t in data):
+        raise _Bad(where, "expected a list of objects")
+    return [dict(t) for t in data]
 
 
 def _target(data: Any, where: str) -> TargetResult:
