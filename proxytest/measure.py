@@ -24,7 +24,7 @@ from typing import Any
 
 from .checks import CHECKS, analyse
 from .checks.base import fmt_ms
-from .checks.delivery import tool_lateness
+from .checks.delivery import loop_late
 from .probes import ProbeContext, StreamTimeline
 from .results import Outcome, Verdict
 
@@ -62,7 +62,7 @@ async def measure_baseline(ctx: ProbeContext) -> Baseline:
                 problems.append(f"{tl.kind}: {stats.received}/{tl.expected} arrived ({tl.end})")
                 continue
             values[tl.kind] = stats.p95_delay_ms or 0.0
-            _late_by, why = tool_lateness(tl, th)
+            why = loop_late(tl, th)
             if why:
                 problems.append(why)
             elif values[tl.kind] > th.baseline_limit_ms:
@@ -86,6 +86,8 @@ def measure_again(outcome: Outcome, timing: bool) -> bool:
 
 def combine(outcomes: Sequence[Outcome]) -> Outcome:
     """The verdict of one check from all its attempts (see the module docstring)."""
+    if len(outcomes) == 1:
+        return outcomes[0]
     counted = [o for o in outcomes if o.discard is None]
     discarded = len(outcomes) - len(counted)
     if not counted:

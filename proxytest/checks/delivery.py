@@ -11,10 +11,11 @@ Four shapes are told apart, in this order:
   ``worst_delay_degraded_ms`` (one event held 5 s is not hidden by a p95);
 * **streamed** (pass): like a direct connection.
 
-Only the tool's own lateness is discounted (:func:`tool_lateness`: its event
-loop's lag, or a machine starved of CPU while the stream ran): when it can
-explain what was seen, the attempt is ``error`` with ``discard`` set, and the
-runner measures again without counting it. Every other attempt counts; the
+Only the tool's own lateness is discounted: its event loop's lag
+(:func:`loop_late`) up to its size, and, for a few late events only, a machine
+starved of CPU while the stream ran (:func:`starved`). When it can explain
+what was seen, the attempt is ``error`` with ``discard`` set, and the runner
+measures again without counting it. Every other attempt counts; the
 runner reports how many of them were delayed (runner.py, ``combine``).
 """
 
@@ -28,7 +29,7 @@ from ..results import Failure, Outcome, Verdict
 from ..timing import Thresholds
 from .base import EvalContext, fmt_ms
 
-__all__ = ["DeliveryStats", "analyse", "judge_stream", "tool_lateness"]
+__all__ = ["DeliveryStats", "analyse", "judge_stream", "loop_late", "starved"]
 
 
 @dataclass(frozen=True)
@@ -80,26 +81,28 @@ def analyse(
     )
 
 
-def tool_lateness(tl: StreamTimeline, th: Thresholds) -> tuple[float, str | None]:
-    """How late the tool itself was while ``tl`` ran (ms), and why; (0, None) if on time.
-
-    The event loop's lag counts when it exceeds ``loop_lag_limit_ms``; CPU
-    starvation of the machine (PSI) when some task waited for a CPU during at
-    least ``cpu_pressure_limit`` of the stream's time.
-    """
-    late_by, reasons = 0.0, []
+def loop_late(tl: StreamTimeline, th: Thresholds) -> str | None:
+    """Why the tool's own event loop (origin and clients share it) was late; None if on time."""
     if tl.loop_lag_ms > th.loop_lag_limit_ms:
-        late_by = tl.loop_lag_ms
-        reasons.append(f"the tool's own event loop was {fmt_ms(tl.loop_lag_ms)} late")
+        return f"the tool's own event loop was {fmt_ms(tl.loop_lag_ms)} late"
+    return None
+
+
+def starved(tl: StreamTimeline, th: Thresholds) -> str | None:
+    """Why the machine was starved of CPU while ``tl`` ran (PSI); None if not, or unknown.
+
+    Starvation can explain a few late items (one process descheduled for a
+    while), never a steady delay of every item: that would show in the tool's
+    own loop lag too.
+    """
     window_ms = (tl.ended_at - tl.requested_at) * 1000
     stall = tl.cpu_stall_ms
-    if stall is not None and window_ms > 0 and stall / window_ms >= th.cpu_pressure_limit:
-        late_by = max(late_by, stall)
-        reasons.append(
-            f"the machine was starved of CPU ({stall / window_ms:.0%} of the time some task "
-            "waited for one)"
-        )
-    return late_by, " and ".join(reasons) or None
+    if stall is None or window_ms <= 0 or stall / window_ms < th.cpu_pressure_limit:
+        return None
+    return (
+        f"the machine was starved of CPU ({stall / window_ms:.0%} of the time some task "
+        "waited for one)"
+    )
 
 
 def _ended(tl: StreamTimeline) -> str:
@@ -173,14 +176,21 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
     if excess > th.delay_degraded_ms or coalesced or held_once:
         if ctx.baseline_problem and tl.kind not in ctx.baseline:
             return Outcome(Verdict.ERROR, f"{shape}: {ctx.baseline_problem}", metrics)
-        # The tool's own lateness (its event loop's lag; a machine starved of CPU)
-        # can explain a delay, or events read together, only up to its size: a
-        # delay that stays over the limit once it is subtracted is the proxy's.
-        late_by, why = tool_lateness(tl, th)
-        beyond = excess - late_by > th.delay_degraded_ms or worst - late_by > (
-            th.worst_delay_degraded_ms
+        # The tool's own lateness can explain a delay, or events read together,
+        # only up to its size: a delay that stays over the limit once the loop's
+        # lag is subtracted is the proxy's. A machine starved of CPU can explain
+        # a few late events, not a steady delay.
+        lag = tl.loop_lag_ms
+        beyond = excess - lag > th.delay_degraded_ms or worst - lag > th.worst_delay_degraded_ms
+        late = sum(
+            1
+            for d in tl.deliveries
+            if (d.received_at - d.sent_at) * 1000 - baseline > th.delay_degraded_ms
         )
-        if why and not beyond:
+        few = not coalesced and late < th.coalesced_fraction_degraded * stats.received
+        why = loop_late(tl, th) if not beyond else None
+        why = why or (starved(tl, th) if few else None)
+        if why:
             return Outcome(
                 Verdict.ERROR,
                 f"{shape}, but {why}: cannot tell the proxy's delay from the tool's",
@@ -192,14 +202,9 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
             detail.append(f"{fmt_ms(excess)} over direct")
         if coalesced:
             detail.append(f"{stats.coalesced} of {tl.expected - 1} arrived together")
-        late = sum(
-            1
-            for d in tl.deliveries
-            if (d.received_at - d.sent_at) * 1000 - baseline > th.delay_degraded_ms
-        )
         if held_once and not coalesced and excess <= th.delay_degraded_ms:
             detail.append(f"one held {fmt_ms(stats.max_delay_ms)}")
-        elif not coalesced and late < th.coalesced_fraction_degraded * stats.received:
+        elif few:
             detail.append(f"{late} of {stats.received} late")
         return Outcome(
             Verdict.DEGRADED,
