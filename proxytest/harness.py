@@ -30,12 +30,12 @@ from ._aio import finish
 from .adapters import Adapter, RenderedConfig
 from .adapters.base import CommandReload, EditedReload, SignalReload
 from .errors import LaunchError
-from .origin.server import READY_PATH
+from .routes import READY_PATH
 from .runtimes import LOOPBACK, LaunchSpec, LocalRuntime, Running, Runtime, free_port
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
-__all__ = ["Harness", "Instance", "ask_ready"]
+__all__ = ["Harness", "Instance", "Reloaded", "ask_ready"]
 
 
 async def ask_ready(
@@ -176,19 +176,64 @@ class Harness:
             detail=config.to_source(proc.log_tail()),
         )
 
-    async def reload(self, instance: Instance) -> str:
-        """Reload ``instance`` the way its operators do; return how it was done.
+    async def reload(self, instance: Instance, origin_id: str) -> Reloaded:
+        """Reload ``instance`` the way its operators do; say how, and how it was seen.
 
+        A reload that proxytest cannot see take effect is ``observed=None``: a
+        proxy that ignored the signal must not pass as one that kept every stream.
         Raises Unsupported when the adapter knows no reload, LaunchError when it failed.
         """
         plan = self.adapter.reload(self.binary, instance.config)
+        before = instance.process.processes()
+        observed: str | None = None
         if isinstance(plan, SignalReload):
             instance.process.send_signal(plan.signal, group=False)
+            observed = await self._new_processes(instance.process, before)
         elif isinstance(plan, CommandReload):
             run = self.runtime.beside(instance.process)
             code, output = await run(plan.argv, timeout=plan.timeout_s, cwd=plan.cwd, env=plan.env)
             if code != 0:
                 raise LaunchError(f"{self.adapter.name} reload failed: {output.strip()[-500:]}")
+            observed = "the reload command succeeded (the proxy accepted the new config)"
         else:
             assert isinstance(plan, EditedReload)
-        return plan.how
+            if plan.confirm_path:
+                observed = await self._answers(instance, plan.confirm_path, origin_id)
+        return Reloaded(plan.how, observed)
+
+    async def _new_processes(self, process: Running, before: frozenset[int] | None) -> str | None:
+        """Wait for a process that was not there before the reload (new workers)."""
+        if before is None:
+            return None
+        deadline = time.monotonic() + self.thresholds.reload_confirm_timeout_s
+        while time.monotonic() < deadline:
+            now = process.processes()
+            if now is not None and now - before:
+                return f"{len(now - before)} new processes of the proxy appeared"
+            await asyncio.sleep(0.05)
+        return None
+
+    async def _answers(self, instance: Instance, path: str, origin_id: str) -> str | None:
+        """Wait until ``path``, routed only by the changed config, reaches the origin."""
+        deadline = time.monotonic() + self.thresholds.reload_confirm_timeout_s
+        url = f"{instance.base_url}{path}"
+        while time.monotonic() < deadline:
+            try:
+                async with (
+                    asyncio.timeout(self.thresholds.ready_poll_timeout_s),
+                    self.session.get(url) as response,
+                ):
+                    if response.status == 200 and await response.text() == origin_id:
+                        return f"{path}, routed only by the changed config, answers"
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+        return None
+
+
+@dataclass(frozen=True)
+class Reloaded:
+    """A reload done: how, and how proxytest saw it take effect (None: it did not)."""
+
+    how: str
+    observed: str | None

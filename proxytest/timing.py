@@ -70,6 +70,7 @@ class Thresholds:
     origin_start_timeout_s: float = _patience(15.0)  # the origin's own process says its port
     config_check_timeout_s: float = _patience(60.0)  # the proxy's own config checker
     version_timeout_s: float = _patience(10.0)  # a proxy's version command answers at once
+    reload_confirm_timeout_s: float = _patience(5.0)  # new workers or the new route appear
     load_connect_timeout_s: float = _patience(10.0)  # one connection of load.concurrency
     # Past this, load.concurrency starts no new connection: a proxy that queues
     # connections beyond its limit would otherwise keep the probe for minutes.

@@ -158,3 +158,23 @@ def test_a_proxy_whose_master_died_is_not_judged_by_what_its_workers_answer() ->
     for result in results.values():
         assert result.verdict == Verdict.ERROR, result.summary
         assert "exited (code -9) before the check ended" in result.summary
+
+
+def test_a_reload_the_proxy_ignores_is_not_observed_and_not_a_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """nginx sent a signal it ignores (SIGCONT) instead of SIGHUP: every stream 'survives'."""
+    import signal
+
+    from proxytest.adapters.base import SignalReload
+    from proxytest.adapters.nginx import Nginx
+
+    monkeypatch.setattr(
+        Nginx, "reload", lambda self, binary, config: SignalReload(signal.SIGCONT, "SIGCONT")
+    )
+    target = TargetSpec("nginx", "realtime", (ROOT / "proxies/nginx/realtime.conf",))
+    options = RunOptions.from_matrix(checks=["lifecycle.reload"], max_hold=3)
+    (result,) = asyncio.run(run_targets([target], options)).targets
+    (reload,) = result.results
+    assert reload.verdict == Verdict.ERROR, reload.summary
+    assert reload.summary.startswith("reload not observed: after SIGCONT")

@@ -73,9 +73,14 @@ class CommandReload:
 
 @dataclass(frozen=True)
 class EditedReload:
-    """The adapter changed the config files itself: the proxy watches them and reloads."""
+    """The adapter changed the config files itself: the proxy watches them and reloads.
+
+    ``confirm_path``: a path that the changed config routes to the origin's ready
+    route (the old one does not), so a request there shows the reload took effect.
+    """
 
     how: str
+    confirm_path: str | None = None
 
 
 Reload = SignalReload | CommandReload | EditedReload

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Unsupported
+from ..routes import READY_PATH
 from .base import Adapter, EditedReload, Reload, RenderedConfig
 
 
@@ -56,16 +57,27 @@ class Traefik(Adapter):
         path = dynamic[0]
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         self._reloads += 1
-        # A new, unused middleware: a real configuration change that alters no route.
-        middlewares = data.setdefault("http", {}).setdefault("middlewares", {})
-        middlewares[f"proxytest-reload-{self._reloads}"] = {
-            "headers": {"customRequestHeaders": {"X-Proxytest-Reload": str(self._reloads)}}
-        }
+        name = f"proxytest-reload-{self._reloads}"
+        http = data.setdefault("http", {})
+        services = list((http.get("services") or {}).keys())
+        confirm = None
+        # A real configuration change that alters none of the user's routes: a new
+        # router for a path of its own, sent to the origin's ready route, so a
+        # request there answers only once Traefik runs the changed config.
+        http.setdefault("middlewares", {})[name] = {"replacePath": {"path": READY_PATH}}
+        if services:
+            confirm = f"/__proxytest/{name}"
+            http.setdefault("routers", {})[name] = {
+                "rule": f"Path(`{confirm}`)",
+                "service": services[0],
+                "middlewares": [name],
+            }
         tmp = path.with_name(f".{path.name}.proxytest")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         os.replace(tmp, path)
         return EditedReload(
-            f"changed the dynamic file {path.name} (the file provider reloads on change)"
+            f"changed the dynamic file {path.name} (the file provider reloads on change)",
+            confirm_path=confirm,
         )
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:

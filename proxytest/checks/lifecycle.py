@@ -70,10 +70,19 @@ def evaluate_reload(tl: ReloadTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(Verdict.SKIP, tl.unsupported)
     if tl.error or tl.reload_at is None:
         return Outcome(Verdict.ERROR, tl.error or "the reload did not happen")
+    if tl.observed is None and tl.alive_after:
+        # Open streams that "survived" a reload that never happened prove nothing.
+        return Outcome(
+            Verdict.ERROR,
+            f"reload not observed: after {tl.method}, no new process of the proxy appeared "
+            "and nothing showed the new config; cannot judge what a reload does to streams",
+            {"method": tl.method},
+        )
     cut_until = _cut_until(tl, ctx.thresholds.reload_cut_within_s)
     counts, closed_after = _fate_words(tl.fates, tl.reload_at, cut_until)
     metrics: dict[str, object] = {
         "method": tl.method,
+        "reload_observed": tl.observed,
         "open_connections": len(tl.fates),
         **{f"{k}_connections": v for k, v in counts.items()},
         "closed_after_s": closed_after,

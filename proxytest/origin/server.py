@@ -48,9 +48,10 @@ from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
+from ..routes import READY_PATH
+
 __all__ = ["Origin", "OriginRecord", "event_payload"]
 
-READY_PATH = "/__proxytest/ready"
 MAX_MESSAGE = 8 * 1024 * 1024
 _MAX_RECORDS_PER_PROBE = 10_000
 

@@ -211,7 +211,7 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
             await asyncio.sleep(0.5)
             reload_at = time.monotonic()
             try:
-                method = await harness.reload(inst)
+                done = await harness.reload(inst, origin.id)
             except Unsupported as exc:
                 poller.cancel()
                 await _fates(watchers, stop)
@@ -224,7 +224,8 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
                 own, check, websocket=any(f.kind == "ws" for f in fates)
             )
             return ReloadTimeline(
-                method=method,
+                method=done.how,
+                observed=done.observed,
                 reload_at=reload_at,
                 reloaded_at=reloaded_at,
                 observe_s=observe,

@@ -266,6 +266,7 @@ class ReloadTimeline:
 
     unsupported: str | None = None
     method: str | None = None
+    observed: str | None = None  # how the reload was seen to take effect; None: it was not
     error: str | None = None
     reload_at: float | None = None  # when the reload command started
     reloaded_at: float | None = None  # when it returned (a helper container takes a while)

@@ -92,6 +92,10 @@ class Running(Protocol):
         """Signal the proxy's process group, or only its main process (a master's reload)."""
         ...
 
+    def processes(self) -> frozenset[int] | None:
+        """The pids of the proxy's processes now (master and workers); None if unknown."""
+        ...
+
 
 class Run(Protocol):
     """Runs a short command where the proxy runs; returns (exit code, output)."""

@@ -392,6 +392,25 @@ class ContainerProcess:
             with contextlib.suppress(docker.errors.APIError):
                 self.container.kill(signal=int(sig))
 
+    def processes(self) -> frozenset[int] | None:
+        """The container's processes (host pids, from the engine); None if it cannot say."""
+        try:
+            top = self.container.top(ps_args="-e -o pid")
+        except Exception:
+            try:
+                top = self.container.top()
+            except Exception:
+                return None
+        titles = [str(t).upper() for t in top.get("Titles") or ()]
+        if "PID" not in titles:
+            return None
+        column = titles.index("PID")
+        pids = set()
+        for row in top.get("Processes") or ():
+            with contextlib.suppress(ValueError, IndexError):
+                pids.add(int(row[column]))
+        return frozenset(pids)
+
     async def stop(self) -> None:
         """Graceful stop (the adapter's signal, then SIGKILL after the grace), then remove."""
         try:

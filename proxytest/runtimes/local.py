@@ -93,6 +93,26 @@ async def stop(process: Process, sig: int = signal.SIGTERM, grace_s: float = 5.0
     await kill(process)
 
 
+def group_members(pgid: int) -> frozenset[int] | None:
+    """Pids of the live processes in group ``pgid`` (from /proc); None where /proc is not."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    found = set()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            found.add(int(entry.name))
+    return frozenset(found)
+
+
 def kill_all_started() -> None:
     """SIGKILL every process group this process started and did not reap (at exit)."""
     for pgid in list(_STARTED):
@@ -165,6 +185,10 @@ class LocalProcess:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
+
+    def processes(self) -> frozenset[int] | None:
+        """Every live process of the proxy's group (a reload's new workers show here)."""
+        return group_members(self.pid)
 
     async def stop(self) -> None:
         """The adapter's stop signal to the group, then SIGKILL after the grace period."""

@@ -21,7 +21,12 @@ def fates(*ends: float | None, kinds: str = "wwss") -> tuple[Fate, ...]:
 
 def reload_tl(*ends: float | None, **kw: object) -> ReloadTimeline:
     fields: dict[str, object] = dict(
-        method="SIGHUP", reload_at=T, observe_s=8.0, fates=fates(*ends), during_ok=30
+        method="SIGHUP",
+        observed="2 new processes of the proxy appeared",
+        reload_at=T,
+        observe_s=8.0,
+        fates=fates(*ends),
+        during_ok=30,
     )
     fields.update(kw)
     return ReloadTimeline(**fields)  # type: ignore[arg-type]
@@ -172,3 +177,13 @@ def test_load_tool_limit_is_said_and_not_blamed_on_the_proxy() -> None:
     outcome = evaluate_load(load_tl(400, 400, n=400, tool_limit="fd limit 2000"), CTX)
     assert outcome.verdict == Verdict.PASS
     assert "fd limit 2000" in outcome.summary
+
+
+def test_a_reload_that_was_not_observed_is_an_error_not_a_pass() -> None:
+    """A proxy that ignored the signal keeps every stream: that is no finding."""
+    outcome = evaluate_reload(reload_tl(None, None, None, None, observed=None), CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.summary.startswith("reload not observed")
+    seen = evaluate_reload(reload_tl(None, None, None, None), CTX)
+    assert seen.verdict == Verdict.PASS
+    assert seen.metrics["reload_observed"] == "2 new processes of the proxy appeared"

@@ -1,0 +1,8 @@
+"""Paths of the test origin that layers below it name too.
+
+The origin (origin/server.py) serves them; an adapter that must route a
+request to the origin's ready route (Traefik's reload confirmation) names it
+from here rather than importing the origin.
+"""
+
+READY_PATH = "/__proxytest/ready"  # 200 with the origin's id: a request reached *this* origin
