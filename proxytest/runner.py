@@ -429,9 +429,10 @@ async def run_targets(
         direct = ProbeContext(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
+        # What dead runs left (a SIGKILL runs no clean-up), before this run adds its own
+        # and before the baseline is timed.
+        await runtimes.sweep(containers=any(_requested(t, options) != "local" for t in targets))
         baseline = asyncio.ensure_future(measure_baseline(direct))
-        if any(_requested(t, options) != "local" for t in targets):
-            await runtimes.sweep()
         env = _RunEnv(
             origin,
             session,
