@@ -44,6 +44,8 @@ class RunOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     concurrency: int = DEFAULT_CONCURRENCY
     keep_run_dirs: bool = False
+    # The config files in the reports (secrets masked), or left out entirely.
+    config_in_reports: bool = True
     # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
     # raised as ConfigRejected, instead of an `error` verdict.
     raise_rejected: bool = False
@@ -67,6 +69,7 @@ class RunOptions:
         load_connections: object = None,
         concurrency: object = None,
         keep_run_dirs: bool = False,
+        config_in_reports: bool | None = None,
         raise_rejected: bool = False,
         thresholds: Thresholds | None = None,
         flag: Callable[[str], str] = cli_flag,
@@ -75,6 +78,8 @@ class RunOptions:
 
         Overrides are numbers or text (a flag's or an ini key's value); ``flag``
         names the option a key came from, for messages (``--proxytest-max-hold``).
+        ``config_in_reports``: False leaves the config files out of the reports
+        (``--no-config-in-reports``); None is the default, in.
         """
         base_settings = matrix.settings if matrix else Settings()
         numbers: dict[str, float] = {}
@@ -108,6 +113,7 @@ class RunOptions:
                 numbers.get("concurrency", matrix.concurrency if matrix else DEFAULT_CONCURRENCY)
             ),
             keep_run_dirs=keep_run_dirs,
+            config_in_reports=config_in_reports is not False,
             raise_rejected=raise_rejected,
             settings=settings,
             runtime=None if runtime is None else _choice(runtime, RUNTIMES, flag("runtime")),

@@ -25,6 +25,7 @@ from .checks import CHECKS, Check, EvalContext, Phase, analyse
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
 from .harness import Harness
 from .lag import LagMonitor
+from .masking import mask_secrets
 from .matrix import TargetSpec
 from .options import RunOptions
 from .origin import Origin
@@ -204,6 +205,7 @@ class _RunEnv:
     load_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # When each target got its slot: its duration excludes the wait for one.
     active_since: dict[str, float] = field(default_factory=dict)
+    harnesses: dict[str, Harness] = field(default_factory=dict)  # target ID -> its harness
 
     def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
         """Count ``target``'s quick phase as over (once, however the target ends)."""
@@ -219,9 +221,11 @@ CONFIG_TEXT_LIMIT = 200_000  # characters of one config file kept for the report
 
 
 def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
-    """The target's config templates as the user wrote them, for the reports.
+    """The target's config templates as the user wrote them, secrets masked, for the reports.
 
-    Paths are shown relative to the current folder when they are inside it.
+    Paths are shown relative to the current folder when they are inside it. A
+    line that looks like it holds a secret keeps its key, not its value
+    (masking.py); ``--no-config-in-reports`` leaves the files out altogether.
     """
     files = []
     cwd = Path.cwd()
@@ -230,7 +234,7 @@ def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
         if path.is_absolute() and path.is_relative_to(cwd):
             shown = path.relative_to(cwd)
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = mask_secrets(path.read_text(encoding="utf-8", errors="replace"))
         except OSError as exc:
             text = f"(could not read {path}: {exc.strerror or exc})"
         if len(text) > CONFIG_TEXT_LIMIT:
@@ -246,11 +250,13 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
     finally:
         env.quick_phase_over(target, quick_done)
     began = env.active_since.get(target.id, started)
+    harness = env.harnesses.get(target.id)
     result = TargetResult(
         **{
             **result.__dict__,
             "duration_s": time.monotonic() - began,
-            "config_files": config_files(target),
+            "config_files": config_files(target) if env.options.config_in_reports else (),
+            "run_dirs": tuple(str(d) for d in harness.kept) if harness else (),
         }
     )
     env.progress.target_done(result)
@@ -324,6 +330,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
             results=_all(options.checks, target, Verdict.SKIP, prepared),
         )  # fmt: skip
     adapter, harness, version = prepared.adapter, prepared.harness, prepared.version
+    env.harnesses[target.id] = harness
     base["runtime"] = prepared.runtime.name
     log_tail = ""
     slot_held = False

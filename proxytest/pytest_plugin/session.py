@@ -84,12 +84,18 @@ class PluginSettings:
         checks: Iterable[str],
         max_hold: str | None,
         report_dir: Path | None,
+        config_in_reports: bool = True,
     ) -> PluginSettings:
         """Load the matrix and apply the options; UsageError names what to fix."""
         matrix = load_matrix(matrix_path, tuple(ADAPTERS))
         targets = tuple(select_targets(matrix.targets, list(only), option=plugin_flag("only")))
         options = RunOptions.from_matrix(
-            matrix, checks=tuple(checks), runtime=runtime, max_hold=max_hold, flag=plugin_flag
+            matrix,
+            checks=tuple(checks),
+            runtime=runtime,
+            max_hold=max_hold,
+            config_in_reports=config_in_reports,
+            flag=plugin_flag,
         )
         check_targets(targets, options)
         return cls(
