@@ -72,11 +72,11 @@ async def choose(
 async def sweep(*, containers: bool = False) -> None:
     """Reap what dead proxytest runs on this host left behind (best effort).
 
-    Their processes and run dirs (local.py: :func:`sweep_run_dirs`) always; their
-    containers too when ``containers`` (docker.py, which asks the engine).
+    Their containers when ``containers`` (docker.py, which asks the engine), then
+    their processes and run dirs (local.py: :func:`sweep_run_dirs`) always.
     """
-    await asyncio.to_thread(sweep_run_dirs)
     if containers:
         from . import docker
 
         await docker.sweep()
+    await asyncio.to_thread(sweep_run_dirs)
