@@ -132,6 +132,60 @@ def test_sigkill_mid_run_children_die_at_once_and_the_next_run_reaps_the_rest(
         kill_all(everyone)
 
 
+def test_sigkill_of_pytest_takes_the_plugins_proxies_along_and_the_next_run_reaps_the_rest(
+    short_cli: Cli,
+) -> None:
+    """The plugin starts its proxies from its service thread (the parent-death signal
+    is tied to the thread that forked): they still die with pytest."""
+    cli = short_cli
+    cli.tmp.mkdir(parents=True, exist_ok=True)
+    matrix = cli.tmp.parent / "matrix.yaml"
+    matrix.write_text(
+        "checks: [ws.idle]\nmax_hold: 30\ntargets:\n"
+        + "".join(
+            f"  - {{proxy: {p}, setup: realtime, configs: ['{ROOT}/proxies/{p}/realtime.{e}']}}\n"
+            for p, e in (("nginx", "conf"), ("haproxy", "cfg"))
+        )
+    )
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--proxytest-matrix",
+            str(matrix), "--rootdir", str(matrix.parent), str(matrix)]  # fmt: skip
+    pytest_run = subprocess.Popen(argv, cwd=matrix.parent, env=cli.env(), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+
+        def workers_run() -> bool:
+            kids = descendants(pytest_run.pid)
+            in_run_dirs = set(processes_under(cli.tmp))
+            return (
+                len({k.ppid for k in kids if k.pid in in_run_dirs and k.ppid != pytest_run.pid})
+                >= 2
+            )
+
+        assert wait_until(workers_run, 60), "the proxies' workers never ran"
+        started = descendants(pytest_run.pid)
+        pytest_run.kill()
+        pytest_run.wait()
+    finally:
+        if pytest_run.poll() is None:
+            pytest_run.kill()
+            pytest_run.wait()
+    children = [(s.pid, s.start) for s in started if s.ppid == pytest_run.pid]
+    everyone = [(s.pid, s.start) for s in started]
+    try:
+        assert children
+        assert wait_until(lambda: not any(map(alive, children)), 5), [
+            cmdline(pid) for pid, start in children if alive((pid, start))
+        ]
+        assert any(name.startswith("proxytest-pytest-") for name in cli.leftovers())
+        done = cli("run", "--only", "nginx/realtime", "--checks", "ws.upgrade")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert wait_until(lambda: not any(map(alive, everyone)), 5)
+        assert processes_under(cli.tmp) == []
+        assert cli.leftovers() == []
+    finally:
+        kill_all(everyone)
+
+
 # -- the sweep's judgement ----------------------------------------------------------------
 # An owner that starts processes the way the tool does (local.spawn in run dirs) and
 # then waits to be killed: a worker-like grandchild in each dir outlives its leader.
