@@ -104,7 +104,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep-run-dirs",
         action="store_true",
-        help="keep each target's rendered configs and logs (for debugging)",
+        help="keep each target's rendered configs and logs (for debugging); "
+        "the run prints where they are",
+    )
+    parser.add_argument(
+        "--no-config-in-reports",
+        action="store_true",
+        help="leave the config files out of the reports (by default they are shown, "
+        "with lines that look like secrets masked)",
     )
 
 
@@ -265,6 +272,7 @@ def _execute(
         load_connections=args.load_connections,
         concurrency=args.concurrency,
         keep_run_dirs=args.keep_run_dirs,
+        config_in_reports=not args.no_config_in_reports,
         raise_rejected=raise_rejected,
         skip_missing=args.skip_missing,
     )

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,16 @@ from .adapters import Adapter, RenderedConfig
 from .adapters.base import CommandReload, EditedReload, SignalReload
 from .errors import LaunchError
 from .routes import READY_PATH
-from .runtimes import LOOPBACK, LaunchSpec, LocalRuntime, Running, Runtime, free_port
+from .runtimes import (
+    LOOPBACK,
+    LaunchSpec,
+    LocalRuntime,
+    Running,
+    Runtime,
+    free_port,
+    make_run_dir,
+    remove_run_dir,
+)
 from .templates import Placeholders, render_files
 from .timing import Thresholds
 
@@ -76,6 +83,8 @@ class Harness:
     runtime: Runtime = field(default_factory=LocalRuntime)
     keep_run_dirs: bool = False
     label: str = "proxy"
+    # The run dirs kept (keep_run_dirs), in the order they were made.
+    kept: list[Path] = field(default_factory=list)
 
     async def version(self) -> str | None:
         """The proxy's version, from its own version command where it runs."""
@@ -120,13 +129,20 @@ class Harness:
         ``upstream_host`` is where the origin listens on this machine (loopback); the
         origin must also listen at ``runtime.origin_hosts`` of it.
         """
-        run_dir = Path(tempfile.mkdtemp(prefix=f"proxytest-{self.adapter.name}-"))
-        # nginx started as root runs its workers as `nobody`: they must enter the run dir.
-        run_dir.chmod(0o755)
+        # Private (0700) and marked as this run's: a later run sweeps it, and what
+        # runs in it, should this one be killed outright (runtimes/local.py).
+        run_dir = make_run_dir(self.adapter.name, keep=self.keep_run_dirs)
+        if self.keep_run_dirs:
+            self.kept.append(run_dir)
         try:
             placeholders = self.placeholders(upstream_host, upstream_port, run_dir, free_port())
             files = render_files(self.sources, placeholders)
-            config = RenderedConfig(run_dir, files, tuple(self.sources))
+            config = RenderedConfig(
+                run_dir, files, tuple(self.sources), as_root=self.runtime.as_root
+            )
+            mode = self.adapter.run_dir_mode(config)
+            if mode != 0o700:
+                run_dir.chmod(mode)
             if validate:
                 await self.validate(config)
             spec = LaunchSpec(
@@ -144,8 +160,7 @@ class Harness:
                 # process.port: where clients connect (a published port may differ).
                 yield Instance(LOOPBACK, process.port, process, config, ready)
         finally:
-            if not self.keep_run_dirs:
-                await finish(asyncio.to_thread(shutil.rmtree, run_dir, True))
+            await finish(asyncio.to_thread(remove_run_dir, run_dir))
 
     async def _wait_ready(self, proc: Running, config: RenderedConfig, origin_id: str) -> float:
         """Poll through the proxy until a request reaches *our* origin; seconds taken."""

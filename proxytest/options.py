@@ -47,6 +47,8 @@ class RunOptions:
     thresholds: Thresholds = field(default_factory=Thresholds)
     concurrency: int = DEFAULT_CONCURRENCY
     keep_run_dirs: bool = False
+    # The config files in the reports (secrets masked), or left out entirely.
+    config_in_reports: bool = True
     # `proxytest check`: a config the proxy rejects is a usage error (exit 2),
     # raised as ConfigRejected, instead of an `error` verdict.
     raise_rejected: bool = False
@@ -73,6 +75,7 @@ class RunOptions:
         load_connections: object = None,
         concurrency: object = None,
         keep_run_dirs: bool = False,
+        config_in_reports: bool | None = None,
         raise_rejected: bool = False,
         skip_missing: bool = False,
         thresholds: Thresholds | None = None,
@@ -82,6 +85,8 @@ class RunOptions:
 
         Overrides are numbers or text (a flag's or an ini key's value); ``flag``
         names the option a key came from, for messages (``--proxytest-max-hold``).
+        ``config_in_reports``: False leaves the config files out of the reports
+        (``--no-config-in-reports``); None is the default, in.
         """
         base_settings = matrix.settings if matrix else Settings()
         numbers: dict[str, float] = {}
@@ -115,6 +120,7 @@ class RunOptions:
                 numbers.get("concurrency", matrix.concurrency if matrix else DEFAULT_CONCURRENCY)
             ),
             keep_run_dirs=keep_run_dirs,
+            config_in_reports=config_in_reports is not False,
             raise_rejected=raise_rejected,
             skip_missing=skip_missing,
             settings=settings,

@@ -207,6 +207,7 @@ class TargetResult:
     duration_s: float = 0.0
     log_tail: str = ""
     config_files: tuple[ConfigFile, ...] = ()
+    run_dirs: tuple[str, ...] = ()  # kept for a person to read (--keep-run-dirs)
 
     @property
     def as_expected(self) -> bool:
@@ -226,7 +227,7 @@ class TargetResult:
         return ", ".join(f"{n} {v}" for v, n in counts.items())
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "proxy": self.proxy,
             "setup": self.setup,
@@ -237,6 +238,9 @@ class TargetResult:
             "results": [r.to_json() for r in self.results],
             "config_files": [c.to_json() for c in self.config_files],
         }
+        if self.run_dirs:
+            data["run_dirs"] = list(self.run_dirs)
+        return data
 
 
 @dataclass(frozen=True)

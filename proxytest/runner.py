@@ -26,6 +26,7 @@ from .checks import Check, EvalContext, Phase
 from .errors import BinaryNotFound, ConfigRejected, HarnessError, UsageError
 from .harness import Harness
 from .lag import LagMonitor
+from .masking import mask_secrets
 from .matrix import TargetSpec
 from .measure import Baseline, combine, measure_again, measure_baseline
 from .options import RunOptions
@@ -203,6 +204,7 @@ class _RunEnv:
     load_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # When each target got its slot: its duration excludes the wait for one.
     active_since: dict[str, float] = field(default_factory=dict)
+    harnesses: dict[str, Harness] = field(default_factory=dict)  # target ID -> its harness
 
     def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
         """Count ``target``'s quick phase as over (once, however the target ends)."""
@@ -218,9 +220,11 @@ CONFIG_TEXT_LIMIT = 200_000  # characters of one config file kept for the report
 
 
 def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
-    """The target's config templates as the user wrote them, for the reports.
+    """The target's config templates as the user wrote them, secrets masked, for the reports.
 
-    Paths are shown relative to the current folder when they are inside it.
+    Paths are shown relative to the current folder when they are inside it. A
+    line that looks like it holds a secret keeps its key, not its value
+    (masking.py); ``--no-config-in-reports`` leaves the files out altogether.
     """
     files = []
     cwd = Path.cwd()
@@ -229,7 +233,7 @@ def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
         if path.is_absolute() and path.is_relative_to(cwd):
             shown = path.relative_to(cwd)
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            text = mask_secrets(path.read_text(encoding="utf-8", errors="replace"))
         except OSError as exc:
             text = f"(could not read {path}: {exc.strerror or exc})"
         if len(text) > CONFIG_TEXT_LIMIT:
@@ -245,11 +249,13 @@ async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) ->
     finally:
         env.quick_phase_over(target, quick_done)
     began = env.active_since.get(target.id, started)
+    harness = env.harnesses.get(target.id)
     result = TargetResult(
         **{
             **result.__dict__,
             "duration_s": time.monotonic() - began,
-            "config_files": config_files(target),
+            "config_files": config_files(target) if env.options.config_in_reports else (),
+            "run_dirs": tuple(str(d) for d in harness.kept) if harness else (),
         }
     )
     env.progress.target_done(result)
@@ -328,6 +334,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
             ),
         )  # fmt: skip
     adapter, harness, version = prepared.adapter, prepared.harness, prepared.version
+    env.harnesses[target.id] = harness
     base["runtime"] = prepared.runtime.name
     log_tail = ""
     slot_held = False
@@ -433,6 +440,9 @@ async def run_targets(
         direct = ProbeContext(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
+        # What dead runs left (a SIGKILL runs no clean-up), before this run adds its own
+        # and before the baseline is timed.
+        await runtimes.sweep(containers=any(_requested(t, options) != "local" for t in targets))
         # Before any proxy starts: nothing else competes for the machine. Skipped
         # when no timing check runs.
         baseline = (
@@ -440,8 +450,6 @@ async def run_targets(
             if any(c.timing for c in options.checks)
             else Baseline(problem="no timing check was selected")
         )
-        if any(_requested(t, options) != "local" for t in targets):
-            await runtimes.sweep()
         env = _RunEnv(
             origin,
             session,

@@ -40,6 +40,10 @@ class RenderedConfig:
     run_dir: Path
     files: tuple[Path, ...]
     sources: tuple[Path, ...]
+    # The proxy starts as root where it runs (its runtime says): a proxy that would
+    # hand its workers to another user then keeps them as the invoking one, who can
+    # enter the private run dir (see Adapter.run_dir_mode).
+    as_root: bool = False
 
     @property
     def main(self) -> Path:
@@ -165,6 +169,11 @@ class Adapter:
 
     def env(self, config: RenderedConfig) -> dict[str, str]:
         return {}
+
+    def run_dir_mode(self, config: RenderedConfig) -> int:
+        """The run dir's mode: private (0700) unless workers that run as another
+        user must enter it (their config names that user)."""
+        return 0o700
 
     def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
         """The checker's (or startup log's) complaint, pointed at the user's file and line."""

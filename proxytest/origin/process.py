@@ -9,7 +9,8 @@ socket) and starts it again on the same port::
         await origin.start(origin.port)
 
 The process is started and ended through the local runtime (its own process
-group, remembered until reaped); leaving the context ends it.
+group, remembered until reaped, recorded in a run dir of its own that a later
+run sweeps should this one be killed outright); leaving the context ends it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import json
 import sys
 import tempfile
+from pathlib import Path
 from types import TracebackType
 
 from .._aio import finish
@@ -45,6 +47,7 @@ class OriginProcess:
         # the origin comes back after seconds of client connections coming and going.
         self.port = port
         self._process: asyncio.subprocess.Process | None = None
+        self._run_dir: Path | None = None
 
     @property
     def alive(self) -> bool:
@@ -60,7 +63,12 @@ class OriginProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await finish(self.kill())
+        try:
+            await finish(self.kill())
+        finally:
+            run_dir, self._run_dir = self._run_dir, None
+            if run_dir is not None:
+                await finish(asyncio.to_thread(local.remove_run_dir, run_dir))
 
     async def start(self, port: int) -> None:
         """Start it on ``port`` (0: the kernel picks) and read its id and port."""
@@ -69,9 +77,11 @@ class OriginProcess:
         hosts = [arg for host in self.hosts for arg in ("--host", host)]
         argv = [sys.executable, "-m", "proxytest.origin", *hosts, "--port", str(port)]
         # stderr to an unnamed temp file: a pipe nobody reads could fill and stall it.
+        if self._run_dir is None:
+            self._run_dir = local.make_run_dir("origin")
         with tempfile.TemporaryFile() as errors:
             process = self._process = await local.spawn(
-                argv, stdout=asyncio.subprocess.PIPE, stderr=errors
+                argv, stdout=asyncio.subprocess.PIPE, stderr=errors, run_dir=self._run_dir
             )
             assert process.stdout is not None
             try:

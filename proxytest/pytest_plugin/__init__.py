@@ -17,6 +17,8 @@ flag                      ini key                    meaning
 --proxytest-max-hold      proxytest_max_hold         seconds a long-lived check holds
 --proxytest-report-dir    proxytest_report_dir       write CI reports here
 --proxytest-skip-missing  proxytest_skip_missing     a missing proxy skips, not fails
+--proxytest-no-config-    proxytest_no_config_in_    leave the config files out of
+in-reports                reports                    the reports (a bool ini key)
 ========================  =========================  ================================
 
 The matrix's tests are collected when the flag names it, or when the ini key
@@ -29,9 +31,7 @@ session: see :mod:`.session`.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from ..errors import UsageError
-from ..runtimes import RUNTIMES
+from ..runtimes import RUNTIMES, make_run_dir, remove_run_dir
 from .fixtures import (
     TARGETS_MARKER,
     parametrize_targets,
@@ -130,6 +130,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "write results.json and the CI reports into this folder",
         metavar="DIR",
     )
+    option(
+        "--proxytest-no-config-in-reports",
+        "proxytest_no_config_in_reports",
+        "leave the config files out of the reports (else shown, secrets masked)",
+        kind="bool",
+        action="store_true",
+        default=None,  # None: the ini key decides
+    )
 
 
 def _value(config: pytest.Config, name: str) -> tuple[Any, Path]:
@@ -163,6 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
             checks=_value(config, "proxytest_checks")[0] or (),
             max_hold=_value(config, "proxytest_max_hold")[0],
             skip_missing=bool(_value(config, "proxytest_skip_missing")[0]),
+            config_in_reports=not _value(config, "proxytest_no_config_in_reports")[0],
             report_dir=(report_base / report_dir).resolve() if report_dir else None,
         )
     except UsageError as exc:
@@ -176,7 +185,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker_input is not None and _WORKER_KEY in worker_input:
         config.stash[SHARED_DIR] = Path(worker_input[_WORKER_KEY])
     else:
-        config.stash[SHARED_DIR] = Path(tempfile.mkdtemp(prefix="proxytest-pytest-"))
+        # Marked as this session's: a later run removes it should pytest be killed.
+        config.stash[SHARED_DIR] = make_run_dir("pytest")
         config.stash[OWN_SHARED_DIR] = True
     config.stash[RUN] = MatrixRun(
         settings, config.stash[SHARED_DIR], lambda: service_for(config), _writer(config)
@@ -305,4 +315,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if OLD_SIGTERM in config.stash and _in_main_thread():
         signal.signal(signal.SIGTERM, config.stash[OLD_SIGTERM])
     if config.stash.get(OWN_SHARED_DIR, False):
-        shutil.rmtree(config.stash[SHARED_DIR], ignore_errors=True)
+        remove_run_dir(config.stash[SHARED_DIR])

@@ -3,7 +3,10 @@
 Tests run in pytest's main thread, sync or async (each async test in its own
 loop). The origin, the proxies behind ``proxytest_target`` and the matrix run
 live on one loop in a thread of their own, so they outlive any test's loop and
-a test only ever talks to them over sockets.
+a test only ever talks to them over sockets. The processes started there die
+with that thread (the parent-death signal of runtimes/local.py): it lives until
+:meth:`Service.close` has stopped them, and should pytest be killed outright,
+they go with it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from .. import runtimes
 from ..matrix import TargetSpec
 from ..options import RunOptions
 from ..origin import Origin
@@ -82,6 +86,7 @@ class Service:
     # -- shared resources, created on first use ----------------------------------
     async def _ensure(self) -> tuple[Origin, aiohttp.ClientSession]:
         if self._origin is None or self._session is None:
+            await runtimes.sweep()  # what dead runs left, before this session adds its own
             self._origin = await self._stack.enter_async_context(Origin())
             self._session = await self._stack.enter_async_context(new_session())
         return self._origin, self._session

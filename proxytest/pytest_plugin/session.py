@@ -85,6 +85,7 @@ class PluginSettings:
         max_hold: str | None,
         report_dir: Path | None,
         skip_missing: bool = False,
+        config_in_reports: bool = True,
     ) -> PluginSettings:
         """Load the matrix and apply the options; UsageError names what to fix."""
         matrix = load_matrix(matrix_path, tuple(ADAPTERS))
@@ -95,6 +96,7 @@ class PluginSettings:
             runtime=runtime,
             max_hold=max_hold,
             skip_missing=skip_missing,
+            config_in_reports=config_in_reports,
             flag=plugin_flag,
         )
         check_targets(targets, options)

@@ -234,6 +234,12 @@ def print_report(console: Console, run: RunResult) -> None:
     if details.renderables:
         console.print()
         console.print(details)
+    kept = [(t.id, d) for t in run.targets for d in t.run_dirs]
+    if kept:
+        console.print()
+        console.print("Run dirs kept (rendered configs and logs; no later run removes them):")
+        for target_id, run_dir in kept:
+            console.print(Text.assemble("  ", (target_id, "bold"), f"  {run_dir}"))
     counts: dict[Verdict, int] = {}
     for target in run.targets:
         for result in target.results:

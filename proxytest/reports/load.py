@@ -94,6 +94,9 @@ def _target(data: Any, where: str) -> TargetResult:
             raise _Bad(at, "expected an object")
         files.append(ConfigFile(_get(item, "path", at, (str,)), _get(item, "text", at, (str,))))
     results = _get(data, "results", where, (list,))
+    run_dirs = data.get("run_dirs") or []
+    if not isinstance(run_dirs, list) or not all(isinstance(d, str) for d in run_dirs):
+        raise _Bad(f"{where}.run_dirs", "expected a list of paths")
     return TargetResult(
         id=_get(data, "id", where, (str,)),
         proxy=_get(data, "proxy", where, (str,)),
@@ -104,6 +107,7 @@ def _target(data: Any, where: str) -> TargetResult:
         reason=_get(data, "reason", where, (str, type(None))),
         results=tuple(_result(r, f"{where}.results[{n}]") for n, r in enumerate(results)),
         config_files=tuple(files),
+        run_dirs=tuple(run_dirs),
     )
 
 

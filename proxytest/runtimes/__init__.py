@@ -10,6 +10,7 @@ See docs/architecture.md ("Runtimes").
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from .base import (
@@ -26,7 +27,7 @@ from .base import (
     RuntimeName,
     free_port,
 )
-from .local import LocalRuntime
+from .local import LocalRuntime, make_run_dir, remove_run_dir, sweep_run_dirs
 
 if TYPE_CHECKING:
     from ..adapters.base import Adapter
@@ -46,6 +47,8 @@ __all__ = [
     "RuntimeName",
     "choose",
     "free_port",
+    "make_run_dir",
+    "remove_run_dir",
     "sweep",
 ]
 
@@ -66,8 +69,14 @@ async def choose(
     return await docker.choose(requested, image or adapter.default_image, network)
 
 
-async def sweep() -> None:
-    """Remove containers that dead proxytest runs on this host left behind (best effort)."""
-    from . import docker
+async def sweep(*, containers: bool = False) -> None:
+    """Reap what dead proxytest runs on this host left behind (best effort).
 
-    await docker.sweep()
+    Their containers when ``containers`` (docker.py, which asks the engine), then
+    their processes and run dirs (local.py: :func:`sweep_run_dirs`) always.
+    """
+    if containers:
+        from . import docker
+
+        await docker.sweep()
+    await asyncio.to_thread(sweep_run_dirs)

@@ -122,6 +122,10 @@ class Runtime(ABC):
     # that address is, for the error when it cannot.
     upstream_host: str | None = None
     upstream_note: str = ""
+    # The proxy starts as root where it runs: told so (RenderedConfig.as_root), a
+    # proxy that would hand its workers to another user keeps them as root, who can
+    # enter the private (0700) run dir.
+    as_root: bool = False
 
     @abstractmethod
     def binary(self, adapter: Adapter, host_binary: Path | None) -> Path:

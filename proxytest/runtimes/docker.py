@@ -19,11 +19,15 @@ container meets this machine:
     where the origin then listens too. ``host.docker.internal`` is mapped to
     the gateway as well, for configs a person brings.
 
-Every container carries labels: the tool, this run's session id, the owner
-(host and pid) and the target. Leaving the context manager removes the
-container; :func:`remove_session` removes all of this session's containers
-(Ctrl-C, SIGTERM, interpreter exit) and :meth:`Engine.sweep` removes those of
-dead sessions on this host at start.
+Every container carries labels: the tool, this run's id (``proxytest.session``,
+unique on any host: runtimes/owner.py), the owner (``proxytest.owner``,
+host:pid for people, and ``proxytest.owner.{host,boot,pidns,pid,start}`` for
+the sweep) and the target. Leaving the context manager removes the container;
+:func:`remove_session` removes all of this run's containers (Ctrl-C, SIGTERM,
+interpreter exit) and :meth:`Engine.sweep` removes those of dead runs at start:
+only where the owner's liveness can be seen from here (same host, boot and pid
+namespace) and the owner is gone, so runners sharing an engine never remove
+each other's containers.
 """
 
 from __future__ import annotations
@@ -32,10 +36,7 @@ import asyncio
 import atexit
 import contextlib
 import ipaddress
-import os
-import socket
 import threading
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ import docker.errors
 from .._aio import finish
 from ..errors import LaunchError
 from .base import DEFAULT_NETWORK, DOCKER_NETWORKS, LOOPBACK, LaunchSpec, NetworkMode, Run, Runtime
+from .owner import RUN_ID, Owner
 
 if TYPE_CHECKING:
     from ..adapters.base import Adapter
@@ -59,13 +61,15 @@ __all__ = [
     "bridge_gateway",
     "close_engine",
     "engine",
+    "labels",
     "launch_docker",
+    "owner_of",
     "remove_session",
 ]
 
 LABEL = "proxytest.tool"
-SESSION = uuid.uuid4().hex[:12]
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+SESSION = RUN_ID
+OWNER_LABEL = "proxytest.owner"
 BRIDGE: NetworkMode = (
     "bridge"  # the engine's default bridge network: always there, nothing to create
 )
@@ -255,7 +259,7 @@ class Engine:
             volumes={str(m): {"bind": str(m), "mode": "rw"} for m in mounts},
             working_dir=str(cwd) if cwd else None,
             environment=dict(env or {}),
-            labels=_labels("one-off"),
+            labels=labels("one-off"),
             **options,
         )
         try:
@@ -277,17 +281,22 @@ class Engine:
                 container.remove(force=True)
 
     def sweep(self) -> int:
-        """Remove containers of proxytest runs on this host whose process is gone."""
+        """Remove containers of proxytest runs whose owner is gone for sure (see above).
+
+        A container whose owner cannot be judged from here (another host or pid
+        namespace, or labels of an older proxytest without the owner's start
+        time) is left alone.
+        """
         removed = 0
-        host = socket.gethostname()
         # ignore_removed: another session may remove its containers while we list them.
         listed = self.client.containers.list(
             all=True, filters={"label": LABEL}, ignore_removed=True
         )
         for container in listed:
-            owner = container.labels.get("proxytest.owner", "")
-            owner_host, _, pid = owner.partition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            owner = owner_of(container.labels)
+            if owner is None or container.labels.get("proxytest.session") == SESSION:
+                continue
+            if not owner.gone():
                 continue
             with contextlib.suppress(docker.errors.APIError):
                 container.remove(force=True)
@@ -304,19 +313,24 @@ class Engine:
         )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def labels(target: str) -> dict[str, str]:
+    """The labels of a container this run starts for ``target``."""
+    owner = Owner.current()
+    return {
+        LABEL: "proxytest",
+        "proxytest.session": SESSION,
+        OWNER_LABEL: f"{owner.host}:{owner.pid}",
+        **{f"{OWNER_LABEL}.{key}": str(value) for key, value in owner.to_json().items()},
+        "proxytest.target": target,
+    }
 
 
-def _labels(target: str) -> dict[str, str]:
-    return {LABEL: "proxytest", "proxytest.session": SESSION, "proxytest.owner": OWNER,
-            "proxytest.target": target}  # fmt: skip
+def owner_of(container_labels: Mapping[str, str]) -> Owner | None:
+    """The owner that :func:`labels` recorded; None for labels without one."""
+    prefix = f"{OWNER_LABEL}."
+    return Owner.from_json(
+        {k.removeprefix(prefix): v for k, v in container_labels.items() if k.startswith(prefix)}
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -439,7 +453,7 @@ def _start(engine: Engine, spec: LaunchSpec, image: str, network: Network) -> tu
         volumes={str(spec.run_dir): {"bind": str(spec.run_dir), "mode": "rw"}},
         working_dir=str(spec.run_dir),
         environment=dict(spec.env),
-        labels=_labels(spec.label),
+        labels=labels(spec.label),
         stop_signal=str(int(spec.stop_signal)),
         **network.container_options(publish=(spec.host, spec.port)),
     )
@@ -509,6 +523,9 @@ class DockerRuntime(Runtime):
     """Proxies in containers of ``image`` on ``engine``, meeting this machine by ``network``."""
 
     name = "docker"
+    # The entrypoint is overridden, the user is not: the images proxytest runs (the
+    # official ones, and scripts/docker-images.py's) start their proxy as root.
+    as_root = True
 
     def __init__(self, engine: Engine, image: str, network: Network | None = None) -> None:
         self.engine = engine

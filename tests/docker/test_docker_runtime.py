@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import docker
@@ -18,6 +21,7 @@ from proxytest.matrix import TargetSpec, load_matrix
 from proxytest.options import RunOptions
 from proxytest.results import RunResult, TargetStatus, Verdict
 from proxytest.runner import run_targets
+from proxytest.runtimes.owner import Owner, proc_stat
 
 from ..conftest import ROOT, Cli, nginx_on_a_busy_port, signal_once_running
 from .conftest import DockerSetup
@@ -128,29 +132,78 @@ def test_a_missing_image_is_a_skip_with_the_pull_error(docker_setup: DockerSetup
     assert result.not_run and run.exit_code == 1  # nothing measured: never green
 
 
-def test_leftovers_of_dead_runs_are_swept(docker_setup: DockerSetup) -> None:
-    client = docker.DockerClient(base_url=docker_setup.host)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    import socket
+def _owner_labels(owner: Owner, session: str) -> dict[str, str]:
+    return {LABEL: "proxytest", "proxytest.session": session,
+            **{f"proxytest.owner.{k}": str(v) for k, v in owner.to_json().items()}}  # fmt: skip
 
-    leftover = client.containers.create(
-        docker_setup.images["caddy"], entrypoint=["/usr/bin/caddy"], command=["version"],
-        labels={LABEL: "proxytest", "proxytest.session": "old",
-                "proxytest.owner": f"{socket.gethostname()}:{dead}"},
-    )  # fmt: skip
-    assert leftover.id in containers(docker_setup)
-    client.close()
-    target = TargetSpec(
-        "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
-    )
-    options = RunOptions.from_matrix(checks=["ws.upgrade"], images=docker_setup.images)
-    asyncio.run(run_targets([target], options))
-    assert containers(docker_setup) == []
+
+def test_leftovers_of_dead_runs_are_swept_and_only_those(docker_setup: DockerSetup) -> None:
+    client = docker.DockerClient(base_url=docker_setup.host)
+    ended = subprocess.Popen(["sleep", "30"])
+    stat = proc_stat(ended.pid)
+    assert stat is not None
+    ended.kill()
+    ended.wait()
+    here = Owner.current()
+    dead = Owner(here.host, here.boot, here.pidns, ended.pid, stat.start)
+    # The same dead pid seen from another pid namespace (a runner in a container that
+    # shares this engine): its owner cannot be judged from here.
+    foreign = Owner(here.host, here.boot, "pid:[1]", ended.pid, stat.start)
+
+    def leftover(owner: Owner, session: str) -> str:
+        return str(client.containers.create(
+            docker_setup.images["caddy"], entrypoint=["/usr/bin/caddy"], command=["version"],
+            labels=_owner_labels(owner, session),
+        ).id)  # fmt: skip
+
+    swept, kept = leftover(dead, "old"), leftover(foreign, "other-runner")
+    try:
+        assert {swept, kept} <= set(containers(docker_setup))
+        target = TargetSpec(
+            "caddy", "default", (ROOT / "proxies/caddy/default.Caddyfile",), runtime="docker"
+        )
+        options = RunOptions.from_matrix(checks=["ws.upgrade"], images=docker_setup.images)
+        asyncio.run(run_targets([target], options))
+        assert containers(docker_setup) == [kept]
+    finally:
+        client.containers.get(kept).remove(force=True)
+        client.close()
+
+
+def test_sigkill_leaves_containers_that_the_next_run_removes(docker_setup: DockerSetup) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="pt-", dir="/tmp"))  # short: unix socket paths
+    cli = Cli(folder / "t")
+    images = [f"--image={p}={i}" for p, i in docker_setup.images.items()]
+    env = {**cli.env(), "DOCKER_HOST": docker_setup.host}
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "proxytest", "run", "--runtime", "docker", *images,
+             "--only", "nginx/realtime", "--checks", "ws.idle", "--max-hold", "30"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        ) as tool:  # fmt: skip
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not containers(docker_setup):
+                time.sleep(0.1)
+            time.sleep(1.0)
+            tool.kill()
+        assert containers(docker_setup), "a SIGKILL removes nothing: the container stays"
+        assert cli.leftovers()
+        done = subprocess.run(
+            [sys.executable, "-m", "proxytest", "run", "--runtime", "docker", *images,
+             "--only", "caddy/default", "--checks", "ws.upgrade"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert containers(docker_setup) == []
+        assert cli.leftovers() == []
+    finally:
+        for leftover in containers(docker_setup):
+            docker.DockerClient(base_url=docker_setup.host).containers.get(leftover).remove(
+                force=True
+            )
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
