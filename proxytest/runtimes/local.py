@@ -151,23 +151,10 @@ async def stop(process: Process, sig: int = signal.SIGTERM, grace_s: float = 5.0
 
 
 def group_members(pgid: int) -> frozenset[int] | None:
-    """Pids of the live processes in group ``pgid`` (from /proc); None where /proc is not."""
-    proc = Path("/proc")
-    if not proc.is_dir():
+    """Pids of the live processes in group ``pgid``; None where /proc is not there."""
+    if not Path("/proc").is_dir():
         return None
-    found = set()
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
-            found.add(int(entry.name))
-    return frozenset(found)
+    return frozenset(p.pid for p in _processes() if p.pgid == pgid)
 
 
 def kill_all_started() -> None:

@@ -152,7 +152,11 @@ def test_realtime_setups_stream_promptly(default_run: RunResult) -> None:
             r for r in target(default_run, f"{proxy}/realtime").results if r.check == "sse.stream"
         )
         assert stream.metrics["events_received"] == 20
-        assert stream.metrics["p95_delay_ms"] < 50, (proxy, stream.summary)
+        # One by one, with no buffering: a buffering or coalescing proxy holds events
+        # for hundreds of ms. (The 50 ms verdict boundary is the verdict's to judge,
+        # with the baseline and the tool's lateness; a busy machine reaches it.)
+        assert stream.metrics["p95_delay_ms"] < 150, (proxy, stream.summary)
+        assert stream.metrics["coalesced_fraction"] < 0.25, (proxy, stream.summary)
 
 
 def test_the_default_matrix_runs_as_expected(default_run: RunResult) -> None:
