@@ -20,6 +20,7 @@ from rich.table import Table
 
 from ._version import VERSION
 from .adapters import ADAPTERS
+from .adapters.base import Notice
 from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
 from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
@@ -208,8 +209,9 @@ def _execute(
         keep_run_dirs=args.keep_run_dirs,
         raise_rejected=raise_rejected,
     )
-    check_targets(targets, options)
+    notices = check_targets(targets, options)
     _usable_report_dir(args.report_dir)
+    _print_notices(notices)
     checks = options.checks
     interactive = console.is_terminal
     if interactive:
@@ -224,6 +226,13 @@ def _execute(
         console.print(f"JSON report: {args.json}")
     _write_reports(result.to_json(), args.report_dir, console)
     return result.exit_code
+
+
+def _print_notices(notices: Sequence[Notice]) -> None:
+    """The lines of the configs proxytest neutralised, once each, before the run (stderr)."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    for notice in notices:
+        errors.print(f"notice: {notice}", markup=False)
 
 
 def _usable_report_dir(directory: Path | None) -> None:

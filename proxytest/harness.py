@@ -32,7 +32,7 @@ from .adapters.base import CommandReload, EditedReload, SignalReload
 from .errors import LaunchError
 from .origin.server import READY_PATH
 from .runtimes import LOOPBACK, LaunchSpec, LocalRuntime, Running, Runtime, free_port
-from .templates import Placeholders, render_files
+from .templates import Placeholders, load_config, render_config
 from .timing import Thresholds
 
 __all__ = ["Harness", "Instance", "ask_ready"]
@@ -114,8 +114,9 @@ class Harness:
         run_dir.chmod(0o755)
         try:
             placeholders = self.placeholders(upstream_host, upstream_port, run_dir, free_port())
-            files = render_files(self.sources, placeholders)
-            config = RenderedConfig(run_dir, files, tuple(self.sources))
+            # Neutralised as check_targets did before the run (which showed the notices).
+            template = load_config(self.sources, self.adapter)
+            config = render_config(template, placeholders)
             if validate:
                 await self.validate(config)
             spec = LaunchSpec(

@@ -10,7 +10,9 @@ naming the flag it came from::
     options = RunOptions.from_matrix(matrix, checks=["sse.*"], max_hold=20)
 
 :func:`check_targets` then refuses, before anything starts, what would only
-fail later: an unknown placeholder, a ``binary:`` that does not exist.
+fail later (an unknown or a missing placeholder, a config that is not UTF-8, a
+deployed line it cannot neutralise, a ``binary:`` that does not exist), and
+returns the notices of the lines it neutralised, for the caller to show.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .adapters import ADAPTERS
+from .adapters.base import Notice
 from .checks import CHECKS, Check, select_valid
 from .errors import UsageError
 from .matrix import Matrix, TargetSpec
 from .runtimes.base import DEFAULT_NETWORK, DOCKER_NETWORKS, RUNTIMES, NetworkMode, RuntimeName
 from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
-from .templates import PLACEHOLDERS, render_text
+from .templates import PLACEHOLDERS, load_config, render_text, require_placeholders
 from .timing import Thresholds
 
 __all__ = ["RunOptions", "check_targets", "cli_flag"]
@@ -137,23 +140,24 @@ def _images(images: Mapping[str, str], name: str) -> dict[str, str]:
     return dict(images)
 
 
-def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
-    """Refuse before anything starts: unknown placeholders, a missing ``binary:``.
+def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> tuple[Notice, ...]:
+    """Refuse before anything starts what would only fail later; return the notices.
 
-    Every template is rendered once with dummy values; a target's ``binary:``
-    must exist where it runs locally.
+    Every config is read (UTF-8), neutralised by its adapter (a deployed config's
+    host-bound lines, each with a :class:`Notice`; what cannot be neutralised is
+    refused) and rendered once with dummy values (unknown placeholders); it must
+    say where the proxy listens and where the origin is. A target's ``binary:``
+    must exist where it runs locally. The notices come once each, in file order.
     """
     dummy = {name: "x" for name in PLACEHOLDERS}
+    notices: list[Notice] = []
     for target in targets:
-        for path in target.configs:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot read config file: {exc.strerror or exc}",
-                    file=path,
-                    fix="check the path",
-                ) from None
-            render_text(text, dummy, source=path)
+        adapter = ADAPTERS[target.proxy]
+        template = load_config(target.configs, adapter)
+        for file in template.files:
+            render_text(file.text, dummy, source=file.source)
+        require_placeholders(template, adapter)
+        notices.extend(n for n in template.notices if n not in notices)
         if target.binary is not None and (options.runtime or target.runtime) == "local":
-            ADAPTERS[target.proxy].find_binary(target.binary)
+            adapter.find_binary(target.binary)
+    return tuple(notices)
