@@ -114,12 +114,15 @@ class Edits:
         """A notice without an edit (the line stays; something around it changed)."""
         self._notices.append(Notice(self.source, line, what))
 
-    def replace(self, start: int, end: int, new: str, what: str) -> None:
-        """Replace ``text[start:end]`` by ``new`` (with as many line breaks)."""
+    def replace(
+        self, start: int, end: int, new: str, what: str, *, line: int | None = None
+    ) -> None:
+        """Replace ``text[start:end]`` by ``new`` (with as many line breaks); the notice
+        names ``line`` (the line of a directive that spans several), else the edit's."""
         if self.text.count("\n", start, end) != new.count("\n"):
             raise ValueError("an edit must keep the number of lines")
         self._add(start, end, new)
-        self.note(self.line_of(start), what)
+        self.note(line or self.line_of(start), what)
 
     def comment_lines(self, first: int, last: int, what: str, *, prefix: str = "# ") -> None:
         """Turn lines ``first``..``last`` into comments (the text stays, after ``#``)."""

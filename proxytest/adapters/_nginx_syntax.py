@@ -81,8 +81,8 @@ def directives(text: str) -> list[Directive]:
         else:
             word, i = _plain(text, i)
             words.append(word)
-    if words:
-        raise NginxSyntaxError("unexpected end of file: a directive lacks its ';'")
+    if words or depth:
+        raise NginxSyntaxError("unexpected end of file: a ';' or a '}' is missing")
     return found
 
 

@@ -13,7 +13,10 @@ from ._caddyfile_syntax import GLOBAL, Statement, Token, statements
 from ._edits import RUN_DIR, Edits, has_placeholder, mask
 from .base import Adapter, CommandReload, Neutralised, Reload, RenderedConfig
 
-ADMIN_SOCKET = "caddy-admin.sock"  # in the run dir
+# The admin socket proxytest gives Caddy, relative to the run dir (Caddy's working
+# directory, and that of `caddy reload`): a unix socket path has ~100 bytes, a run dir
+# below a long TMPDIR may not fit.
+ADMIN_SOCKET = "caddy-admin.sock"
 
 
 class Caddy(Adapter):
@@ -91,8 +94,9 @@ class Caddy(Adapter):
         # Keep Caddy's data and config folders (certificates, autosave) in the run dir,
         # and its admin API, when the config names none, on a socket there: the
         # default, localhost:2019, is shared by every instance (CADDY_ADMIN, Caddy 2.7+).
+        # Every command with this env runs in the run dir (launch, validate, reload).
         return {
-            "CADDY_ADMIN": f"unix/{config.run_dir / ADMIN_SOCKET}",
+            "CADDY_ADMIN": f"unix/{ADMIN_SOCKET}",
             "XDG_DATA_HOME": str(config.run_dir / "data"),
             "XDG_CONFIG_HOME": str(config.run_dir / "config"),
             "HOME": str(config.run_dir),
@@ -119,7 +123,7 @@ def _neutralise(edits: Edits, statement: Statement) -> None:
             edits.replace(
                 address.start,
                 address.end,
-                f"unix/{RUN_DIR}/{ADMIN_SOCKET}",
+                f"unix/{ADMIN_SOCKET}",
                 f"{shown} moved to a unix socket in the run dir (every instance would share "
                 "this address, and a reload would reach any of them)",
             )

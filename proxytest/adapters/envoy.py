@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ..errors import TemplateError, Unsupported
-from ._edits import RUN_DIR, Edits, has_placeholder, mask
+from ._edits import Edits, has_placeholder, mask
 from ._yaml_nodes import compose, get, replace_scalar, scalar, walk
 from .base import Adapter, Neutralised, Reload, RenderedConfig
 
@@ -145,11 +145,15 @@ def _socket_in_run_dir(edits: Edits, node: yaml.Node | None) -> None:
     path = scalar(node)
     if node is None or path is None or not _fixed(edits, node):
         return
+    if not path.startswith("/"):
+        return  # relative: in the run dir, Envoy's working directory, already
+    # Named relative to the run dir: a unix socket path has ~100 bytes, a run dir below
+    # a long TMPDIR may not fit.
     name = PurePosixPath(path).name or "envoy-admin.sock"
     replace_scalar(
         edits,
         node,
-        f'"{RUN_DIR}/{name}"',
+        f'"{name}"',
         f"admin socket {path} moved into the run dir (each instance needs its own)",
     )
 

@@ -82,9 +82,10 @@ class HAProxy(Adapter):
 # are harmless (-db keeps it in the foreground; -W is master-worker already), so they
 # stay. A `chroot` folder, a `pidfile` or `stats socket` folder that does not exist, and a
 # `user`/`group` unknown here stop it; a pid file or socket in /run is shared by every
-# instance, a fixed stats port collides between them. `log` targets are harmless where
-# /dev/log is absent, but a test run must not log to the host's or a remote syslog.
-# An `errorfile` that does not exist is a fatal error.
+# instance, a fixed stats port collides between them. HAProxy runs in the run dir, so a
+# socket there is named relative to it (a unix socket path has ~100 bytes). `log`
+# targets are harmless where /dev/log is absent, but a test run must not log to the
+# host's or a remote syslog. An `errorfile` that does not exist is a fatal error.
 
 _SECTIONS = frozenset(
     {
@@ -167,19 +168,23 @@ def _pidfile(edits: Edits, number: int, words: list[_Word]) -> None:
 
 
 def _stats(edits: Edits, number: int, words: list[_Word]) -> None:
+    """A stats socket on a path of the host, or a fixed port, becomes a socket in the
+    run dir. Named relative to it (HAProxy runs there): a unix socket's path is limited
+    to about 100 bytes, and a run dir below a long TMPDIR can be longer."""
     if len(words) < 3 or words[1][2] != "socket" or _in_run_dir(edits, words[2]):
         return
-    address = words[2][2]
-    unix = address.startswith("/") or address.startswith("unix@")
-    name = PurePosixPath(address.removeprefix("unix@")).name if unix else "stats.sock"
+    address = words[2][2].removeprefix("unix@")
+    unix = not any(address.startswith(p) for p in ("ipv4@", "ipv6@", "fd@", "abns@"))
+    unix = unix and ":" not in address
+    if unix and not address.startswith("/"):
+        return  # relative: in the run dir already
+    name = "unix@" + (PurePosixPath(address).name if unix else "stats.sock")
     why = (
         "moved into the run dir (each instance needs its own socket)"
         if unix
         else "moved to a unix socket in the run dir (a fixed port collides between instances)"
     )
-    edits.replace(
-        words[2][0], words[2][1], f"{RUN_DIR}/{name}", f"{_shown(edits, words[:3])} {why}"
-    )
+    edits.replace(words[2][0], words[2][1], name, f"{_shown(edits, words[:3])} {why}")
 
 
 def _log(edits: Edits, number: int, words: list[_Word]) -> None:

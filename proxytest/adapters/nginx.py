@@ -166,8 +166,8 @@ def _drop(edits: Edits, directive: Directive, why: str) -> None:
 
 
 def _to_run_dir(edits: Edits, directive: Directive, index: int, new: str, what: str) -> None:
-    word = directive.words[index]
-    edits.replace(word.start, word.end, new, f"{_shown(edits, directive)} {what}")
+    word, line = directive.words[index], edits.line_of(directive.start)
+    edits.replace(word.start, word.end, new, f"{_shown(edits, directive)} {what}", line=line)
 
 
 def _daemon(edits: Edits, directive: Directive, home: Path) -> None:
