@@ -426,3 +426,11 @@ def test_caddy_imports(tmp_path: Path) -> None:
     with pytest.raises(TemplateError) as info:
         neutralise("caddy", ":80 {\n\timport common.caddy\n}\n", tmp_path / "Caddyfile")
     assert info.value.line == 2
+
+
+def test_relative_paths_are_in_the_run_dir_already(tmp_path: Path) -> None:
+    text = "accessLog: {filePath: logs/access.log}\nproviders:\n  file: {filename: routes.yml}\n"
+    done = neutralise("traefik", text, tmp_path / "t.yml", tmp_path / "routes.yml")
+    assert done.notices == ()
+    text = "{\n\tstorage file_system data\n}\n:80 {\n\tlog {\n\t\toutput file access.log\n\t}\n}\n"
+    assert neutralise("caddy", text, tmp_path / "Caddyfile").notices == ()

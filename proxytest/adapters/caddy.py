@@ -136,7 +136,8 @@ def _neutralise(edits: Edits, statement: Statement) -> None:
     elif within[-1:] == ("log",) and statement.name == "output" and len(tokens) > 2:
         is_file = tokens[1].value == "file"
         path, new = (tokens[2] if is_file else None), f"{RUN_DIR}/{Path(tokens[2].value).name}"
-    if path is not None and path.value != "{" and not _placeholder(edits, path):
+    # A relative path is in the run dir (Caddy's working directory) already.
+    if path is not None and path.value.startswith("/") and not _placeholder(edits, path):
         edits.replace(
             path.start,
             path.end,

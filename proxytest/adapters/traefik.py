@@ -226,6 +226,8 @@ def _file_provider(edits: Edits, provider: yaml.Node, dynamic: list[Path]) -> No
         path = scalar(value)
         if key.value not in ("filename", "directory") or path is None or not _fixed(edits, value):
             continue
+        if key.value == "filename" and path in names:
+            continue  # relative to Traefik's working directory, the run dir: found there
         line = key.start_mark.line + 1
         wanted = PurePosixPath(path).name if key.value == "filename" else None
         target = wanted if wanted in names else (names[0] if len(names) == 1 else None)
@@ -252,9 +254,13 @@ def _file_provider(edits: Edits, provider: yaml.Node, dynamic: list[Path]) -> No
 
 
 def _path(edits: Edits, root: yaml.Node | None, keys: tuple[str, ...], new: str, done: str) -> None:
-    """The path setting at ``keys`` pointed elsewhere."""
+    """The path setting at ``keys`` pointed elsewhere. A relative path is in the run dir,
+    Traefik's working directory, already; the log file is sent to stderr even there, where
+    proxytest reads Traefik's complaints."""
     node = get(root, *keys)
     path = scalar(node)
     if node is None or path is None or path in _LOG_TARGETS or not _fixed(edits, node):
+        return
+    if not path.startswith("/") and keys[0] != "log":
         return
     replace_scalar(edits, node, new, f"{'.'.join(keys)} {path} {done}")
