@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ._version import VERSION
 from .adapters import ADAPTERS
+from .adapters.base import Notice
 from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
 from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
@@ -276,9 +277,10 @@ def _execute(
         raise_rejected=raise_rejected,
         skip_missing=args.skip_missing,
     )
-    check_targets(targets, options)
+    notices = check_targets(targets, options)
     _usable_report_dir(args.report_dir)
     _usable_json(args.json)
+    _print_notices(notices)
     checks = options.checks
     started_at, started = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     interactive = console.is_terminal
@@ -324,6 +326,13 @@ def _usable_json(path: Path | None) -> None:
         raise UsageError(
             "--json: this file cannot be written", file=path, fix="choose a path you can write to"
         )
+
+
+def _print_notices(notices: Sequence[Notice]) -> None:
+    """The lines of the configs proxytest neutralised, once each, before the run (stderr)."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    for notice in notices:
+        errors.print(f"notice: {notice}", markup=False)
 
 
 def _usable_report_dir(directory: Path | None) -> None:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -39,7 +39,7 @@ from .runtimes import (
     make_run_dir,
     remove_run_dir,
 )
-from .templates import Placeholders, render_files
+from .templates import Placeholders, load_config, render_config
 from .timing import Thresholds
 
 __all__ = ["Harness", "Instance", "Reloaded", "ask_ready"]
@@ -136,13 +136,9 @@ class Harness:
             self.kept.append(run_dir)
         try:
             placeholders = self.placeholders(upstream_host, upstream_port, run_dir, free_port())
-            files = render_files(self.sources, placeholders)
-            config = RenderedConfig(
-                run_dir, files, tuple(self.sources), as_root=self.runtime.as_root
-            )
-            mode = self.adapter.run_dir_mode(config)
-            if mode != 0o700:
-                run_dir.chmod(mode)
+            # Neutralised as check_targets did before the run (which showed the notices).
+            template = load_config(self.sources, self.adapter)
+            config = replace(render_config(template, placeholders), as_root=self.runtime.as_root)
             if validate:
                 await self.validate(config)
             spec = LaunchSpec(

@@ -10,7 +10,9 @@ naming the flag it came from::
     options = RunOptions.from_matrix(matrix, checks=["sse.*"], max_hold=20)
 
 :func:`check_targets` then refuses, before anything starts, what would only
-fail later: an unknown placeholder, a ``binary:`` that does not exist.
+fail later (an unknown or a missing placeholder, a config that is not UTF-8, a
+deployed line it cannot neutralise, a ``binary:`` that does not exist), and
+returns the notices of the lines it neutralised, for the caller to show.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from .adapters import ADAPTERS, Adapter
+from .adapters.base import Notice
 from .checks import CHECKS, Check, select_valid
 from .errors import UsageError
 from .matrix import Matrix, TargetSpec
 from .runtimes import LocalRuntime
 from .runtimes.base import DEFAULT_NETWORK, DOCKER_NETWORKS, RUNTIMES, NetworkMode, RuntimeName
 from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
-from .templates import PLACEHOLDERS, render_text
+from .templates import PLACEHOLDERS, load_config, render_text, require_placeholders
 from .timing import Thresholds
 
 __all__ = ["RunOptions", "check_targets", "cli_flag"]
@@ -151,14 +154,19 @@ def _images(images: Mapping[str, str], name: str) -> dict[str, str]:
     return dict(images)
 
 
-def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
+def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> tuple[Notice, ...]:
     """Refuse before anything starts what would only fail (or be ignored) later.
 
-    Every template is rendered once with dummy values; a proxy that takes one
+    Every config is read (UTF-8), neutralised by its adapter (a deployed config's
+    host-bound lines, each with a :class:`Notice`; what cannot be neutralised is
+    refused) and rendered once with dummy values (unknown placeholders); it must
+    say where the proxy listens and where the origin is. A proxy that takes one
     config file gets one; a target's ``binary:`` must exist, be that proxy and
     answer, and is only for the local runtime; ``--image`` only for docker.
+    Returns the notices, once each, in file order.
     """
     dummy = {name: "x" for name in PLACEHOLDERS}
+    notices: list[Notice] = []
     runs_docker = False
     for target in targets:
         adapter = ADAPTERS[target.proxy]
@@ -187,21 +195,17 @@ def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> None:
             if runtime == "local":
                 binary = adapter.find_binary(target.binary)
                 verify_binary(adapter, binary, options.thresholds.version_timeout_s)
-        for path in target.configs:
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise UsageError(
-                    f"cannot read config file: {exc.strerror or exc}",
-                    file=path,
-                    fix="check the path",
-                ) from None
-            render_text(text, dummy, source=path)
+        template = load_config(target.configs, adapter)
+        for config_file in template.files:
+            render_text(config_file.text, dummy, source=config_file.source)
+        require_placeholders(template, adapter)
+        notices.extend(n for n in template.notices if n not in notices)
     if options.images and not runs_docker:
         raise UsageError(
             "--image is for the docker runtime, but every target runs locally",
             fix="add --runtime docker (or auto), or leave out --image",
         )
+    return tuple(notices)
 
 
 def verify_binary(adapter: Adapter, binary: Path, timeout_s: float) -> None:

@@ -1,4 +1,4 @@
-"""Render config templates: ``{{ name }}`` placeholders, nothing else.
+"""Render config templates: ``{{ name }}`` placeholders, after neutralising.
 
 Placeholders (docs/architecture.md, "Contracts"): ``listen_host``,
 ``listen_port``, ``upstream_host``, ``upstream_port`` and ``run_dir``. Spaces
@@ -6,6 +6,14 @@ inside the braces are optional. Any other ``{{ … }}`` is an error naming the
 file and line. Values never contain a newline, so a rendered file keeps its
 source's line numbers and a proxy's error about the rendered copy can be
 pointed back at the template.
+
+A config as deployed is first *neutralised* by its adapter
+(``Adapter.neutralise``: lines for the production host become comments or point
+into the run dir, each with a :class:`Notice`), which keeps every line too.
+:func:`load_config` reads a config's files, neutralises them and follows the
+files they include from beside them; :func:`render_config` renders the result
+into a run dir; :func:`require_placeholders` refuses a config that does not say
+where it listens or where the origin is.
 """
 
 from __future__ import annotations
@@ -13,14 +21,27 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from .adapters import Adapter, RenderedConfig
+from .adapters._edits import PLACEHOLDER, Neutralised, Notice, has_placeholder
 from .errors import TemplateError
 
-__all__ = ["PLACEHOLDERS", "Placeholders", "render_file", "render_files", "render_text"]
+__all__ = [
+    "PLACEHOLDERS",
+    "ConfigTemplate",
+    "Placeholders",
+    "TemplateFile",
+    "load_config",
+    "read_template",
+    "render_config",
+    "render_file",
+    "render_files",
+    "render_text",
+    "require_placeholders",
+]
 
 PLACEHOLDERS = ("listen_host", "listen_port", "upstream_host", "upstream_port", "run_dir")
-_PATTERN = re.compile(r"\{\{(.*?)\}\}")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
@@ -57,26 +78,63 @@ def render_text(text: str, values: Mapping[str, str], *, source: Path | str) -> 
             )
         return values[name]
 
-    return _PATTERN.sub(substitute, text)
+    return PLACEHOLDER.sub(substitute, text)
+
+
+def read_template(path: Path) -> str:
+    """The text of a config file: UTF-8, or an error naming the file, the line and the fix."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TemplateError(
+            "config file not found", file=path, fix="check the path (relative to the cwd)"
+        ) from None
+    except OSError as exc:
+        raise TemplateError(
+            f"cannot read config file: {exc.strerror or exc}", file=path, fix="check the path"
+        ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TemplateError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded",
+            file=path,
+            line=line,
+            fix="save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > FILE.utf8` "
+            "(from its own encoding), and pass that file",
+        ) from None
 
 
 def render_file(source: Path, values: Mapping[str, str], dest_dir: Path) -> Path:
-    """Render ``source`` into ``dest_dir`` under its own base name."""
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TemplateError(
-            "config file not found", file=source, fix="check the path (relative to the cwd)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read config file: {exc}", file=source) from None
+    """Render ``source`` into ``dest_dir`` under its own base name (not neutralised)."""
     dest = dest_dir / source.name
-    dest.write_text(render_text(text, values, source=source), encoding="utf-8")
+    dest.write_text(render_text(read_template(source), values, source=source), encoding="utf-8")
     return dest
 
 
-def render_files(sources: Sequence[Path], placeholders: Placeholders) -> tuple[Path, ...]:
-    """Render every file of one config into ``run_dir``; the first is the main one."""
+@dataclass(frozen=True)
+class TemplateFile:
+    source: Path
+    dest: PurePosixPath  # where it is rendered, relative to the run dir
+    text: str  # the neutralised template
+
+
+@dataclass(frozen=True)
+class ConfigTemplate:
+    """A config's files read and neutralised, not yet rendered.
+
+    ``files`` holds the given files first (``given`` of them, main first), then
+    the files they include from beside the main one, at their relative paths.
+    """
+
+    files: tuple[TemplateFile, ...]
+    given: int
+    notices: tuple[Notice, ...]
+
+
+def load_config(sources: Sequence[Path], adapter: Adapter | None = None) -> ConfigTemplate:
+    """Read, neutralise (with ``adapter``) and follow the includes of one config."""
     names = [s.name for s in sources]
     for name in names:
         if names.count(name) > 1:
@@ -86,5 +144,85 @@ def render_files(sources: Sequence[Path], placeholders: Placeholders) -> tuple[P
                 fix="each file of one config is rendered into the run dir under its base "
                 "name: rename one of them",
             )
+    home = sources[0].parent
+    queue = [(source, PurePosixPath(source.name)) for source in sources]
+    placed = {dest: source for source, dest in queue}
+    files: list[TemplateFile] = []
+    notices: list[Notice] = []
+    for source, dest in queue:  # grows while it is read: includes of includes
+        text = read_template(source)
+        done = adapter.neutralise(text, source, sources) if adapter else Neutralised(text)
+        files.append(TemplateFile(source, dest, done.text))
+        notices.extend(done.notices)
+        for companion in done.companions:
+            path, known = home / companion, placed.get(companion)
+            if known is None:
+                placed[companion] = path
+                queue.append((path, companion))
+            elif known != path:
+                raise TemplateError(
+                    f"{companion} is both a file of this config ({known}) and a file it "
+                    f"includes ({path})",
+                    file=source,
+                    fix="rename one of them",
+                )
+    return ConfigTemplate(tuple(files), len(sources), tuple(notices))
+
+
+def render_config(template: ConfigTemplate, placeholders: Placeholders) -> RenderedConfig:
+    """Render every file of ``template`` into ``placeholders.run_dir``."""
     values = placeholders.as_mapping()
-    return tuple(render_file(s, values, placeholders.run_dir) for s in sources)
+    written: list[Path] = []
+    for file in template.files:
+        dest = placeholders.run_dir / file.dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(render_text(file.text, values, source=file.source), encoding="utf-8")
+        written.append(dest)
+    given = template.given
+    return RenderedConfig(
+        placeholders.run_dir,
+        tuple(written[:given]),
+        tuple(f.source for f in template.files[:given]),
+        companions=tuple(
+            zip(written[given:], (f.source for f in template.files[given:]), strict=True)
+        ),
+        notices=template.notices,
+    )
+
+
+def render_files(
+    sources: Sequence[Path], placeholders: Placeholders, adapter: Adapter | None = None
+) -> tuple[Path, ...]:
+    """Render every file of one config into ``run_dir``; the first is the main one."""
+    return render_config(load_config(sources, adapter), placeholders).files
+
+
+_COMMENT = re.compile(r"(?:^|\s)#.*$", re.M)
+
+
+def require_placeholders(template: ConfigTemplate, adapter: Adapter) -> None:
+    """Refuse a config that does not say where the proxy listens or where the origin is.
+
+    The placeholder may be in any one file of the config (Traefik: the static file
+    listens, a dynamic file names the origin); one inside a comment does not count.
+    """
+    code = [_COMMENT.sub("", file.text) for file in template.files]
+    for name, what, where in (
+        ("listen_port", "where the proxy listens", adapter.listen_example),
+        ("upstream_port", "where the proxy reaches the origin", adapter.upstream_example),
+    ):
+        if any(has_placeholder(text, name) for text in code):
+            continue
+        files = [f.source for f in template.files]
+        several = len(files) > 1
+        fix = f"put {{{{ {name} }}}} in {where or 'the config'}"
+        if several:
+            fix += "; it may be in any one of the config's files: " + ", ".join(
+                str(f) for f in files
+            )
+        raise TemplateError(
+            f"no {{{{ {name} }}}} placeholder in this config{' (in none of its files)' * several}"
+            f": proxytest cannot tell {what}",
+            file=files[0],
+            fix=fix,
+        )

@@ -98,3 +98,33 @@ def test_binaries_are_found_and_report_a_version(name: str) -> None:
         pytest.skip(str(exc))
     version = asyncio.run(LocalRuntime().version(adapter, binary))
     assert version is not None and version[0].isdigit(), version
+
+
+def test_traefik_yaml_error_is_pointed_at_the_line_in_trouble(tmp_path: Path) -> None:
+    """go-yaml, Traefik's parser, names the line before a misindented key (it counts
+    parser errors from 0, at the block that could not go on): line 2 here, not 5."""
+    text = "global: {}\nentryPoints:\n  web:\n    address: ':80'\n   bad: 1\n"
+    source, run = tmp_path / "src" / "edge.yml", tmp_path / "run"
+    source.parent.mkdir()
+    run.mkdir()
+    source.write_text(text)
+    (run / "edge.yml").write_text(text)
+    config = RenderedConfig(run, (run / "edge.yml",), (source,))
+    log = (
+        '{"level":"error","error":"command traefik error: yaml: line 2: did not find expected '
+        'key","time":"2026-11-28T04:57:36Z","message":"Command error"}\n'
+    )
+    adapter = ADAPTERS["traefik"]
+    err = adapter.refused_at_start(config, log)  # a static file's error stops Traefik
+    assert err is not None
+    assert (err.file, err.line) == (source, 5)
+    assert (
+        err.detail == "[error] Command error: command traefik error: yaml: line 2: did not "
+        "find expected key"
+    )
+    decoded = adapter.rejected(
+        config,
+        'command traefik error: yaml: unmarshal errors:\n  line 4: mapping key "web" already '
+        "defined at line 3",
+    )
+    assert (decoded.file, decoded.line) == (source, 4)  # decoding errors count from 1

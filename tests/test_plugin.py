@@ -360,3 +360,18 @@ def test_interrupt_stops_every_proxy(tmp_path: Path, sig: int) -> None:
     assert process.returncode == pytest.ExitCode.INTERRUPTED, out
     assert processes_under(private_tmp) == []
     assert sorted(p.name for p in private_tmp.iterdir()) == [], out
+
+
+def test_the_header_shows_the_neutralised_lines_of_a_deployed_config(
+    pytester: pytest.Pytester,
+) -> None:
+    deployed = ROOT / "tests" / "configs" / "deployed" / "nginx" / "nginx.conf"
+    path = pytester.path / "matrix.yaml"
+    path.write_text(
+        f'targets:\n  - proxy: nginx\n    setup: deployed\n    configs: ["{deployed}"]\n'
+    )
+    result = pytester.runpytest_subprocess("--proxytest-matrix", str(path), "--collect-only")
+    result.stdout.fnmatch_lines(
+        [f"proxytest: notice: {deployed}:6: daemon off; removed (proxytest runs nginx in the*"]
+    )
+    assert result.stdout.str().count("proxytest: notice:") == 8

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from proxytest.adapters import ADAPTERS
 from proxytest.errors import TemplateError, UsageError
 from proxytest.options import RunOptions, check_targets
-from proxytest.templates import Placeholders, render_files, render_text
+from proxytest.templates import (
+    Placeholders,
+    load_config,
+    read_template,
+    render_config,
+    render_files,
+    render_text,
+    require_placeholders,
+)
 
 VALUES = {
     "listen_host": "127.0.0.1",
@@ -104,3 +113,78 @@ def test_check_targets_fails_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(TemplateError) as info:
         check_targets([TargetSpec("nginx", "bad", (bad,))], RunOptions())
     assert (info.value.file, info.value.line) == (bad, 2)
+
+
+def test_a_file_that_is_not_utf8_names_the_line_of_its_first_bad_byte(tmp_path: Path) -> None:
+    config = tmp_path / "site.conf"
+    config.write_bytes("events {}\n# ok: café\n".encode() + b"# caf\xe9\n")
+    with pytest.raises(TemplateError) as info:
+        read_template(config)
+    assert (info.value.file, info.value.line) == (config, 3)
+    assert "0xe9" in info.value.problem
+    assert "UTF-8" in (info.value.fix or "")
+
+
+NGINX_MAIN = "events {}\nhttp {\n    include conf.d/*.conf;\n}\n"
+NGINX_SITE = (
+    "server {\n    listen {{ listen_host }}:{{ listen_port }};\n"
+    "    location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; }\n}\n"
+)
+
+
+def test_placeholders_may_be_in_any_file_of_the_config_even_an_included_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "nginx.conf").write_text(NGINX_MAIN)
+    (tmp_path / "conf.d" / "site.conf").write_text(NGINX_SITE)
+    template = load_config([tmp_path / "nginx.conf"], ADAPTERS["nginx"])
+    require_placeholders(template, ADAPTERS["nginx"])  # in conf.d/site.conf: fine
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    config = render_config(template, Placeholders("127.0.0.1", 1234, "127.0.0.1", 4321, run_dir))
+    rendered = run_dir / "conf.d" / "site.conf"
+    assert config.companions == ((rendered, tmp_path / "conf.d" / "site.conf"),)
+    assert "listen 127.0.0.1:1234;" in rendered.read_text()
+    # a message about the rendered include points at the user's file and line
+    output = f'[emerg] 1#1: unknown directive "lisen" in {rendered}:2\n'
+    err = ADAPTERS["nginx"].rejected(config, output)
+    assert (err.file, err.line) == (tmp_path / "conf.d" / "site.conf", 2)
+
+
+@pytest.mark.parametrize(
+    ("static", "dynamic", "missing"),
+    [
+        ('address: ":{{ listen_port }}"\n', "url: http://{{ upstream_host }}:1\n", "upstream"),
+        ("# {{ listen_port }} (a comment)\n", "url: x:{{ upstream_port }}\n", "listen"),
+        ('address: ":{{ listen_port }}"\n', "url: x:{{ upstream_port }}\n", None),
+    ],
+)
+def test_a_config_must_say_where_it_listens_and_where_the_origin_is(
+    tmp_path: Path, static: str, dynamic: str, missing: str | None
+) -> None:
+    files = [tmp_path / "static.yml", tmp_path / "routes.yml"]
+    files[0].write_text(static)
+    files[1].write_text(dynamic)
+    template = load_config(files, ADAPTERS["traefik"])
+    if missing is None:
+        require_placeholders(template, ADAPTERS["traefik"])
+        return
+    with pytest.raises(TemplateError) as info:
+        require_placeholders(template, ADAPTERS["traefik"])
+    assert info.value.file == files[0]
+    assert f"no {{{{ {missing}_port }}}} placeholder" in info.value.problem
+    assert "in none of its files" in info.value.problem
+    fix = info.value.fix or ""
+    assert "static.yml" in fix and "routes.yml" in fix  # any one of them will do
+    assert ("entry point" if missing == "listen" else "service's server") in fix
+
+
+def test_check_targets_refuses_a_config_without_a_listen_placeholder(tmp_path: Path) -> None:
+    from proxytest.matrix import TargetSpec
+
+    config = tmp_path / "haproxy.cfg"
+    config.write_text("frontend web\n    bind :80\nbackend b\n    server s {{ upstream_host }}:1\n")
+    with pytest.raises(TemplateError, match=r"no \{\{ listen_port \}\}") as info:
+        check_targets([TargetSpec("haproxy", "x", (config,))], RunOptions())
+    assert "`bind {{ listen_host }}:{{ listen_port }}`" in (info.value.fix or "")

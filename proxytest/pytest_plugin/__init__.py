@@ -270,6 +270,7 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"proxytest: matrix {settings.matrix_path} ({len(settings.targets)} target(s), "
         f"runtime {settings.runtime or 'per matrix'}, max-hold {settings.settings.max_hold_s:g} s)",
         f"proxytest: checks {checks}",
+        *(f"proxytest: notice: {notice}" for notice in settings.notices),
     ]
 
 

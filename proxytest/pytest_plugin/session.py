@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from ..adapters import ADAPTERS
+from ..adapters.base import Notice
 from ..checks import Check
 from ..matrix import Matrix, TargetSpec, load_matrix, select_targets
 from ..options import RunOptions, check_targets
@@ -61,6 +62,7 @@ class PluginSettings:
     targets: tuple[TargetSpec, ...]
     run_options: RunOptions
     report_dir: Path | None
+    notices: tuple[Notice, ...] = ()  # lines of the configs that were neutralised
 
     @property
     def checks(self) -> tuple[Check[Any], ...]:
@@ -99,13 +101,14 @@ class PluginSettings:
             config_in_reports=config_in_reports,
             flag=plugin_flag,
         )
-        check_targets(targets, options)
+        notices = check_targets(targets, options)
         return cls(
             matrix_path=matrix_path,
             matrix=matrix,
             targets=targets,
             run_options=options,
             report_dir=report_dir,
+            notices=notices,
         )
 
     def options(self, checks: tuple[Check[Any], ...] | None = None) -> RunOptions:

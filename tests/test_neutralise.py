@@ -1,0 +1,436 @@
+"""Adapter.neutralise on text: what each proxy's deployed lines become, lines kept.
+
+Every neutraliser keeps the file's lines (a proxy's message about the rendered
+copy points at the user's line), leaves comments and quoted strings alone, and
+refuses what it cannot neutralise with the file, the line and a fix. The configs
+under proxies/ are written for proxytest and need nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from proxytest.adapters import ADAPTERS
+from proxytest.adapters.base import Neutralised
+from proxytest.errors import TemplateError
+from proxytest.matrix import discover_setup, setups_of
+
+from .conftest import ROOT
+
+
+def neutralise(proxy: str, text: str, source: Path, *others: Path) -> Neutralised:
+    done = ADAPTERS[proxy].neutralise(text, source, (source, *others))
+    assert done.text.count("\n") == text.count("\n"), "a neutraliser must keep every line"
+    return done
+
+
+def lines(done: Neutralised) -> dict[int, str]:
+    return dict(enumerate(done.text.splitlines(), 1))
+
+
+def noticed(done: Neutralised) -> list[int]:
+    return [n.line for n in done.notices]
+
+
+@pytest.mark.parametrize("proxy", sorted(ADAPTERS))
+def test_shipped_configs_need_nothing(proxy: str) -> None:
+    root = ROOT / "proxies"
+    for setup in setups_of(root, proxy):
+        files = discover_setup(root, proxy, setup)
+        for path in files:
+            text = path.read_text()
+            done = ADAPTERS[proxy].neutralise(text, path, files)
+            assert (done.text, done.notices, done.companions) == (text, (), ())
+
+
+# -- nginx ---------------------------------------------------------------------------
+NGINX = """\
+user nginx;
+worker_processes auto;
+daemon off;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log warn;
+# daemon off; pid /run/x.pid;   (a comment)
+events { worker_connections 64; }
+http {
+    log_format main '"daemon off;" $remote_addr ${host}x';
+    access_log /var/log/nginx/access.log main;
+    access_log off;
+    proxy_temp_path /var/cache/nginx/proxy_temp;
+    error_log stderr;
+    server {
+        listen {{ listen_host }}:{{ listen_port }}; access_log /srv/site.log;
+        error_log
+            /var/log/nginx/site.error.log
+            info;
+        location / { proxy_pass http://{{ upstream_host }}:{{ upstream_port }}; }
+    }
+}
+"""
+
+
+def test_nginx_deployed_lines(tmp_path: Path) -> None:
+    done = neutralise("nginx", NGINX, tmp_path / "site.conf")
+    got = lines(done)
+    assert got[1] == "# user nginx;"
+    assert got[3] == "# daemon off;"
+    assert got[4] == "pid {{ run_dir }}/nginx.pid;"
+    assert got[5] == "error_log stderr warn;"
+    assert got[6] == "# daemon off; pid /run/x.pid;   (a comment)"  # untouched
+    assert got[9] == NGINX.splitlines()[8]  # a quoted string is not a directive
+    assert got[10] == "    access_log {{ run_dir }}/access.log main;"
+    assert got[11] == "    access_log off;"
+    assert got[12] == "    proxy_temp_path {{ run_dir }}/proxy_temp;"
+    assert got[13] == "    error_log stderr;"
+    # two directives on one line: only the path changes
+    assert got[15].endswith("access_log {{ run_dir }}/site.log;")
+    assert got[17] == "            stderr"  # a directive over three lines
+    assert noticed(done) == [1, 3, 4, 5, 10, 12, 15, 16]
+    assert str(done.notices[1]) == (
+        f"{tmp_path / 'site.conf'}:3: daemon off; removed "
+        "(proxytest runs nginx in the foreground itself)"
+    )
+
+
+def test_nginx_directive_sharing_its_line_is_blanked_not_commented(tmp_path: Path) -> None:
+    text = "daemon off; worker_processes 1;\nevents {}\n"
+    done = neutralise("nginx", text, tmp_path / "a.conf")
+    assert done.text == "            worker_processes 1;\nevents {}\n"
+    assert noticed(done) == [1]
+
+
+def test_nginx_includes_beside_absent_and_mapped(tmp_path: Path) -> None:
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "mime.types").write_text("types {}\n")
+    (tmp_path / "conf.d" / "a.conf").write_text("")
+    (tmp_path / "conf.d" / "b.conf").write_text("")
+    text = (
+        "include mime.types;\n"
+        "include /etc/nginx-not-here/proxy_params;\n"
+        "include /etc/nginx-not-here/conf.d/*.conf;\n"
+        "include /etc/nginx-not-here/modules-enabled/*.conf;\n"
+        "include ./conf.d/*.conf;\n"
+    )
+    done = neutralise("nginx", text, tmp_path / "nginx.conf")
+    got = lines(done)
+    assert got[1] == "include mime.types;"  # beside: copied, the line stays
+    assert got[2] == "# include /etc/nginx-not-here/proxy_params;"
+    assert got[3] == "include conf.d/*.conf;"
+    assert got[4] == "include /etc/nginx-not-here/modules-enabled/*.conf;"  # empty glob: fine
+    assert got[5] == "include ./conf.d/*.conf;"
+    assert noticed(done) == [2, 3]
+    assert "put proxy_params beside the config" in done.notices[0].what
+    assert [str(c) for c in done.companions] == ["mime.types", "conf.d/a.conf", "conf.d/b.conf"]
+
+
+@pytest.mark.parametrize(
+    ("include", "problem"),
+    [("mime.types", "no such file beside the config"), ("../x.conf", "outside the config")],
+)
+def test_nginx_include_that_cannot_be_found_is_refused(
+    tmp_path: Path, include: str, problem: str
+) -> None:
+    text = f"events {{}}\nhttp {{\n    include {include};\n}}\n"
+    with pytest.raises(TemplateError) as info:
+        neutralise("nginx", text, tmp_path / "nginx.conf")
+    assert (info.value.file, info.value.line) == (tmp_path / "nginx.conf", 3)
+    assert problem in info.value.problem
+    assert "beside the config" in (info.value.fix or "")
+
+
+def test_nginx_run_dir_paths_and_unparsable_text_are_left_alone(tmp_path: Path) -> None:
+    text = "pid {{ run_dir }}/n.pid;\nerror_log {{run_dir}}/e.log;\n"
+    assert neutralise("nginx", text, tmp_path / "a.conf").notices == ()
+    broken = "daemon off;\nhttp { server {\n"  # nginx itself says what is wrong
+    assert neutralise("nginx", broken, tmp_path / "a.conf").text == broken
+
+
+# -- HAProxy -----------------------------------------------------------------------------
+HAPROXY = """\
+global
+    log /dev/log local0   # syslog
+    log stdout format raw local0
+    chroot /var/lib/haproxy
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+    stats socket ipv4@127.0.0.1:9999 level admin
+    stats timeout 30s
+    user haproxy
+    group haproxy
+    daemon
+    master-worker
+    pidfile /run/haproxy.pid
+    # user root   (a comment)
+defaults
+    log global
+    mode http
+    errorfile 503 /no/such/folder/503.http
+frontend web
+    bind {{ listen_host }}:{{ listen_port }}
+    log 10.0.0.5:514 local0
+    default_backend app
+backend app
+    server app1 {{ upstream_host }}:{{ upstream_port }}
+userlist admins
+    user admin insecure-password secret
+"""
+
+
+def test_haproxy_deployed_lines(tmp_path: Path) -> None:
+    done = neutralise("haproxy", HAPROXY, tmp_path / "haproxy.cfg")
+    got = lines(done)
+    assert got[2] == "    # log /dev/log local0   # syslog"
+    assert got[3] == "    log stdout format raw local0"
+    assert got[4] == "    # chroot /var/lib/haproxy"
+    assert got[5] == "    stats socket unix@admin.sock mode 660 level admin"
+    assert got[6] == "    stats socket unix@stats.sock level admin"
+    assert got[7] == "    stats timeout 30s"
+    assert (got[8], got[9]) == ("    # user haproxy", "    # group haproxy")
+    assert (got[10], got[11]) == ("    daemon", "    master-worker")  # measured harmless
+    assert got[12] == "    pidfile {{ run_dir }}/haproxy.pid"
+    assert got[13] == "    # user root   (a comment)"
+    assert got[15] == "    log global"
+    assert got[17] == "    # errorfile 503 /no/such/folder/503.http"
+    assert got[20] == "    # log 10.0.0.5:514 local0"
+    assert got[25] == "    user admin insecure-password secret"  # a userlist's user
+    assert noticed(done) == [2, 4, 5, 6, 8, 9, 12, 17, 20]
+
+
+# -- Envoy -------------------------------------------------------------------------------
+ENVOY = """\
+admin:
+  access_log_path: /var/log/envoy/admin.log
+  address:
+    socket_address: {address: 0.0.0.0, port_value: 9901}  # port_value: 9901
+static_resources:
+  listeners:
+  - name: web
+    address:
+      socket_address: {address: "{{ listen_host }}", port_value: {{ listen_port }}}
+  - name: health
+    address:
+      socket_address:
+        address: 127.0.0.1
+        port_value: 8081
+    filter_chains:
+    - filters:
+      - typed_config:
+          access_log:
+          - typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "/var/log/envoy/access.log"
+          - typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: /dev/stdout
+  clusters:
+  - name: app
+    load_assignment:
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 10.0.0.1, port_value: 8080}}}
+"""
+
+
+def test_envoy_deployed_lines(tmp_path: Path) -> None:
+    done = neutralise("envoy", ENVOY, tmp_path / "envoy.yaml")
+    got = lines(done)
+    assert got[2] == "  access_log_path: /dev/stdout"
+    assert got[4] == "    socket_address: {address: 0.0.0.0, port_value: 0}  # port_value: 9901"
+    assert got[9] == ENVOY.splitlines()[8]  # the placeholder listener
+    assert got[14] == "        port_value: 0"
+    assert got[21] == "              path: /dev/stdout"
+    assert got[30].endswith("port_value: 8080}}}")  # an upstream, not a listener
+    assert noticed(done) == [2, 4, 14, 21]
+    assert "listener health: port 8081 changed to 0" in done.notices[2].what
+
+
+def test_envoy_admin_socket_moves_into_the_run_dir(tmp_path: Path) -> None:
+    text = "admin:\n  address:\n    pipe:\n      path: /var/run/envoy/admin.sock\n"
+    done = neutralise("envoy", text, tmp_path / "envoy.yaml")
+    assert lines(done)[4] == '      path: "admin.sock"'
+
+
+# -- Traefik -----------------------------------------------------------------------------
+TRAEFIK = """\
+log:
+  level: INFO
+  filePath: /var/log/traefik/traefik.log
+accessLog: {filePath: /var/log/traefik/access.log}
+api:
+  dashboard: true
+  insecure: true
+ping:
+  # the default entry point
+  entryPoint: traefik
+metrics:
+  prometheus:
+    addEntryPointsLabels: true
+entryPoints:
+  web:
+    address: "{{ listen_host }}:{{ listen_port }}"
+  websecure:
+    address: ":443"
+  dns:
+    address: "0.0.0.0:53/udp"
+providers:
+  docker:
+    exposedByDefault: false
+  kubernetesCRD: {}
+  file:
+    directory: /etc/traefik/dynamic
+    watch: true
+certificatesResolvers:
+  le:
+    acme:
+      storage: /letsencrypt/acme.json
+"""
+
+
+def test_traefik_static_file(tmp_path: Path) -> None:
+    static, routes = tmp_path / "traefik.yml", tmp_path / "routes.yml"
+    done = neutralise("traefik", TRAEFIK, static, routes)
+    got = lines(done)
+    assert got[3] == "  filePath: /dev/stderr"
+    assert got[4] == 'accessLog: {filePath: "{{ run_dir }}/access.log"}'
+    assert got[7] == "  insecure: false"
+    assert [got[n] for n in (8, 9, 10)] == [
+        "# ping:",
+        "  # # the default entry point",
+        "  # entryPoint: traefik",
+    ]
+    assert [got[n] for n in (12, 13)] == ["  # prometheus:", "    # addEntryPointsLabels: true"]
+    assert got[16] == TRAEFIK.splitlines()[15]
+    assert got[18] == '    address: ":0"'
+    assert got[20] == '    address: "0.0.0.0:0/udp"'
+    assert [got[n] for n in (22, 23, 24)] == [
+        "  # docker:",
+        "    # exposedByDefault: false",
+        "  # kubernetesCRD: {}",
+    ]
+    assert got[26] == '    filename: "{{ run_dir }}/routes.yml"'
+    assert got[27] == "    watch: true"
+    assert got[31] == '      storage: "{{ run_dir }}/acme.json"'
+    assert noticed(done) == [3, 4, 7, 8, 12, 18, 20, 22, 24, 26, 31]
+
+
+def test_traefik_keeps_its_own_traefik_entry_point_but_not_its_port(tmp_path: Path) -> None:
+    text = "api: {insecure: true}\nping: {}\nentryPoints:\n  traefik: {address: ':8080'}\n"
+    done = neutralise("traefik", text, tmp_path / "t.yml")
+    assert (
+        done.text == 'api: {insecure: true}\nping: {}\nentryPoints:\n  traefik: {address: ":0"}\n'
+    )
+    assert noticed(done) == [4]
+
+
+def test_traefik_dynamic_and_toml_files_are_left_alone(tmp_path: Path) -> None:
+    dynamic = "http:\n  services:\n    a: {loadBalancer: {servers: [{url: 'http://x:1'}]}}\n"
+    done = neutralise("traefik", dynamic, tmp_path / "routes.yml")
+    assert done.notices == ()
+    done = ADAPTERS["traefik"].neutralise(
+        dynamic, tmp_path / "r.yml", (tmp_path / "s.yml", tmp_path / "r.yml")
+    )
+    assert done.text == dynamic
+    toml = '[entryPoints.web]\naddress = ":80"\n[providers.docker]\n'
+    assert neutralise("traefik", toml, tmp_path / "traefik.toml").text == toml
+
+
+@pytest.mark.parametrize("dynamic", [(), ("a.yml", "b.yml")])
+def test_traefik_file_provider_without_one_dynamic_file_is_refused(
+    tmp_path: Path, dynamic: tuple[str, ...]
+) -> None:
+    text = "entryPoints:\n  web: {address: ':80'}\nproviders:\n  file:\n    directory: /etc/t\n"
+    with pytest.raises(TemplateError) as info:
+        neutralise("traefik", text, tmp_path / "t.yml", *(tmp_path / d for d in dynamic))
+    assert (info.value.file, info.value.line) == (tmp_path / "t.yml", 5)
+    assert "--config static.yaml --config routes.yaml" in (info.value.fix or "")
+
+
+def test_traefik_filename_is_matched_by_its_base_name(tmp_path: Path) -> None:
+    text = "providers:\n  file:\n    filename: /etc/traefik/b.yml\n"
+    done = neutralise("traefik", text, tmp_path / "t.yml", tmp_path / "a.yml", tmp_path / "b.yml")
+    assert lines(done)[3] == '    filename: "{{ run_dir }}/b.yml"'
+
+
+def test_traefik_yaml_error_names_the_line_of_the_problem(tmp_path: Path) -> None:
+    text = "entryPoints:\n  web:\n    address: ':80'\n   bad: 1\n"
+    with pytest.raises(TemplateError) as info:
+        neutralise("traefik", text, tmp_path / "t.yml")
+    assert (info.value.file, info.value.line) == (tmp_path / "t.yml", 4)
+
+
+# -- Caddy -------------------------------------------------------------------------------
+CADDY = """\
+# admin localhost:2019 (a comment)
+{
+	admin localhost:2019 {
+		origins localhost
+	}
+	storage file_system {
+		root /var/lib/caddy
+	}
+	log {
+		output file /var/log/caddy/caddy.log
+	}
+}
+
+(common) {
+	header X-A "admin localhost:2019"
+}
+
+http://:{{ listen_port }} {
+	import common
+	log {
+		output file /var/log/caddy/access.log {
+			roll_size 10MiB
+		}
+	}
+	reverse_proxy {{ upstream_host }}:{{ upstream_port }}
+}
+"""
+
+
+def test_caddy_deployed_lines(tmp_path: Path) -> None:
+    done = neutralise("caddy", CADDY, tmp_path / "Caddyfile")
+    got = lines(done)
+    assert got[1] == CADDY.splitlines()[0]
+    assert got[3] == "\tadmin unix/caddy-admin.sock {"
+    assert got[7] == "\t\troot {{ run_dir }}/caddy-data"
+    assert got[10] == "\t\toutput file {{ run_dir }}/caddy.log"
+    assert got[15] == CADDY.splitlines()[14]  # inside quotes
+    assert got[19] == "\timport common"  # a snippet
+    assert got[21] == "\t\toutput file {{ run_dir }}/access.log {"
+    assert noticed(done) == [3, 7, 10, 21]
+
+
+def test_caddy_storage_on_one_line_and_admin_off(tmp_path: Path) -> None:
+    text = "{\n\tadmin off\n\tstorage file_system /var/lib/caddy\n}\n:80 {\n}\n"
+    done = neutralise("caddy", text, tmp_path / "Caddyfile")
+    assert lines(done)[2] == "\tadmin off"
+    assert lines(done)[3] == "\tstorage file_system {{ run_dir }}/caddy-data"
+
+
+def test_caddy_imports(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    (tmp_path / "sites" / "a.caddy").write_text("")
+    (tmp_path / "snippets.caddy").write_text("")
+    text = (
+        "import snippets.caddy\nimport /etc/caddy-not-here/sites/*\n"
+        "import /etc/x-not-here/*.caddy\n"
+    )
+    done = neutralise("caddy", text, tmp_path / "Caddyfile")
+    assert lines(done)[2] == "import {{ run_dir }}/sites/*"
+    assert lines(done)[3] == "import /etc/x-not-here/*.caddy"  # an empty glob is fine
+    assert noticed(done) == [2]
+    assert [str(c) for c in done.companions] == ["snippets.caddy", "sites/a.caddy"]
+    with pytest.raises(TemplateError) as info:
+        neutralise("caddy", ":80 {\n\timport common.caddy\n}\n", tmp_path / "Caddyfile")
+    assert info.value.line == 2
+
+
+def test_relative_paths_are_in_the_run_dir_already(tmp_path: Path) -> None:
+    text = "accessLog: {filePath: logs/access.log}\nproviders:\n  file: {filename: routes.yml}\n"
+    done = neutralise("traefik", text, tmp_path / "t.yml", tmp_path / "routes.yml")
+    assert done.notices == ()
+    text = "{\n\tstorage file_system data\n}\n:80 {\n\tlog {\n\t\toutput file access.log\n\t}\n}\n"
+    assert neutralise("caddy", text, tmp_path / "Caddyfile").notices == ()
