@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-__all__ = ["deployed_beside", "files_beside", "is_glob", "on_this_machine"]
+from ..errors import TemplateError
+
+__all__ = ["deployed_beside", "files_beside", "is_glob", "on_this_machine", "relative_beside"]
 
 
 def is_glob(path: str) -> bool:
@@ -52,3 +54,30 @@ def deployed_beside(home: Path, path: PurePosixPath) -> PurePosixPath | None:
         if files_beside(home, candidate):
             return candidate
     return None
+
+
+def relative_beside(
+    home: Path, relative: PurePosixPath, *, what: str, source: Path, line: int
+) -> list[PurePosixPath]:
+    """The files a relative include names in ``home``; TemplateError if none or outside.
+
+    ``what`` is the line as the user wrote it (``include mime.types;``), for messages.
+    """
+    if relative.parts and relative.parts[0] == "..":
+        raise TemplateError(
+            f"`{what}` reads a file outside the config's folder ({home})",
+            file=source,
+            line=line,
+            fix="copy the file beside the config (or below its folder) and include it from "
+            "there: proxytest copies what a config includes from its folder into the run dir",
+        )
+    matches = files_beside(home, relative)
+    if not matches and not is_glob(str(relative)):
+        raise TemplateError(
+            f"`{what}`: no such file beside the config ({home / relative})",
+            file=source,
+            line=line,
+            fix="put it beside the config (proxytest copies what a config includes from its "
+            "folder into the run dir), or remove the line",
+        )
+    return matches

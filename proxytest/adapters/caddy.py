@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from ..errors import TemplateError, Unsupported
-from ._beside import deployed_beside, files_beside, is_glob, on_this_machine
+from ._beside import deployed_beside, files_beside, is_glob, on_this_machine, relative_beside
 from ._caddyfile_syntax import GLOBAL, Statement, Token, statements
 from ._edits import RUN_DIR, Edits, has_placeholder, mask
 from .base import Adapter, CommandReload, Neutralised, Reload, RenderedConfig
@@ -177,21 +177,7 @@ def _import(edits: Edits, target: Token, home: Path, snippets: set[str]) -> None
         return
     folder = edits.source.parent.resolve()
     relative = PurePosixPath(os.path.relpath(os.path.normpath(folder / pattern), home.resolve()))
-    if relative.parts and relative.parts[0] == "..":
-        raise TemplateError(
-            f"`import {pattern}` reads a file outside the config's folder ({home})",
-            file=edits.source,
-            line=line,
-            fix="copy the file beside the config (or below its folder) and import it from there",
-        )
-    matches = files_beside(home, relative)
-    if not matches and not is_glob(pattern):
-        raise TemplateError(
-            f"`import {pattern}`: no such file beside the config ({home / relative})",
-            file=edits.source,
-            line=line,
-            fix=f"put {pattern} beside the Caddyfile (proxytest copies what a config imports "
-            "from its folder into the run dir), or remove the line",
-        )
+    what = f"import {pattern}"
+    matches = relative_beside(home, relative, what=what, source=edits.source, line=line)
     for companion in matches:
         edits.companion(companion)

@@ -8,8 +8,7 @@ import signal
 from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
-from ..errors import TemplateError
-from ._beside import deployed_beside, files_beside, is_glob, on_this_machine
+from ._beside import deployed_beside, files_beside, is_glob, on_this_machine, relative_beside
 from ._edits import RUN_DIR, Edits, has_placeholder, mask
 from ._nginx_syntax import Directive, NginxSyntaxError, directives
 from .base import Adapter, Neutralised, Reload, RenderedConfig, SignalReload
@@ -263,23 +262,8 @@ def _include(edits: Edits, directive: Directive, home: Path) -> None:
             )
         return
     relative = PurePosixPath(os.path.normpath(path))
-    if relative.parts and relative.parts[0] == "..":
-        raise TemplateError(
-            f"`include {path};` reads a file outside the config's folder ({home})",
-            file=edits.source,
-            line=line,
-            fix="copy the file beside the config (or below its folder) and include it from "
-            "there: proxytest copies what a config includes from its folder into the run dir",
-        )
-    matches = files_beside(home, relative)
-    if not matches and not is_glob(path):
-        raise TemplateError(
-            f"`include {path};`: no such file beside the config ({home / relative})",
-            file=edits.source,
-            line=line,
-            fix=f"put {path} beside the config (proxytest copies what a config includes from "
-            "its folder into the run dir), or remove the line",
-        )
+    what = f"include {path};"
+    matches = relative_beside(home, relative, what=what, source=edits.source, line=line)
     for companion in matches:
         edits.companion(companion)
 
