@@ -10,8 +10,9 @@ long: wall time of the full default matrix as a ratio of max-hold (the long
 checks of all targets overlap). Goal: <= 1.3.
 load: load.concurrency on every realtime setup at growing N; the highest N all
 of them hold, and the tool's peak RSS. Goal: 5,000 WebSockets per proxy with
-RSS <= 600 MB (each WebSocket/SSE pair costs this process 4 file descriptors,
-client and origin side, so the fd hard limit caps N).
+RSS <= 600 MB (the origin runs in a process of its own, so each WebSocket/SSE
+pair costs this process 2 file descriptors, its client sockets; the fd hard
+limit caps N).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ def load(matrix: Matrix, args: argparse.Namespace) -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     print(
         f"load: {len(targets)} realtime setups, fd limit {limit} "
-        f"(at most {(limit - 512) // 4} WebSocket+SSE pairs in this process)"
+        f"(at most {(limit - 512) // 2} WebSocket+SSE pairs in this process)"
     )
     print(f"{'N':>6}  {'all_hold':>8}  {'setup_s (max)':>13}  {'rss_mb':>7}  failing")
     best = 0

@@ -119,6 +119,9 @@ class Thresholds:
     origin_prompt_s: float = 2.0
     origin_learn_limit_s: float = 10.0
     origin_recover_limit_s: float = 15.0
+    # load.concurrency: connections that time out while the tool's own loop lagged
+    # this long may be the tool's doing (half the connect timeout's default).
+    load_tool_lag_limit_ms: float = 5000.0
 
     def scaled(self, factor: float) -> Thresholds:
         """These thresholds with every wait (and only the waits) ``factor`` times longer."""

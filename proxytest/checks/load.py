@@ -10,10 +10,15 @@ from .base import Check, EvalContext, Phase
 
 
 def evaluate_load(tl: LoadTimeline, ctx: EvalContext) -> Outcome:
+    """N at once: a pass at N, a proxy's limit, or the tool's own limit (never the proxy's)."""
+    if tl.error:
+        return Outcome(Verdict.ERROR, f"could not set up the load: {tl.error}")
     n = tl.attempted
     metrics: dict[str, object] = {
         "connections_requested": tl.requested,
         "connections_attempted": n,
+        "loop_lag_ms": tl.loop_lag_ms,
+        "origin_process": tl.origin_process,
         "ws_upgraded": tl.ws_ok,
         "sse_delivered": tl.sse_ok,
         "still_open": tl.still_open,
@@ -42,6 +47,17 @@ def evaluate_load(tl: LoadTimeline, ctx: EvalContext) -> Outcome:
         else ""
     )
     if tl.ws_ok < wanted_ws or tl.sse_ok < n or lost_later:
+        timeouts = sum(count for what, count in tl.failures if "in time" in what)
+        if timeouts and tl.loop_lag_ms >= ctx.thresholds.load_tool_lag_limit_ms:
+            # Connections that timed out while the tool's own loop stalled that long
+            # may have been the tool's: no finding about the proxy.
+            return Outcome(
+                Verdict.ERROR,
+                f"{timeouts} connections got no answer in time while the tool's own event "
+                f"loop was {tl.loop_lag_ms / 1000:.1f} s late: the tool was overloaded, "
+                f"not necessarily the proxy{note}",
+                metrics,
+            )
         shown = [(w, c) for w, c in tl.failures if not (not_proxied and w.startswith("ws:"))]
         kinds = ", ".join(f"{count} {what}" for what, count in shown[:4])
         later = f"; {lost_later} dropped once all were open" if lost_later else ""
@@ -54,6 +70,15 @@ def evaluate_load(tl: LoadTimeline, ctx: EvalContext) -> Outcome:
             failure=Failure.LIMIT,
         )
     what = f"{n} SSE streams" if not_proxied else f"{n} WebSockets and {n} SSE streams"
+    if n < tl.requested:
+        # All that could be tested held, but not the number asked for: the tool's
+        # own limit, which says nothing about the proxy at the requested N.
+        return Outcome(
+            Verdict.ERROR,
+            f"{prefix}{what} held, but {tl.requested} were asked for{note}: raise the tool's "
+            "open-files limit (ulimit -n) to test them",
+            metrics,
+        )
     return Outcome(
         Verdict.PASS,
         f"{prefix}{what} open at once, all working, set up in {tl.setup_s:.1f} s{note}",

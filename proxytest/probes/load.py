@@ -14,9 +14,13 @@ import os
 import resource
 import time
 from collections import Counter
+from dataclasses import replace
 
 import aiohttp
 
+from ..errors import HarnessError
+from ..origin.process import OriginProcess
+from ..runtimes import LOOPBACK
 from .context import ProbeContext
 from .sse import SseParser
 from .timeline import LoadTimeline
@@ -24,7 +28,9 @@ from .timeline import LoadTimeline
 __all__ = ["load", "raise_fd_limit"]
 
 OPEN_PARALLEL = 64  # connections being set up at once
-FDS_PER_CONNECTION = 2  # the client's socket and the origin's socket, both in this process
+# A WebSocket and an SSE stream: one client socket each in this process, and as
+# many origin sockets when the origin runs in this process too.
+CLIENT_FDS_PER_PAIR = 2
 FD_RESERVE = 256  # for everything else the tool has open
 
 
@@ -48,15 +54,46 @@ def _open_fds() -> int:
 
 
 async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
+    """N WebSockets and N SSE streams through the proxy at once.
+
+    With a launched proxy (``ctx.harness``) the origin runs in a process of its
+    own behind a private instance of the target: this process then holds only
+    the client side of each connection, and the origin's work does not slow the
+    clients. Without one (a relay, in tests) the in-process origin serves.
+    """
+    limit = raise_fd_limit()  # before the origin process starts: it inherits it
+    harness = ctx.harness
+    if harness is None:
+        return await _load(ctx, limit, origin_process=False)
+    hosts = harness.runtime.origin_hosts(LOOPBACK)
+    try:
+        async with OriginProcess(
+            hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
+        ) as origin:
+            assert origin.port is not None
+            async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
+                own = replace(ctx, host=inst.host, port=inst.port)
+                return await _load(own, limit, origin_process=True)
+    except HarnessError as exc:
+        return LoadTimeline(
+            requested=ctx.settings.load_connections, attempted=0, ws_ok=0, sse_ok=0,
+            failures=(), setup_s=0.0, still_open=0, fd_limit=limit,
+            error=f"{exc.problem} {exc.detail}".strip(),
+        )  # fmt: skip
+
+
+async def _load(ctx: ProbeContext, limit: int, *, origin_process: bool) -> LoadTimeline:
     requested = ctx.settings.load_connections
-    limit = raise_fd_limit()
-    room = (limit - _open_fds() - FD_RESERVE) // (2 * FDS_PER_CONNECTION)
+    # Each WebSocket/SSE pair: two client sockets here, and two origin sockets here
+    # too when the origin runs in this process.
+    per_pair = CLIENT_FDS_PER_PAIR * (1 if origin_process else 2)
+    room = (limit - _open_fds() - FD_RESERVE) // per_pair
     attempted = max(0, min(requested, room))
     tool_limit = None
     if attempted < requested:
         tool_limit = (
             f"asked for {requested} of each kind, but this process may open only {limit} files "
-            f"(4 per WebSocket/stream pair, client and origin side): tested {attempted}"
+            f"({per_pair} per WebSocket/stream pair): tested {attempted}"
         )
     failures: Counter[str] = Counter()
     sockets: list[aiohttp.ClientWebSocketResponse] = []
@@ -132,6 +169,8 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
             await _close_all(sockets, streams)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return LoadTimeline(
+        loop_lag_ms=ctx.lag.max_lag_ms(started),
+        origin_process=origin_process,
         requested=requested,
         attempted=attempted,
         ws_ok=len(sockets),

@@ -311,3 +311,8 @@ class LoadTimeline:
     tool_limit: str | None = None
     fd_limit: int = 0
     tool_rss_mb: float = 0.0
+    # The worst lag of the tool's own event loop while the connections were set up
+    # and checked: past the connect timeout, a "no answer in time" may be the tool's.
+    loop_lag_ms: float = 0.0
+    origin_process: bool = False  # the origin ran in a process of its own
+    error: str | None = None  # the harness could not set the check up

@@ -132,6 +132,7 @@ def load_tl(
     still: int | None = None,
     n: int = 1000,
     tool_limit: str | None = None,
+    lag_ms: float = 3.0,
 ) -> LoadTimeline:
     return LoadTimeline(
         requested=1000,
@@ -144,6 +145,8 @@ def load_tl(
         tool_limit=tool_limit,
         fd_limit=20000,
         tool_rss_mb=100.0,
+        loop_lag_ms=lag_ms,
+        origin_process=True,
     )
 
 
@@ -173,10 +176,29 @@ def test_load_without_websocket_support_judges_sse_only() -> None:
     assert outcome.summary.startswith("WebSocket not proxied (status 403, see ws.upgrade)")
 
 
-def test_load_tool_limit_is_said_and_not_blamed_on_the_proxy() -> None:
+def test_load_tool_limit_is_said_and_never_a_pass_at_the_smaller_n() -> None:
+    """400 of 1000 tested (the tool's file limit): not the proxy's, and not measured."""
     outcome = evaluate_load(load_tl(400, 400, n=400, tool_limit="fd limit 2000"), CTX)
-    assert outcome.verdict == Verdict.PASS
-    assert "fd limit 2000" in outcome.summary
+    assert outcome.verdict == Verdict.ERROR
+    assert "400 WebSockets and 400 SSE streams held, but 1000 were asked for" in outcome.summary
+    assert "fd limit 2000" in outcome.summary and "ulimit -n" in outcome.summary
+    assert outcome.failure is None
+
+
+def test_load_timeouts_while_the_tool_stalled_are_not_the_proxys() -> None:
+    slow = (("ws: no answer in time", 300),)
+    tool = evaluate_load(load_tl(700, 1000, slow, lag_ms=6000.0), CTX)
+    assert tool.verdict == Verdict.ERROR
+    assert "the tool was overloaded" in tool.summary
+    proxy = evaluate_load(load_tl(700, 1000, slow, lag_ms=40.0), CTX)
+    assert proxy.verdict == Verdict.FAIL and proxy.failure == "limit"
+
+
+def test_load_that_could_not_be_set_up_is_an_error() -> None:
+    tl = LoadTimeline(1000, 0, 0, 0, (), 0.0, 0, error="nginx exited with code 1")
+    outcome = evaluate_load(tl, CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert "nginx exited" in outcome.summary
 
 
 def test_a_reload_that_was_not_observed_is_an_error_not_a_pass() -> None:
