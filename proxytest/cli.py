@@ -318,6 +318,10 @@ def _usable_json(path: Path | None) -> None:
     if path.is_dir():
         raise UsageError("--json names a folder", file=path, fix="name a file, e.g. results.json")
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"--json: {folder} is a file, not a folder", file=path, fix="name a path in a folder"
+        )
     if not folder.is_dir():
         raise UsageError(
             "--json: the folder of this file does not exist", file=path, fix="create it first"

@@ -178,7 +178,9 @@ class _Parser:
     def boolean(self, node: yaml.Node, what: str) -> bool:
         value = self.scalar(node, what).lower()
         if value not in ("true", "false", "yes", "no"):
-            raise self.error(node, f"{what} must be true or false, got {value!r}")
+            raise self.error(
+                node, f"{what} must be true or false, got {value!r}", f"write {what}: true"
+            )
         return value in ("true", "yes")
 
     def runtime(self, node: yaml.Node) -> RuntimeName:
@@ -385,16 +387,35 @@ def parse_matrix(text: str, path: Path, known_proxies: tuple[str, ...]) -> Matri
 
 
 def load_matrix(path: Path, known_proxies: tuple[str, ...]) -> Matrix:
+    if path.is_dir():
+        raise MatrixError(
+            "is a folder, not a matrix file",
+            file=path,
+            fix="name the matrix file itself, e.g. proxytest run path/to/matrix.yaml",
+        )
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise MatrixError(
             "matrix file not found",
             file=path,
             fix="run from the project folder, or name the file: proxytest run path/to/matrix.yaml",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MatrixError(f"cannot read the matrix file: {exc}", file=path) from None
+    except OSError as exc:
+        raise MatrixError(
+            f"cannot read the matrix file: {exc.strerror or exc}",
+            file=path,
+            fix="check the path and its permissions",
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MatrixError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})",
+            file=path,
+            line=raw.count(b"\n", 0, exc.start) + 1,
+            fix="save the matrix as UTF-8",
+        ) from None
     return parse_matrix(text, path, known_proxies)
 
 

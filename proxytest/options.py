@@ -193,7 +193,12 @@ def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> tuple[N
                     **where,
                 )
             if runtime == "local":
-                binary = adapter.find_binary(target.binary)
+                try:
+                    binary = adapter.find_binary(target.binary)
+                except UsageError as exc:
+                    if not where:
+                        raise
+                    raise UsageError(exc.problem, fix=exc.fix, **where) from None
                 verify_binary(adapter, binary, options.thresholds.version_timeout_s)
         template = load_config(target.configs, adapter)
         for config_file in template.files:

@@ -140,3 +140,34 @@ def test_an_interrupted_run_writes_what_it_measured(cli: Cli, tmp_path: Path) ->
     assert cli.leftovers() == []
     shown = cli("report", str(report))
     assert shown.returncode == 1  # an interrupted run is never as expected
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"\xff\xfe targets", [":1: not UTF-8 text (byte 0xff at offset 0)", "save the matrix"]),
+        (b"targets:\n  - proxy: nginx\n    setup: default\n    optional: maybe\n",
+         [":4: optional must be true or false, got 'maybe'", "optional: true"]),
+        (b"targets:\n  - proxy: nginx\n    setup: default\n    binary: /no/nginx\n",
+         [":2: nginx binary /no/nginx does not exist"]),
+    ],
+)  # fmt: skip
+def test_a_bad_matrix_is_named_at_its_line(
+    cli: Cli, tmp_path: Path, content: bytes, words: list[str]
+) -> None:
+    (tmp_path / "proxies").symlink_to(ROOT / "proxies")
+    matrix = tmp_path / "m.yaml"
+    matrix.write_bytes(content)
+    done = cli("run", str(matrix))
+    _refused(done, cli, *(f"{matrix}{w}" if w.startswith(":") else w for w in words))
+
+
+def test_a_folder_as_the_matrix_is_named_a_folder(cli: Cli, tmp_path: Path) -> None:
+    done = cli("run", str(tmp_path))
+    _refused(done, cli, f"{tmp_path}: is a folder, not a matrix file")
+
+
+def test_json_below_a_file_is_named(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    done = cli("run", "--only", "nginx/realtime", "--json", str(tmp_path / "afile" / "r.json"))
+    _refused(done, cli, "is a file, not a folder")
