@@ -27,7 +27,7 @@ from .adapters.base import Notice
 from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
 from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
-from .options import RunOptions, check_targets
+from .options import RunOptions, check_images, check_targets
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
 from .results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
@@ -441,7 +441,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
     from .runtimes import docker
 
-    images = RunOptions.from_matrix(images=_images(args.image)).images
+    images = check_images(_images(args.image))
     engine = docker.engine()
     problem = engine.unavailable()
 

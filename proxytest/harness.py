@@ -49,10 +49,12 @@ async def ask_ready(
     session: aiohttp.ClientSession,
     base_url: str,
     timeout_s: float = Thresholds.ready_poll_timeout_s,
+    path: str = READY_PATH,
 ) -> tuple[int | None, str]:
-    """One GET of the origin's ready route through a proxy: (status, body), or (None, error)."""
+    """One GET of the origin's ready route (or ``path``) through a proxy: (status, body),
+    or (None, error)."""
     try:
-        async with asyncio.timeout(timeout_s), session.get(f"{base_url}{READY_PATH}") as response:
+        async with asyncio.timeout(timeout_s), session.get(f"{base_url}{path}") as response:
             return response.status, await response.text()
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return None, type(exc).__name__
@@ -226,18 +228,12 @@ class Harness:
 
     async def _answers(self, instance: Instance, path: str, origin_id: str) -> str | None:
         """Wait until ``path``, routed only by the changed config, reaches the origin."""
-        deadline = time.monotonic() + self.thresholds.reload_confirm_timeout_s
-        url = f"{instance.base_url}{path}"
+        th = self.thresholds
+        deadline = time.monotonic() + th.reload_confirm_timeout_s
         while time.monotonic() < deadline:
-            try:
-                async with (
-                    asyncio.timeout(self.thresholds.ready_poll_timeout_s),
-                    self.session.get(url) as response,
-                ):
-                    if response.status == 200 and await response.text() == origin_id:
-                        return f"{path}, routed only by the changed config, answers"
-            except (aiohttp.ClientError, OSError, TimeoutError):
-                pass
+            answer = await ask_ready(self.session, instance.base_url, th.ready_poll_timeout_s, path)
+            if answer == (200, origin_id):
+                return f"{path}, routed only by the changed config, answers"
             await asyncio.sleep(0.1)
         return None
 

@@ -34,7 +34,7 @@ from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
 from .templates import PLACEHOLDERS, load_config, render_text, require_placeholders
 from .timing import Thresholds
 
-__all__ = ["RunOptions", "check_targets", "cli_flag"]
+__all__ = ["RunOptions", "check_images", "check_targets", "cli_flag"]
 
 
 def cli_flag(key: str) -> str:
@@ -128,7 +128,7 @@ class RunOptions:
             skip_missing=skip_missing,
             settings=settings,
             runtime=None if runtime is None else _choice(runtime, RUNTIMES, flag("runtime")),
-            images=_images(images or {}, flag("image")),
+            images=check_images(images or {}, flag("image")),
             docker_network=_choice(network, DOCKER_NETWORKS, flag("docker_network")),
         )
 
@@ -144,7 +144,8 @@ def _choice(value: str, choices: tuple[Any, ...], name: str) -> Any:
     return value
 
 
-def _images(images: Mapping[str, str], name: str) -> dict[str, str]:
+def check_images(images: Mapping[str, str], name: str = "--image") -> dict[str, str]:
+    """``images`` (proxy -> image) if every proxy is known and every image named."""
     for proxy, image in images.items():
         if proxy not in ADAPTERS or not image:
             raise UsageError(

@@ -553,11 +553,7 @@ class DockerRuntime(Runtime):
         env: Mapping[str, str] | None = None,
     ) -> tuple[int, str]:
         """A throwaway container of the image, on the runtime's network."""
-        assert self.image is not None
-        return await asyncio.to_thread(
-            self.engine.run_once, self.image, argv, mounts=[cwd] if cwd else [], env=env,
-            cwd=cwd, timeout=timeout, network=self.network,
-        )  # fmt: skip
+        return await self._throwaway(None)(argv, timeout=timeout, cwd=cwd, env=env)
 
     def beside(self, process: Any) -> Run:
         """Throwaway containers in the proxy container's own network namespace.
@@ -567,8 +563,10 @@ class DockerRuntime(Runtime):
         bridge, a new endpoint per helper made reloads lag by seconds.
         """
         container = getattr(process, "container", None)
-        if container is None:
-            return self.run
+        return self.run if container is None else self._throwaway(container.id)
+
+    def _throwaway(self, joined: str | None) -> Run:
+        """Run commands in throwaway containers: on the runtime's network, or ``joined``'s."""
         image = self.image
         assert image is not None
 
@@ -581,7 +579,7 @@ class DockerRuntime(Runtime):
         ) -> tuple[int, str]:
             return await asyncio.to_thread(
                 self.engine.run_once, image, argv, mounts=[cwd] if cwd else [], env=env,
-                cwd=cwd, timeout=timeout, joined=container.id,
+                cwd=cwd, timeout=timeout, network=self.network, joined=joined,
             )  # fmt: skip
 
         return run
