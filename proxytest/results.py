@@ -253,8 +253,19 @@ class RunResult:
     interrupted: bool = False
 
     @property
+    def measured(self) -> bool:
+        """Whether the targets that ran judged anything (not every check a skip).
+
+        A run whose only targets are optional ones that could not run is allowed
+        to measure nothing: the matrix or --skip-missing said so.
+        """
+        ran = [t for t in self.targets if t.status != TargetStatus.SKIPPED]
+        return not ran or any(r.verdict != Verdict.SKIP for t in ran for r in t.results)
+
+    @property
     def as_expected(self) -> bool:
-        return not self.interrupted and all(t.as_expected for t in self.targets)
+        """The run's exit-code rule: green only for what was measured, and as expected."""
+        return not self.interrupted and self.measured and all(t.as_expected for t in self.targets)
 
     @property
     def exit_code(self) -> int:

@@ -178,3 +178,16 @@ def test_a_reload_the_proxy_ignores_is_not_observed_and_not_a_pass(
     (reload,) = result.results
     assert reload.verdict == Verdict.ERROR, reload.summary
     assert reload.summary.startswith("reload not observed: after SIGCONT")
+
+
+def test_a_run_whose_targets_skipped_every_check_measured_nothing_and_fails() -> None:
+    """Envoy has no reload to drive: a run of nothing but that skip is not green."""
+    target = TargetSpec("envoy", "realtime", (ROOT / "proxies/envoy/realtime.yaml",))
+    run = asyncio.run(run_targets([target], RunOptions.from_matrix(checks=["lifecycle.reload"])))
+    assert [r.verdict for t in run.targets for r in t.results] == [Verdict.SKIP]
+    assert not run.measured
+    assert run.exit_code == 1
+    assert overall_badge(run).message == "nothing measured"
+    # With one measured check beside it, the same skip is neutral again.
+    both = RunOptions.from_matrix(checks=["lifecycle.reload", "ws.upgrade"])
+    assert asyncio.run(run_targets([target], both)).exit_code == 0

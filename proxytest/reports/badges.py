@@ -24,10 +24,11 @@ Per target (label: the target id), the first rule that matches:
 Overall (label ``proxytest``): ``8/10 as expected`` counting the targets that
 ran, plus ``, 2 not run`` for targets that could not run (red) and ``, 1
 skipped`` for optional ones that could not; ``no target ran`` (red, or
-lightgrey when every target was optional) when none did. Colour:
-brightgreen when the run is as expected with no known failures, green when
-it is as expected thanks to the matrix's expectations, else the worst colour
-among the targets (red, orange, yellow).
+lightgrey when every target was optional) when none did; ``nothing measured``
+(lightgrey, and the run fails) when the targets that ran skipped every check.
+Colour: brightgreen when the run is as expected with no known failures, green
+when it is as expected thanks to the matrix's expectations, else the worst
+colour among the targets (red, orange, yellow).
 
 The SVG is drawn here rather than with a badge library: pybadges, the one
 Python option, imports ``imghdr`` (deprecated, gone in Python 3.13) and
@@ -149,10 +150,12 @@ def overall_badge(run: RunResult) -> Badge:
         message += f", {skipped} skipped"
     colors = [target_badge(t).color for t in run.targets if t.status != TargetStatus.SKIPPED]
     colors += ["red"] * bool(not_run)
+    if not run.measured:  # every check skipped: nothing is known, so not green
+        return Badge("proxytest", "nothing measured", "lightgrey")
     if run.as_expected:
         color = "brightgreen" if all(c == "brightgreen" for c in colors) else "green"
     else:
-        color = next(c for c in _SEVERITY if c in colors)
+        color = next((c for c in _SEVERITY if c in colors), "red")
     return Badge("proxytest", message, color)
 
 

@@ -248,6 +248,8 @@ def print_report(console: Console, run: RunResult) -> None:
         f"{n} {v.value}" for v, n in sorted(counts.items(), key=lambda x: x[0].rank)
     )
     verdict = "as expected" if run.as_expected else "UNEXPECTED RESULTS"
+    if not run.measured:
+        verdict = "NOTHING MEASURED (every check skipped)"
     style = "bold green" if run.as_expected else "bold red"
     console.print()
     console.print(
