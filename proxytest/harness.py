@@ -71,8 +71,12 @@ class Instance:
     ready_s: float
 
     @property
+    def tls(self) -> bool:
+        return self.config.tls
+
+    @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
 
 @dataclass
@@ -176,8 +180,9 @@ class Harness:
                     f"{adapter.name} exited with code {proc.exit_code} before it was ready",
                     detail=config.to_source(proc.log_tail()),
                 )
+            scheme = "https" if config.tls else "http"
             status, body = await ask_ready(
-                self.session, f"http://{proc.host}:{proc.port}", th.ready_poll_timeout_s
+                self.session, f"{scheme}://{proc.host}:{proc.port}", th.ready_poll_timeout_s
             )
             if status == 200 and body == origin_id:
                 return time.monotonic() - started

@@ -359,6 +359,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
                 label=target.id,
                 settings=options.settings,
                 harness=harness,
+                tls=main.tls,
             )
 
             def phase(*phases: Phase) -> Awaitable[tuple[CheckResult, ...]]:

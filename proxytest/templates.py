@@ -1,7 +1,9 @@
 """Render config templates: ``{{ name }}`` placeholders, after neutralising.
 
 Placeholders (docs/architecture.md, "Contracts"): ``listen_host``,
-``listen_port``, ``upstream_host``, ``upstream_port`` and ``run_dir``. Spaces
+``listen_port``, ``upstream_host``, ``upstream_port`` and ``run_dir``; for TLS
+``tls_cert``, ``tls_key``, ``tls_pem`` (both in one file) and ``tls_ca``, PEM
+files of the run's certificate written into the run dir (tls.py). Spaces
 inside the braces are optional. Any other ``{{ … }}`` is an error naming the
 file and line. Values never contain a newline, so a rendered file keeps its
 source's line numbers and a proxy's error about the rendered copy can be
@@ -26,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from .adapters import Adapter, RenderedConfig
 from .adapters._edits import PLACEHOLDER, Neutralised, Notice, has_placeholder
 from .errors import TemplateError
+from .tls import TlsFiles, authority
 
 __all__ = [
     "PLACEHOLDERS",
@@ -39,9 +42,22 @@ __all__ = [
     "render_files",
     "render_text",
     "require_placeholders",
+    "uses_tls",
 ]
 
-PLACEHOLDERS = ("listen_host", "listen_port", "upstream_host", "upstream_port", "run_dir")
+PLACEHOLDERS = (
+    "listen_host",
+    "listen_port",
+    "upstream_host",
+    "upstream_port",
+    "run_dir",
+    "tls_cert",
+    "tls_key",
+    "tls_pem",
+    "tls_ca",
+)
+# A config that names one of these has a TLS listener.
+TLS_PLACEHOLDERS = ("tls_cert", "tls_key", "tls_pem")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
@@ -54,7 +70,13 @@ class Placeholders:
     run_dir: Path
 
     def as_mapping(self) -> dict[str, str]:
-        values = {name: str(getattr(self, name)) for name in PLACEHOLDERS}
+        tls = TlsFiles.at(self.run_dir)  # written there by render_config
+        values = {
+            name: str(getattr(self, name)) for name in PLACEHOLDERS if not name.startswith("tls_")
+        }
+        values.update(
+            tls_cert=str(tls.cert), tls_key=str(tls.key), tls_pem=str(tls.pem), tls_ca=str(tls.ca)
+        )
         for name, value in values.items():
             if "\n" in value or "\r" in value:
                 raise ValueError(f"placeholder {name} must not contain a newline: {value!r}")
@@ -170,7 +192,9 @@ def load_config(sources: Sequence[Path], adapter: Adapter | None = None) -> Conf
 
 
 def render_config(template: ConfigTemplate, placeholders: Placeholders) -> RenderedConfig:
-    """Render every file of ``template`` into ``placeholders.run_dir``."""
+    """Render every file of ``template`` into ``placeholders.run_dir``, with the run's
+    certificate files beside them."""
+    authority().write(placeholders.run_dir)
     values = placeholders.as_mapping()
     written: list[Path] = []
     for file in template.files:
@@ -187,6 +211,7 @@ def render_config(template: ConfigTemplate, placeholders: Placeholders) -> Rende
             zip(written[given:], (f.source for f in template.files[given:]), strict=True)
         ),
         notices=template.notices,
+        tls=uses_tls(template),
     )
 
 
@@ -198,6 +223,16 @@ def render_files(
 
 
 _COMMENT = re.compile(r"(?:^|\s)#.*$", re.M)
+
+
+def uses_tls(template: ConfigTemplate) -> bool:
+    """Whether the config names the run's certificate outside a comment: its
+    listener speaks TLS."""
+    return any(
+        has_placeholder(_COMMENT.sub("", file.text), name)
+        for file in template.files
+        for name in TLS_PLACEHOLDERS
+    )
 
 
 def require_placeholders(template: ConfigTemplate, adapter: Adapter) -> None:

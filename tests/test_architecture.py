@@ -137,7 +137,18 @@ LAYERS = (
     ("origin",),
     ("adapters",),
     ("runtimes",),
-    ("results", "errors", "settings", "timing", "lag", "masking", "_aio", "_version", "routes"),
+    (
+        "results",
+        "errors",
+        "settings",
+        "timing",
+        "lag",
+        "masking",
+        "_aio",
+        "_version",
+        "routes",
+        "tls",
+    ),
 )
 
 

@@ -19,13 +19,7 @@ from proxytest.templates import (
     require_placeholders,
 )
 
-VALUES = {
-    "listen_host": "127.0.0.1",
-    "listen_port": "8080",
-    "upstream_host": "127.0.0.1",
-    "upstream_port": "9090",
-    "run_dir": "/tmp/run",
-}
+VALUES = Placeholders("127.0.0.1", 8080, "127.0.0.1", 9090, Path("/tmp/run")).as_mapping()
 
 
 def test_every_placeholder_with_and_without_spaces() -> None:
@@ -188,3 +182,48 @@ def test_check_targets_refuses_a_config_without_a_listen_placeholder(tmp_path: P
     with pytest.raises(TemplateError, match=r"no \{\{ listen_port \}\}") as info:
         check_targets([TargetSpec("haproxy", "x", (config,))], RunOptions())
     assert "`bind {{ listen_host }}:{{ listen_port }}`" in (info.value.fix or "")
+
+
+def test_tls_placeholders_name_the_run_certificate_written_into_the_run_dir(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    from proxytest.adapters import ADAPTERS
+    from proxytest.templates import load_config, render_config
+    from proxytest.tls import authority
+
+    source = tmp_path / "src" / "tls.conf"
+    source.parent.mkdir()
+    source.write_text(
+        "listen {{ listen_port }} ssl;  # {{ tls_ca }}\n"
+        "ssl_certificate {{tls_cert}}; ssl_certificate_key {{ tls_key }};\n"
+        "crt {{ tls_pem }}; proxy_pass {{ upstream_port }};\n"
+    )
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    template = load_config([source], ADAPTERS["nginx"])
+    rendered = render_config(template, Placeholders("127.0.0.1", 1, "127.0.0.1", 2, run_dir))
+    assert rendered.tls
+    text = rendered.main.read_text()
+    paths = [Path(w.rstrip(";")) for w in text.split() if w.startswith(str(run_dir))]
+    assert {p.name for p in paths} == {"ca.pem", "cert.pem", "key.pem", "cert+key.pem"}
+    for path in paths:
+        assert path.parent == run_dir / "tls"
+        assert path.stat().st_mode & 0o777 == 0o600
+    # the certificate is valid for the loopback names, signed by the run's CA
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(run_dir / "tls" / "cert+key.pem")
+    client = authority().client_context()
+    assert client.verify_mode == ssl.CERT_REQUIRED and client.check_hostname
+    assert b"BEGIN CERTIFICATE" in (run_dir / "tls" / "ca.pem").read_bytes()
+
+
+def test_a_tls_placeholder_only_in_a_comment_is_not_a_tls_listener(tmp_path: Path) -> None:
+    from proxytest.templates import load_config, uses_tls
+
+    source = tmp_path / "plain.conf"
+    source.write_text("listen {{ listen_port }};\n# ssl_certificate {{ tls_cert }};\n")
+    assert not uses_tls(load_config([source]))
+    source.write_text("listen {{ listen_port }} ssl;\nssl_certificate {{ tls_cert }};\n")
+    assert uses_tls(load_config([source]))

@@ -54,6 +54,9 @@ class RenderedConfig:
     as_root: bool = False
     companions: tuple[tuple[Path, Path], ...] = ()
     notices: tuple[Notice, ...] = ()
+    # The config names the run's certificate ({{ tls_cert }}, {{ tls_key }} or
+    # {{ tls_pem }}): its listener speaks TLS.
+    tls: bool = False
 
     @property
     def main(self) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -14,6 +16,7 @@ from ..lag import LagMonitor
 from ..origin import Origin
 from ..settings import Settings
 from ..timing import Thresholds
+from ..tls import authority
 
 if TYPE_CHECKING:
     from ..harness import Harness
@@ -36,11 +39,31 @@ class ProbeContext:
     # A launched proxy's own controls (private instances, reload); None when the
     # endpoint is not one proxytest launched (a relay, the origin itself).
     harness: Harness | None = None
+    # The listener speaks TLS (a config that names the run's certificate): clients
+    # use https and wss and trust the run's CA (tls.py).
+    tls: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def authority(self) -> str:
+        """host:port as it goes into a URL (an IPv6 address in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{self.authority}"
+
+    def ssl_context(self, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext | None:
+        """The client TLS context for this listener offering ``alpn`` (None: cleartext)."""
+        return authority().client_context(alpn) if self.tls else None
+
+    async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A raw connection to the listener (TLS where it speaks TLS, ALPN http/1.1)."""
+        return await asyncio.open_connection(self.host, self.port, ssl=self.ssl_context())
 
     @property
     def ws_base_url(self) -> str:
@@ -56,6 +79,14 @@ class ProbeContext:
 
 
 def new_session() -> aiohttp.ClientSession:
-    """A client session with no connection reuse: every probe opens its own."""
-    connector = aiohttp.TCPConnector(limit=0, force_close=True, enable_cleanup_closed=False)
+    """A client session with no connection reuse: every probe opens its own.
+
+    Over TLS it trusts the run's CA and offers only http/1.1 (aiohttp's one protocol).
+    """
+    connector = aiohttp.TCPConnector(
+        limit=0,
+        force_close=True,
+        enable_cleanup_closed=False,
+        ssl=authority().client_context(),
+    )
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))

@@ -99,7 +99,7 @@ async def _load(ctx: ProbeContext, limit: int, *, origin_process: bool) -> LoadT
     sockets: list[aiohttp.ClientWebSocketResponse] = []
     streams: list[aiohttp.ClientResponse] = []
     gate = asyncio.Semaphore(OPEN_PARALLEL)
-    connector = aiohttp.TCPConnector(limit=0, force_close=True)
+    connector = aiohttp.TCPConnector(limit=0, force_close=True, ssl=ctx.ssl_context() or True)
     timeout = aiohttp.ClientTimeout(total=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 

@@ -64,7 +64,7 @@ async def handshake(ctx: ProbeContext, check: str) -> HandshakeTimeline:
     requested_at = time.monotonic()
     try:
         async with asyncio.timeout(ctx.thresholds.handshake_timeout_s):
-            reader, writer = await asyncio.open_connection(ctx.host, ctx.port)
+            reader, writer = await ctx.open_connection()
             writer.write(request)
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
