@@ -26,7 +26,15 @@ from .adapters import ADAPTERS
 from .adapters.base import Notice
 from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
-from .matrix import Matrix, TargetSpec, load_matrix, select_targets, setups_of
+from .matrix import (
+    ENV_NAME_FIX,
+    Matrix,
+    TargetSpec,
+    env_name_problem,
+    load_matrix,
+    select_targets,
+    setups_of,
+)
 from .options import RunOptions, check_images, check_targets
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
@@ -154,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(Traefik: static first, then dynamic)",
     )
     check.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
+    check.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the proxy process (repeatable), "
+        "e.g. GODEBUG=http2xconnect=1",
+    )
     _common(check)
     report = sub.add_parser(
         "report",
@@ -413,8 +429,18 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         configs=tuple(configs),
         id=f"{args.proxy}/{configs[0].name}",
         binary=args.binary,
+        env=tuple(_env_option(item) for item in args.env),
     )
     return _execute(args, [target], None, console, raise_rejected=True)
+
+
+def _env_option(item: str) -> tuple[str, str]:
+    """``--env KEY=VALUE`` as a pair, or a usage error naming the fix."""
+    name, sep, value = item.partition("=")
+    problem = env_name_problem(name) if sep else f"--env {item!r} has no `=`"
+    if problem:
+        raise UsageError(f"--env {item!r}: {problem}", fix=f"write KEY=VALUE; {ENV_NAME_FIX}")
+    return name, value
 
 
 # -- report ---------------------------------------------------------------------------

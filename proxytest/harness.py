@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -89,6 +89,8 @@ class Harness:
     runtime: Runtime = field(default_factory=LocalRuntime)
     keep_run_dirs: bool = False
     label: str = "proxy"
+    # The target's own environment variables (matrix ``env:``, ``--env``), over the adapter's.
+    env: Mapping[str, str] = field(default_factory=dict)
     # The run dirs kept (keep_run_dirs), in the order they were made.
     kept: list[Path] = field(default_factory=list)
 
@@ -104,7 +106,7 @@ class Harness:
         limit = self.thresholds.config_check_timeout_s
         try:
             code, output = await self.runtime.run(
-                argv, timeout=limit, cwd=config.run_dir, env=self.adapter.env(config)
+                argv, timeout=limit, cwd=config.run_dir, env=self.process_env(config)
             )
         except TimeoutError:
             raise LaunchError(
@@ -113,6 +115,10 @@ class Harness:
             ) from None
         if code != 0:
             raise self.adapter.rejected(config, output)
+
+    def process_env(self, config: RenderedConfig) -> dict[str, str]:
+        """The proxy process's added environment: the adapter's, then the target's."""
+        return {**self.adapter.env(config), **self.env}
 
     def placeholders(
         self, upstream_host: str, upstream_port: int, run_dir: Path, listen_port: int
@@ -152,7 +158,7 @@ class Harness:
                 run_dir=run_dir,
                 host=LOOPBACK,
                 port=placeholders.listen_port,
-                env=self.adapter.env(config),
+                env=self.process_env(config),
                 stop_signal=self.adapter.stop_signal,
                 stop_grace_s=self.thresholds.stop_grace_s,
                 label=self.label,

@@ -27,6 +27,7 @@ one with the fewest dots (``default.yaml`` before ``default.dynamic.yaml``).
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +61,19 @@ _TOP_KEYS = (
     "load_connections", "images", "docker_network", "targets",
 )  # fmt: skip
 _TARGET_KEYS = (
-    "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional",
+    "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional", "env",
 )  # fmt: skip
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENV_NAME_FIX = "a name of letters, digits and _, not starting with a digit (e.g. GODEBUG)"
+
+
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be an environment variable's name (None: it can)."""
+    if not _ENV_NAME.fullmatch(name):
+        return f"{name!r} is not an environment variable name"
+    return None
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,9 @@ class TargetSpec:
     source: str | None = None  # "matrix.yaml:12", for messages
     # A target that may be missing (no binary, image or engine) without failing the run.
     optional: bool = False
+    # Environment variables for the proxy process (``env:``; ``--env`` on check),
+    # e.g. GODEBUG=http2xconnect=1 for a Go proxy.
+    env: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -236,6 +251,21 @@ class _Parser:
             entries.append((pattern, verdict))
         return tuple(entries)
 
+    def env(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        """``env:`` of a target: NAME: value lines."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(
+                node, "env: must be a mapping", "write it as `NAME: value` lines, e.g. GODEBUG: …"
+            )
+        entries = []
+        for key_node, value_node in node.value:
+            name = self.scalar(key_node, "an env name")
+            problem = env_name_problem(name)
+            if problem:
+                raise self.error(key_node, f"env: {problem}", ENV_NAME_FIX)
+            entries.append((name, self.scalar(value_node, f"env: {name}")))
+        return tuple(entries)
+
     def target(
         self, node: yaml.Node, proxies_dir: Path, runtime: RuntimeName, images: dict[str, str]
     ) -> TargetSpec:
@@ -308,6 +338,7 @@ class _Parser:
             optional=self.boolean(fields["optional"], "optional")
             if "optional" in fields
             else False,
+            env=self.env(fields["env"]) if "env" in fields else (),
             source=f"{self.path}:{node.start_mark.line + 1}",
         )
 

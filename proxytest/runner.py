@@ -310,6 +310,7 @@ async def prepare_target(
         runtime=runtime,
         keep_run_dirs=options.keep_run_dirs,
         label=target.id,
+        env=dict(target.env),
     )
     try:
         version = await harness.version()

@@ -171,3 +171,19 @@ def test_json_below_a_file_is_named(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     done = cli("run", "--only", "nginx/realtime", "--json", str(tmp_path / "afile" / "r.json"))
     _refused(done, cli, "is a file, not a folder")
+
+
+@pytest.mark.parametrize("item", ["GODEBUG", "1X=2", "A-B=c", "=value"])
+def test_a_bad_env_option_is_refused(cli: Cli, item: str) -> None:
+    done = cli("check", "--proxy", "nginx", "--config", str(NGINX), "--env", item)
+    _refused(done, cli, f"--env {item!r}", "KEY=VALUE")
+
+
+def test_a_bad_env_name_in_the_matrix_is_named_at_its_line(cli: Cli, tmp_path: Path) -> None:
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(
+        "targets:\n  - proxy: nginx\n    setup: realtime\n    env:\n      GO DEBUG: x\n"
+    )
+    (tmp_path / "proxies").symlink_to(ROOT / "proxies")
+    done = cli("run", str(matrix))
+    _refused(done, cli, f"{matrix}:5:", "'GO DEBUG' is not an environment variable name")

@@ -38,9 +38,9 @@ def error(project: Path, text: str) -> MatrixError:
 def test_the_default_matrix_parses() -> None:
     matrix = load_matrix(ROOT / "matrix.yaml", KNOWN)
     ids = [t.id for t in matrix.targets]
-    assert len(ids) == 10
+    assert len(ids) == len(set(ids)) >= 15
     assert {t.proxy for t in matrix.targets} == set(KNOWN)
-    assert {t.setup for t in matrix.targets} == {"default", "realtime"}
+    assert {"default", "realtime", "tls"} <= {t.setup for t in matrix.targets}
     nginx = matrix.targets[0]
     assert nginx.expected("ws.echo") == Verdict.FAIL
     assert nginx.expected("sse.stream") is None
@@ -155,3 +155,17 @@ def test_missing_matrix_file(tmp_path: Path) -> None:
     with pytest.raises(MatrixError) as info:
         load_matrix(tmp_path / "nope.yaml", KNOWN)
     assert "not found" in str(info.value)
+
+
+def test_env_of_a_target(project: Path) -> None:
+    matrix = parse(
+        project,
+        "targets:\n  - proxy: nginx\n    setup: default\n    env:\n"
+        "      GODEBUG: http2xconnect=1\n      EMPTY: ''\n",
+    )
+    assert matrix.targets[0].env == (("GODEBUG", "http2xconnect=1"), ("EMPTY", ""))
+
+
+def test_env_must_be_a_mapping(project: Path) -> None:
+    exc = error(project, "targets:\n  - proxy: nginx\n    setup: default\n    env: [A=1]\n")
+    assert exc.line == 4 and "env: must be a mapping" in str(exc)
