@@ -61,7 +61,8 @@ _TOP_KEYS = (
     "load_connections", "images", "docker_network", "targets",
 )  # fmt: skip
 _TARGET_KEYS = (
-    "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional", "env",
+    "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional",
+    "env",
 )  # fmt: skip
 
 
