@@ -42,7 +42,9 @@ REFUSED_STREAM. Faults (``H2Fault.kind``), each with the real behaviour it imita
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import os
 import ssl
 import tempfile
 from collections.abc import Iterable
@@ -322,6 +324,20 @@ class _Connection:
                     await self.send(stream.stream_id, b"", end=True)
                 return
 
+    async def rest_of_body(
+        self, stream_id: int, up: h11.Connection, reader: asyncio.StreamReader
+    ) -> None:
+        while True:
+            event = up.next_event()
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    up.receive_data(await reader.read(READ_SIZE))
+            elif isinstance(event, h11.Data):
+                await self.send(stream_id, bytes(event.data))
+            else:
+                await self.send(stream_id, b"", end=True)
+                return
+
     async def tunnel(
         self, stream: _Stream, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -336,7 +352,7 @@ class _Connection:
             self.reset(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
             return
         up = h11.Connection(h11.CLIENT)
-        key = "cHJveHl0ZXN0LWgycmVsYXk="  # any 16 bytes, base64: the origin only echoes it
+        key = base64.b64encode(os.urandom(16)).decode()
         extra = [
             ("Connection", "Upgrade"),
             ("Upgrade", "websocket"),
@@ -356,7 +372,7 @@ class _Connection:
                 break
             if isinstance(event, h11.Response):  # no upgrade: forward the refusal
                 await self.respond(sid, event.status_code, _down_headers(event.headers))
-                await self.send(sid, b"", end=True)
+                await self.rest_of_body(sid, up, reader)
                 return
             if isinstance(event, h11.ConnectionClosed):
                 raise OSError("the origin closed the connection before answering")

@@ -249,9 +249,9 @@ class H2Connection:
 
     async def _reset(self, stream_id: int, code: int) -> None:
         state = self._streams.get(stream_id)
-        if self._closed is not None or state is None or state.ended:
+        if self._closed is not None or state is None:
             return
-        with contextlib.suppress(h2.exceptions.ProtocolError):
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # closed both ways already
             self._h2.reset_stream(stream_id, code)
             self._flush()
         self._fail(stream_id, ConnectionError("the client reset the stream"))
