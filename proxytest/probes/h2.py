@@ -42,6 +42,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from .context import ProbeContext
 
@@ -113,6 +114,19 @@ class _Client(h2.connection.H2Connection):
     @property
     def open_outbound_streams(self) -> int:
         return 0 if self.lift_limit else super().open_outbound_streams
+
+    def _receive_goaway_frame(
+        self, frame: hyperframe.frame.GoAwayFrame
+    ) -> tuple[list[hyperframe.frame.Frame], list[h2.events.Event]]:
+        # A graceful GOAWAY (NO_ERROR): the streams up to its last stream id still
+        # get their answers (Envoy sends one before the 403 to a CONNECT it does not
+        # route), but h2 takes any GOAWAY as the end and refuses every later frame,
+        # even in the same read: keep its state machine open; request() refuses new
+        # streams after a GOAWAY.
+        frames, events = super()._receive_goaway_frame(frame)
+        if not frame.error_code:
+            self.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return frames, events
 
 
 class H2Connection:
