@@ -101,6 +101,10 @@ class Failure(enum.StrEnum):
     NO_RECOVERY = "no_recovery"  # still failing after the origin came back
     SLOW_LEARN = "slow_learn"  # clients told late that the origin died
     LIMIT = "limit"  # a connection limit on the path
+    # HTTP/2
+    H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
+    STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused
+    STREAM_LIMIT = "stream_limit"  # fewer concurrent streams advertised than a page needs
 
 
 class TargetStatus(enum.StrEnum):

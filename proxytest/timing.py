@@ -58,6 +58,9 @@ class Thresholds:
     echo_sizes: tuple[int, ...] = (0, 1, 125, 126, 65535, 65536, 1024 * 1024)
     # lifecycle.reload watches open connections this long after the reload.
     reload_observe_s: float = 8.0
+    # h2.streams opens at most this many streams on one connection (the advertised
+    # MAX_CONCURRENT_STREAMS plus one, when that is lower).
+    h2_streams_cap: int = 300
 
     # -- patience: scaled by PROXYTEST_TIME_SCALE ------------------------------------
     handshake_timeout_s: float = _patience(5.0)  # a proxy that never answers an upgrade
@@ -75,6 +78,10 @@ class Thresholds:
     # Past this, load.concurrency starts no new connection: a proxy that queues
     # connections beyond its limit would otherwise keep the probe for minutes.
     load_open_deadline_s: float = _patience(60.0)
+    # h2.streams: how long each of the streams opened at once may take to deliver
+    # its first event, and how long the one beyond the advertised limit is watched.
+    h2_stream_wait_s: float = _patience(5.0)
+    h2_beyond_wait_s: float = _patience(2.0)
     # Before measuring again, wait this long times the attempts so far: a busy
     # moment of the machine (containers starting, a load check) passes, while a
     # proxy that delays does so whenever it is measured.
@@ -122,6 +129,10 @@ class Thresholds:
     # load.concurrency: connections that time out while the tool's own loop lagged
     # this long may be the tool's doing (half the connect timeout's default).
     load_tool_lag_limit_ms: float = 5000.0
+    # h2.streams: fewer concurrent streams per connection than this is degraded. A
+    # browser page multiplexes its EventSources, fetches and (RFC 8441) WebSockets
+    # to one host over one connection; HAProxy's default is 100, nginx's 128, Go's 250.
+    h2_streams_degraded_below: int = 100
 
     def scaled(self, factor: float) -> Thresholds:
         """These thresholds with every wait (and only the waits) ``factor`` times longer."""

@@ -51,6 +51,9 @@ class Caddy(Adapter):
         "upgrade": "Caddy proxies WebSocket with a bare `reverse_proxy`: look for "
         "`header_up` rules removing Connection or Upgrade",
         "truncated": "look at `stream_timeout` and `stream_close_delay` in reverse_proxy",
+        "h2_websocket": "Caddy (Go) advertises extended CONNECT only with "
+        "`GODEBUG=http2xconnect=1` and proxies it since 2.9: upgrade Caddy, or unset that "
+        "GODEBUG so browsers use HTTP/1.1 WebSockets",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

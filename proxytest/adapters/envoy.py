@@ -56,6 +56,13 @@ class Envoy(Adapter):
         "`content_type` list",
         "compressed_delayed": "Envoy's compressor: leave text/event-stream out of its "
         "`content_type` list",
+        "h2_websocket": "Envoy advertises extended CONNECT with `http2_protocol_options."
+        "allow_connect: true`; without `upgrade_configs: [{upgrade_type: websocket}]` it "
+        "answers the CONNECT 403 (measured, 1.40). With both, Envoy 1.40 upgraded to an "
+        "HTTP/1.1 origin without a Sec-WebSocket-Key, which the origin refused (measured: "
+        "400): drop `allow_connect` so browsers use HTTP/1.1 WebSockets",
+        "stream_limit": "Envoy: `http2_protocol_options.max_concurrent_streams` on the "
+        "HttpConnectionManager",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

@@ -45,6 +45,12 @@ class HAProxy(Adapter):
         "`option http-no-delay`",
         "upgrade": "HAProxy passes WebSocket upgrades in `mode http`: check for "
         "`http-request del-header Connection/Upgrade` rules or an `http-request return`",
+        "h2_websocket": "HAProxy advertises RFC 8441 on h2 binds since 2.4 and upgrades to the "
+        "server over HTTP/1.1: look for rules on CONNECT or Upgrade, or set "
+        "`h2-workaround-bogus-websocket-clients` in `global` to stop advertising it (browsers "
+        "then use HTTP/1.1 WebSockets)",
+        "stream_limit": "HAProxy advertises `tune.h2.max-concurrent-streams` (100 by "
+        "default): raise it in `global`",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

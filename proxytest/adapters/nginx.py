@@ -79,6 +79,8 @@ class Nginx(Adapter):
         "auth subrequest waiting on a body",
         "size": "the limit is not `client_max_body_size` (frames after 101 are not a body): "
         "look at the origin or another hop",
+        "stream_limit": "nginx: `http2_max_concurrent_streams` (128 by default) in the "
+        "server block",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import UsageError
-from . import lifecycle, load, long, sse, ws
+from . import h2, lifecycle, load, long, sse, ws
 from .base import Check, EvalContext, Phase
 from .delivery import analyse, judge_stream
 
@@ -29,10 +29,11 @@ __all__ = [
     "select_valid",
 ]
 
-FAMILIES = ("ws", "sse", "lifecycle", "load")  # WebSocket, SSE, lifecycle and load
+FAMILIES = ("ws", "sse", "h2", "lifecycle", "load")  # WebSocket, SSE, HTTP/2, lifecycle, load
 # long.py holds the long-lived checks of both ws and sse: each goes after its family's
-# quick ones (the sort by family is stable).
-_MODULES = (ws, sse, long, lifecycle, load)
+# quick ones (the sort by family is stable); h2.py holds ws.*@h2 (after ws's quick
+# checks) and h2.streams.
+_MODULES = (ws, sse, h2, long, lifecycle, load)
 CHECKS: dict[str, Check[Any]] = {
     c.id: c
     for c in sorted(

@@ -316,3 +316,74 @@ class LoadTimeline:
     loop_lag_ms: float = 0.0
     origin_process: bool = False  # the origin ran in a process of its own
     error: str | None = None  # the harness could not set the check up
+
+
+@dataclass(frozen=True)
+class H2Offer:
+    """How far an ``@h2`` probe got before its own traffic: HTTP/2 at all, and what
+    the server's first SETTINGS frame advertised."""
+
+    tls: bool
+    not_offered: str | None = None  # the listener does not speak HTTP/2 (why)
+    error: str | None = None  # the HTTP/2 connection failed otherwise
+    alpn: str | None = None
+    advertised: bool | None = None  # SETTINGS_ENABLE_CONNECT_PROTOCOL = 1 (RFC 8441)
+    max_streams: int | None = None  # SETTINGS_MAX_CONCURRENT_STREAMS; None: unlimited
+
+    @property
+    def connected(self) -> bool:
+        return self.not_offered is None and self.error is None and self.advertised is not None
+
+
+@dataclass(frozen=True)
+class H2UpgradeTimeline:
+    """ws.upgrade@h2: an extended CONNECT (``:protocol websocket``) and its answer."""
+
+    offer: H2Offer
+    url: str = ""
+    requested_at: float = 0.0
+    status: int | None = None  # 200 is success in RFC 8441
+    responded_at: float | None = None
+    error: str | None = None
+    origin_requests: int = 0
+    origin_saw_upgrade: bool | None = None
+    origin_upgraded: bool | None = None
+
+
+@dataclass(frozen=True)
+class H2EchoTimeline:
+    """ws.echo@h2: ``echo`` is None when no extended CONNECT was tried (see ``offer``);
+    its ``status`` is the CONNECT's (200 when the WebSocket opened)."""
+
+    offer: H2Offer
+    echo: EchoTimeline | None = None
+
+
+@dataclass(frozen=True)
+class H2CloseTimeline:
+    """ws.close@h2, as :class:`H2EchoTimeline` (statuses are the CONNECTs')."""
+
+    offer: H2Offer
+    close: CloseTimeline | None = None
+
+
+@dataclass(frozen=True)
+class H2StreamsTimeline:
+    """h2.streams: long-held SSE streams opened at once on one HTTP/2 connection.
+
+    ``requested`` streams within the advertised limit (capped), of which
+    ``served`` got 200 and their first event; ``failure`` says what happened to
+    the first that did not. ``beyond`` is the fate of one stream more than the
+    server advertised (None when none was sent: no limit, or over the cap).
+    """
+
+    offer: H2Offer
+    cap: int = 0
+    requested: int = 0
+    served: int = 0
+    failure: str | None = None
+    failure_index: int | None = None  # 1-based, in the order the streams were opened
+    beyond: str | None = None
+    beyond_refused: bool = False  # a clean refusal (RST_STREAM) of the stream beyond
+    wait_s: float = 0.0  # how long a stream may take to deliver before it counts as stalled
+    error: str | None = None  # the probe could not open the streams (the connection died)
