@@ -212,6 +212,9 @@ class TargetResult:
     log_tail: str = ""
     config_files: tuple[ConfigFile, ...] = ()
     run_dirs: tuple[str, ...] = ()  # kept for a person to read (--keep-run-dirs)
+    # The listener speaks TLS (the config names the run's certificate): its plain
+    # check IDs are HTTP/1.1 over TLS; @h2 ones HTTP/2 by ALPN.
+    tls: bool = False
 
     @property
     def as_expected(self) -> bool:
@@ -244,6 +247,8 @@ class TargetResult:
         }
         if self.run_dirs:
             data["run_dirs"] = list(self.run_dirs)
+        if self.tls:  # additive: present only for a TLS listener
+            data["tls"] = True
         return data
 
 

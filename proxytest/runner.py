@@ -338,6 +338,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
     env.harnesses[target.id] = harness
     base["runtime"] = prepared.runtime.name
     log_tail = ""
+    tls = False
     slot_held = False
     try:
         await env.semaphore.acquire()
@@ -348,7 +349,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
         async with harness.instance(
             env.origin.host, env.origin.port, env.origin.id, validate=True
         ) as main:
-            proc = main.process
+            proc, tls = main.process, main.tls
             env.progress.target_phase(target, "checking")
             ctx = ProbeContext(
                 LOOPBACK,
@@ -399,6 +400,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
             reason=None,
             results=results,
             log_tail=log_tail,
+            tls=tls,
         )
     except HarnessError as exc:
         if isinstance(exc, ConfigRejected) and options.raise_rejected:

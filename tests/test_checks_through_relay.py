@@ -41,13 +41,26 @@ async def through(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckResul
     return {r.check: r for r in results}
 
 
-# The HTTP/1.1 quick checks: the HTTP/2 ones (``@h2``, ``h2.*``) skip on this cleartext
-# HTTP/1.1 relay; tests/test_h2_through_relay.py runs them through an HTTP/2 one.
+# tests/relay.py speaks HTTP/1.1 in cleartext: the checks over HTTP/2 (``@h2``,
+# ``@h2c``, ``h2.*``) skip through it; tests/test_h2_through_relay.py runs them
+# through tests/h2relay.py.
 QUICK = [
     c.id
     for c in CHECKS.values()
-    if c.phase == Phase.QUICK and "@h2" not in c.id and c.family != "h2"
+    if c.phase == Phase.QUICK and c.transport == "h1" and c.family != "h2"
 ]
+OVER_H2 = [c.id for c in CHECKS.values() if c.phase == Phase.QUICK and c.transport != "h1"]
+
+
+async def test_checks_over_http2_skip_where_the_listener_speaks_only_http1() -> None:
+    results = await through(Fault("clean"), OVER_H2)
+    assert OVER_H2 and set(results) == set(OVER_H2)
+    for check, result in results.items():
+        assert result.verdict == Verdict.SKIP, (check, result.summary)
+        if check.endswith("@h2"):
+            assert "cleartext listener" in result.summary
+        else:  # the relay answers the HTTP/2 preface as a bad HTTP/1.1 request
+            assert "does not speak h2c" in result.summary, result.summary
 
 
 async def test_every_quick_check_passes_through_the_clean_relay() -> None:

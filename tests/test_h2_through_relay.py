@@ -155,3 +155,59 @@ async def test_hold_headers_still_delivers_everything() -> None:
     test uses it with a late first event; with prompt events every check passes."""
     results = await through(H2Fault("hold_headers"), ALL)
     assert {r.verdict for r in results.values()} == {Verdict.PASS}
+
+
+SSE_H2 = ["sse.headers@h2", "sse.stream@h2", "sse.last-event-id@h2", "sse.compression@h2"]
+SSE_H2C = [c.replace("@h2", "@h2c") for c in SSE_H2]
+
+
+async def _sse_through(
+    fault: H2Fault, patterns: Sequence[str], *, tls: bool
+) -> dict[str, CheckResult]:
+    """Like ``through``, with the direct baseline the timing checks are judged against."""
+    from proxytest.measure import measure_baseline
+
+    th = Thresholds()
+    async with (
+        Origin() as origin,
+        H2Relay(origin.host, origin.port, fault, tls=tls) as relay,
+        LagMonitor() as lag,
+        new_session() as session,
+    ):
+        direct = ProbeContext(origin.host, origin.port, origin, session, th, lag)
+        baseline = await measure_baseline(direct)
+        ctx = ProbeContext(relay.host, relay.port, origin, session, th, lag, tls=tls)
+        results = await run_checks(ctx, select(patterns), baseline=baseline)
+    return {r.check: r for r in results}
+
+
+async def test_sse_over_h2_passes_through_the_clean_relay_and_h2c_skips_on_tls() -> None:
+    results = await _sse_through(H2Fault("clean"), [*SSE_H2, *SSE_H2C], tls=True)
+    verdicts = {k: r.verdict for k, r in results.items()}
+    assert verdicts == {
+        **dict.fromkeys(SSE_H2, Verdict.PASS),
+        **dict.fromkeys(SSE_H2C, Verdict.SKIP),
+    }, {k: r.summary for k, r in results.items()}
+    assert all(results[c].metrics["transport"] == "h2" for c in SSE_H2)
+    assert results["sse.last-event-id@h2"].metrics["origin_last_event_id"] == "3"
+    assert "h2c is HTTP/2 in cleartext" in results["sse.stream@h2c"].summary
+
+
+async def test_sse_over_h2c_in_cleartext_and_h2_skips() -> None:
+    results = await _sse_through(H2Fault("clean"), [*SSE_H2, *SSE_H2C], tls=False)
+    verdicts = {k: r.verdict for k, r in results.items()}
+    assert verdicts == {
+        **dict.fromkeys(SSE_H2C, Verdict.PASS),
+        **dict.fromkeys(SSE_H2, Verdict.SKIP),
+    }, {k: r.summary for k, r in results.items()}
+    assert "cleartext listener" in results["sse.stream@h2"].summary
+
+
+async def test_sse_headers_held_until_the_first_data_frame_fail_over_h2() -> None:
+    """caddy#4247: an h2 proxy that sends the response HEADERS only with the first
+    DATA frame; a late first event makes EventSource.onopen fire late."""
+    results = await _sse_through(H2Fault("hold_headers"), ["sse.headers@h2"], tls=True)
+    headers = results["sse.headers@h2"]
+    assert headers.verdict == Verdict.FAIL, headers.summary
+    assert "held until the first event" in headers.summary
+    assert headers.hint is not None

@@ -71,7 +71,7 @@ def test_exit_code_counts_only_unexpected_results() -> None:
 
 
 def test_wide_grid_shows_every_check_and_the_details() -> None:
-    text = rendered(260)
+    text = rendered(420)
     for header in ("upgrade", "echo", "subproto", "last-id", "gzip"):
         assert header in text
     assert "fail*" in text  # expected failure

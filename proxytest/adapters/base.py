@@ -239,10 +239,16 @@ class Adapter:
 
     # -- hints -------------------------------------------------------------------
     def hint(self, check_id: str, failure: Failure | None) -> str | None:
-        """This proxy's hint for ``failure`` in ``check_id``: the check's own first."""
+        """This proxy's hint for ``failure`` in ``check_id``: the check's own first, then
+        the same check's over HTTP/1.1 (``sse.headers`` for ``sse.headers@h2``)."""
         if failure is None:
             return None
-        return self.hints.get(f"{check_id}:{failure}") or self.hints.get(failure)
+        base = check_id.split("@", 1)[0]
+        return (
+            self.hints.get(f"{check_id}:{failure}")
+            or self.hints.get(f"{base}:{failure}")
+            or self.hints.get(failure)
+        )
 
 
 def _sbin(name: str) -> str | None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import UsageError
+from ..probes.context import TRANSPORTS
 from . import h2, lifecycle, load, long, sse, ws
 from .base import Check, EvalContext, Phase
 from .delivery import analyse, judge_stream
@@ -31,14 +32,14 @@ __all__ = [
 
 FAMILIES = ("ws", "sse", "h2", "lifecycle", "load")  # WebSocket, SSE, HTTP/2, lifecycle, load
 # long.py holds the long-lived checks of both ws and sse: each goes after its family's
-# quick ones (the sort by family is stable); h2.py holds ws.*@h2 (after ws's quick
-# checks) and h2.streams.
+# quick ones (the sort by family is stable); a family's checks over HTTP/2 (@h2,
+# @h2c) come after its HTTP/1.1 ones. h2.py holds ws.*@h2 and h2.streams.
 _MODULES = (ws, sse, h2, long, lifecycle, load)
 CHECKS: dict[str, Check[Any]] = {
     c.id: c
     for c in sorted(
         (c for module in _MODULES for c in module.CHECKS),
-        key=lambda c: FAMILIES.index(c.family),
+        key=lambda c: (FAMILIES.index(c.family), TRANSPORTS.index(c.transport)),
     )
 }
 

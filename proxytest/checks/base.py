@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 from ..probes import ProbeContext
-from ..results import Failure, Outcome
+from ..probes.context import Transport
+from ..probes.http import offered
+from ..results import Failure, Outcome, Verdict
 from ..timing import Thresholds
 
-__all__ = ["Check", "EvalContext", "Phase", "fmt_ms"]
+__all__ = ["TRANSPORT_NAMES", "Check", "EvalContext", "Phase", "Unavailable", "fmt_ms", "over"]
 
 T = TypeVar("T")
 
@@ -56,10 +58,65 @@ class Check(Generic[T]):
     # the tool's own event loop was late.
     timing: bool = False
     phase: Phase = Phase.QUICK
+    # The protocol its requests travel over; not h1: the ID ends in @h2 or @h2c.
+    transport: Transport = "h1"
 
     @property
     def family(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def base_id(self) -> str:
+        """The ID without its transport (``sse.stream`` for ``sse.stream@h2``)."""
+        return self.id.split("@", 1)[0]
+
+
+TRANSPORT_NAMES: Mapping[Transport, str] = {
+    "h1": "HTTP/1.1",
+    "h2": "HTTP/2 over TLS",
+    "h2c": "HTTP/2 in cleartext (h2c)",
+}
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """The listener does not speak the check's transport: skipped, with why."""
+
+    reason: str
+
+
+def over(check: Check[T], transport: Transport) -> Check[T | Unavailable]:
+    """``check`` with its requests sent over ``transport``: ID ``<id>@<transport>``.
+
+    The probe first asks whether the listener speaks the transport (probes/http.py
+    ``offered``); where it does not, the check is skipped with the reason. The
+    evaluation and the hints are the HTTP/1.1 check's: the same fault is judged
+    the same way whichever protocol carried it.
+    """
+
+    async def probe(ctx: ProbeContext, label: str) -> T | Unavailable:
+        ctx = replace(ctx, transport=transport)
+        reason = await offered(ctx)
+        if reason is not None:
+            return Unavailable(reason)
+        return await check.probe(ctx, label)
+
+    def evaluate(timeline: T | Unavailable, ctx: EvalContext) -> Outcome:
+        if isinstance(timeline, Unavailable):
+            return Outcome(Verdict.SKIP, timeline.reason, {"transport": transport})
+        outcome = check.evaluate(timeline, ctx)
+        return replace(outcome, metrics={**outcome.metrics, "transport": transport})
+
+    return Check(
+        f"{check.id}@{transport}",
+        f"{check.description} (over {transport})",
+        probe,
+        evaluate,
+        check.hints,
+        check.timing,
+        check.phase,
+        transport,
+    )
 
 
 def fmt_ms(ms: float | None) -> str:

@@ -252,6 +252,7 @@ CHECKS = (
         probe_upgrade,
         evaluate_upgrade,
         {Failure.H2_WEBSOCKET: _H2_WEBSOCKET_HINT},
+        transport="h2",
     ),
     Check(
         "ws.echo@h2",
@@ -264,6 +265,7 @@ CHECKS = (
             "above your largest message",
             Failure.ECHO: "the HTTP/2 tunnel corrupts or drops WebSocket frames",
         },
+        transport="h2",
     ),
     Check(
         "ws.close@h2",
@@ -275,6 +277,7 @@ CHECKS = (
             Failure.CLOSE: "the proxy must forward close frames through the HTTP/2 stream "
             "instead of resetting it",
         },
+        transport="h2",
     ),
     Check(
         "h2.streams",

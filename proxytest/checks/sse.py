@@ -6,7 +6,7 @@ from ..probes import ProbeContext, ResumeTimeline, StreamTimeline
 from ..probes import sse as probe
 from ..probes.timeline import ReconnectTimeline
 from ..results import Failure, Outcome, Verdict
-from .base import Check, EvalContext, fmt_ms
+from .base import Check, EvalContext, fmt_ms, over
 from .delivery import judge_stream
 
 _IDENTITY = {"Accept-Encoding": "identity"}
@@ -261,7 +261,7 @@ def evaluate_compression(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
 _BUFFERING = "the proxy buffers the response: turn buffering off for text/event-stream"
 _ORDER = "something on the path replays or reorders the stream: look for retries or caching"
 
-CHECKS = (
+_HTTP1 = (
     Check(
         "sse.headers",
         "200 and text/event-stream reach the client before the first event, even a late one",
@@ -324,4 +324,12 @@ CHECKS = (
         },
         timing=True,
     ),
+)
+# Over HTTP/2 too (TLS by ALPN, and cleartext h2c), where the listener speaks it:
+# the faults users meet over h2 differ (headers held until the first DATA frame,
+# compression that buffers), so each is its own result beside the HTTP/1.1 one.
+_OVER_H2 = ("sse.headers", "sse.stream", "sse.last-event-id", "sse.compression")
+CHECKS = (
+    *_HTTP1,
+    *(over(c, transport) for transport in ("h2", "h2c") for c in _HTTP1 if c.id in _OVER_H2),
 )

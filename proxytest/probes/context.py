@@ -7,7 +7,7 @@ import itertools
 import secrets
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlencode
 
 import aiohttp
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from ..harness import Harness
 
 _counter = itertools.count(1)
+
+# How a probe's HTTP requests travel (docs/architecture.md, "Transports"): HTTP/1.1
+# (over TLS where the listener speaks TLS), HTTP/2 over TLS, HTTP/2 in cleartext.
+Transport = Literal["h1", "h2", "h2c"]
+TRANSPORTS: tuple[Transport, ...] = ("h1", "h2", "h2c")
 
 
 @dataclass
@@ -42,6 +47,9 @@ class ProbeContext:
     # The listener speaks TLS (a config that names the run's certificate): clients
     # use https and wss and trust the run's CA (tls.py).
     tls: bool = False
+    # The protocol of the probe's HTTP requests (probes/http.py); checks run over
+    # another transport than h1 carry it in their ID (``sse.stream@h2``).
+    transport: Transport = "h1"
 
     @property
     def scheme(self) -> str:

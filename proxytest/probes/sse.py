@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .context import ProbeContext
+from .http import fetch
 from .timeline import (
     Attempt,
     Delivery,
@@ -103,15 +104,15 @@ async def read_stream(
     requested_at = time.monotonic()
     try:
         async with asyncio.timeout(budget):
-            async with ctx.session.get(url, headers=request_headers) as response:
+            async with fetch(ctx, url, request_headers) as response:
                 headers_at = time.monotonic()
                 status = response.status
-                response_headers = tuple(response.headers.items())
+                response_headers = response.headers
                 if status != 200:
                     end = "status"
                 else:
                     decoder = _utf8()
-                    async for chunk in response.content.iter_any():
+                    async for chunk in response.chunks():
                         now = time.monotonic()
                         for event in parser.feed(decoder.decode(chunk)):
                             delivery = _delivery(event, now)

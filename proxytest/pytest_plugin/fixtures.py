@@ -31,6 +31,7 @@ import pytest
 
 from ..origin import Origin
 from ..probes.sse import SseParser
+from ..tls import authority
 from .service import RunningTarget
 from .session import RUN, SETTINGS, PluginSettings, service_for
 
@@ -149,6 +150,11 @@ class SseStream:
                 self._pending.append(SseEvent("\n".join(event.data), event.id, event.event, now))
 
 
+def _session() -> aiohttp.ClientSession:
+    """A client session that trusts the run's CA where a target speaks TLS."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=authority().client_context()))
+
+
 class SseClient:
     """SSE through the target: ``async with client.stream(count=5) as stream``."""
 
@@ -165,7 +171,7 @@ class SseClient:
     ) -> AsyncIterator[SseStream]:
         """Open ``path`` (the origin's ``/sse`` takes count, interval_ms, size…)."""
         async with (
-            aiohttp.ClientSession() as session,
+            _session() as session,
             session.get(
                 self.url(path, **query), headers={"Accept": "text/event-stream", **(headers or {})}
             ) as response,
@@ -200,7 +206,7 @@ class WsClient:
         params = urlencode({k: v for k, v in query.items() if v is not None})
         url = f"{self.ws_base_url}{path}" + (f"?{params}" if params else "")
         async with (
-            aiohttp.ClientSession() as session,
+            _session() as session,
             session.ws_connect(url, protocols=protocols, autoping=False) as ws,
         ):
             yield ws

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ssl
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..options import RunOptions
 from ..origin import Origin
 from ..probes.context import new_session
 from ..runner import prepare_target
+from ..tls import authority
 
 T = TypeVar("T")
 
@@ -121,6 +123,7 @@ class Service:
                             host=inst.host,
                             port=inst.port,
                             _stop=stop,
+                            tls=inst.tls,
                         )
                     )
                     await stop.wait()
@@ -166,15 +169,24 @@ class RunningTarget:
     port: int
     _stop: asyncio.Event
     _task: asyncio.Task[None] | None = None
+    # The listener speaks TLS with the run's certificate: ``ssl_context`` trusts it.
+    tls: bool = False
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT`` — the proxy's listening address."""
-        return f"http://{self.host}:{self.port}"
+        """``http://127.0.0.1:PORT`` (``https://`` for a TLS listener) — where the proxy
+        listens."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_base_url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context that trusts the run's CA (None for a cleartext listener):
+        pass it as aiohttp's ``ssl=`` or httpx's ``verify=``."""
+        return authority().client_context() if self.tls else None
 
     def url(self, path: str = "/") -> str:
         return self.base_url + path

@@ -19,6 +19,7 @@ from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdic
 from .grid import TINY as _TINY
 from .grid import TINY_FAMILY as _TINY_FAMILY
 from .grid import check_ids as _check_ids
+from .grid import target_label
 
 __all__ = ["LiveProgress", "render_details", "render_grid"]
 
@@ -109,15 +110,16 @@ class LiveProgress:
 
 
 def _header(check_id: str, compact: bool) -> str:
-    family, _, name = check_id.partition(".")
+    check, at, transport = check_id.partition("@")
+    family, _, name = check.partition(".")
     if compact:
-        return f"{_TINY_FAMILY.get(family, family)}\n{_TINY.get(name, name)}"
-    return f"{family}\n{_SHORT.get(name, name)}"
+        return f"{_TINY_FAMILY.get(family, family)}{at}{transport}\n{_TINY.get(name, name)}"
+    return f"{family}{at}{transport}\n{_SHORT.get(name, name)}"
 
 
 def _fits(run: RunResult, ids: list[str], compact: bool) -> int:
     """The width a one-table grid of ``ids`` needs."""
-    target = max((len(t.id) for t in run.targets), default=6) + 2
+    target = max((len(target_label(t)) for t in run.targets), default=6) + 2
     if compact:
         return target + 6 * len(ids)
     version = max((len(t.proxy_version or "-") for t in run.targets), default=7) + 3
@@ -165,7 +167,7 @@ def render_grid(run: RunResult, width: int = 200) -> Group:
             by_id = {r.check: r for r in target.results}
             cells = [_cell(by_id[c], compact) if c in by_id else Text("") for c in chunk]
             version = [] if compact else [target.proxy_version or "-"]
-            table.add_row(target.id, *version, *cells)
+            table.add_row(target_label(target), *version, *cells)
         tables.append(table)
     return Group(*tables)
 

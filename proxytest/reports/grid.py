@@ -19,6 +19,7 @@ __all__ = [
     "non_pass",
     "overall",
     "short_label",
+    "target_label",
 ]
 
 # Four letters per check name keep 19 columns readable; the family goes above.
@@ -53,9 +54,16 @@ def check_ids(run: RunResult) -> list[str]:
 
 
 def short_label(check_id: str) -> tuple[str, str]:
-    """``ws.upgrade`` -> ``("ws", "upgr")``."""
-    family, _, name = check_id.partition(".")
-    return TINY_FAMILY.get(family, family), TINY.get(name, name)
+    """``ws.upgrade`` -> ``("ws", "upgr")``; the transport goes with the family:
+    ``sse.stream@h2`` -> ``("sse@h2", "strm")``."""
+    check, at, transport = check_id.partition("@")
+    family, _, name = check.partition(".")
+    return TINY_FAMILY.get(family, family) + at + transport, TINY.get(name, name)
+
+
+def target_label(target: TargetResult) -> str:
+    """The target's ID, with ``(TLS)`` where its listener speaks TLS."""
+    return f"{target.id} (TLS)" if target.tls else target.id
 
 
 def cell_state(result: CheckResult) -> str:

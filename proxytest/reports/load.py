@@ -108,6 +108,7 @@ def _target(data: Any, where: str) -> TargetResult:
         results=tuple(_result(r, f"{where}.results[{n}]") for n, r in enumerate(results)),
         config_files=tuple(files),
         run_dirs=tuple(run_dirs),
+        tls=_get(data, "tls", where, (bool,)) if "tls" in data else False,
     )
 
 

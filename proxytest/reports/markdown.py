@@ -72,7 +72,8 @@ def render_markdown(run: RunResult) -> str:
     for target in run.targets:
         by_id = {r.check: r for r in target.results}
         cells = [EMOJI[cell_state(by_id[c])] if c in by_id else "" for c in ids]
-        lines.append("| " + " | ".join([_code(target.id), *cells]) + " |")
+        label = _code(target.id) + (" (TLS)" if target.tls else "")
+        lines.append("| " + " | ".join([label, *cells]) + " |")
     lines += ["", _LEGEND + "  ", "columns: " + ", ".join(
         f"{name} = {_code(c)}" for c, (_fam, name) in zip(ids, map(short_label, ids), strict=True)
     )]  # fmt: skip
