@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import UsageError
-from . import lifecycle, load, long, sse, ws
+from . import browser, lifecycle, load, long, sse, ws
 from .base import Check, EvalContext, Phase
 from .delivery import analyse, judge_stream
 
@@ -29,10 +29,11 @@ __all__ = [
     "select_valid",
 ]
 
-FAMILIES = ("ws", "sse", "lifecycle", "load")  # WebSocket, SSE, lifecycle and load
+# WebSocket, SSE, lifecycle, load, and a real browser's view of both protocols
+FAMILIES = ("ws", "sse", "lifecycle", "load", "browser")
 # long.py holds the long-lived checks of both ws and sse: each goes after its family's
 # quick ones (the sort by family is stable).
-_MODULES = (ws, sse, long, lifecycle, load)
+_MODULES = (ws, sse, long, lifecycle, load, browser)
 CHECKS: dict[str, Check[Any]] = {
     c.id: c
     for c in sorted(

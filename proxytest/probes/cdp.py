@@ -273,8 +273,15 @@ class Browsers:
     ``PROXYTEST_REQUIRE_BROWSER=1``) marks that as an error rather than a skip.
     """
 
-    def __init__(self, binary: str | None = None, *, required: bool | None = None) -> None:
+    def __init__(
+        self,
+        binary: str | None = None,
+        *,
+        required: bool | None = None,
+        start_timeout_s: float = 30.0,
+    ) -> None:
         self._binary = binary
+        self.start_timeout_s = start_timeout_s
         self.required = os.environ.get(REQUIRE_ENV) == "1" if required is None else required
         self._lock = asyncio.Lock()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -310,7 +317,11 @@ class Browsers:
             stack = contextlib.AsyncExitStack()
             try:
                 self.chromium = await stack.enter_async_context(
-                    launch_chromium(binary, spki_sha256=(authority().spki_sha256,))
+                    launch_chromium(
+                        binary,
+                        spki_sha256=(authority().spki_sha256,),
+                        start_timeout_s=self.start_timeout_s,
+                    )
                 )
                 self._connection = await stack.enter_async_context(connect(self.chromium))
             except BaseException:

@@ -17,6 +17,7 @@ from ..origin import Origin
 from ..settings import Settings
 from ..timing import Thresholds
 from ..tls import authority
+from .cdp import Browsers
 
 if TYPE_CHECKING:
     from ..harness import Harness
@@ -42,6 +43,9 @@ class ProbeContext:
     # The listener speaks TLS (a config that names the run's certificate): clients
     # use https and wss and trust the run's CA (tls.py).
     tls: bool = False
+    # The run's Chromium (browser.* checks; started on first use, closed with the
+    # run). None: a browser check starts one of its own for its duration.
+    browsers: Browsers | None = None
 
     @property
     def scheme(self) -> str:
