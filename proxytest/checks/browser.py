@@ -88,6 +88,8 @@ def evaluate_eventsource(tl: EventSourceTimeline, ctx: EvalContext) -> Outcome:
         "reconnects": reconnects,
         "proxy_cuts": proxy_cuts,
         "last_event_id_resumed": resumed,
+        # What the first reconnect resumed after (the origin cut after event cut_at).
+        "resumed_after_id": resent[0] if resent else None,
     }
     how = _transport(tl)
     if not tl.opens_ms:

@@ -12,7 +12,10 @@ Routes are behaviours, chosen by path and query (all GET):
     event), ``comment_every_s`` (``:`` heartbeat comments while quiet),
     ``hold_s`` (keep the stream open this long after the last event), ``start``
     (first id, 1), ``cut_at`` (comma-separated ids after which the connection is
-    aborted, as an origin that dies would). A ``Last-Event-ID`` header resumes after that id.
+    aborted, as an origin that dies would; with ``cut_once=1`` only a request
+    without ``Last-Event-ID`` is cut, so a browser's reconnect is not cut again
+    when the event before the cut never reached it). A ``Last-Event-ID``
+    header resumes after that id.
 ``/browser``
     The HTML page with inline script that the ``browser.*`` checks load through
     the proxy in Chromium (origin/page.py says what its ``mode`` query does).
@@ -262,6 +265,8 @@ class Origin:
         hold = _float(request, "hold_s", 0)
         cut_at = {int(x) for x in request.query.get("cut_at", "").split(",") if x.strip().isdigit()}
         record = self._record(request)
+        if request.query.get("cut_once") == "1" and record.last_event_id is not None:
+            cut_at = set()
         start = _int(request, "start", 1)
         last = record.last_event_id
         if last is not None and last.strip().isdigit():

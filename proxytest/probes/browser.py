@@ -108,7 +108,7 @@ async def probe_eventsource(ctx: ProbeContext, check: str) -> EventSourceTimelin
     count, interval = eventsource_shape(ctx)
     sse = "/sse?" + urlencode(
         {"count": count, "interval_ms": round(interval, 1), "retry_ms": RETRY_MS,
-         "cut_at": CUT_AT, "probe": token}
+         "cut_at": CUT_AT, "cut_once": 1, "probe": token}
     )  # fmt: skip
     # Every reconnect costs the retry delay and the origin starts its schedule anew.
     limit_s = count * interval / 1000 + ctx.thresholds.stream_grace_s * 2
