@@ -275,8 +275,8 @@ _NO_FALLBACK = (
 CHECKS = (
     Check(
         "browser.eventsource",
-        "a real Chromium's EventSource opens, and after a cut reconnects on its own "
-        "with Last-Event-ID, losing and repeating nothing",
+        "Chromium's EventSource opens and after a cut reconnects with Last-Event-ID, "
+        "losing nothing",
         probe.probe_eventsource,
         evaluate_eventsource,
         {
@@ -298,8 +298,7 @@ CHECKS = (
     ),
     Check(
         "browser.websocket",
-        "a real Chromium's WebSocket opens, echoes text and binary and closes cleanly; "
-        "records whether the browser used HTTP/2 (RFC 8441)",
+        "Chromium's WebSocket opens, echoes and closes cleanly; records whether it used HTTP/2",
         probe.probe_websocket,
         evaluate_websocket,
         {
@@ -314,8 +313,7 @@ CHECKS = (
     ),
     Check(
         "browser.connection-limit",
-        "7 EventSources to one host from one Chromium page: as many open as the protocol "
-        "allows (6 over HTTP/1.1, all over HTTP/2)",
+        "7 EventSources in one Chromium page: as many open as the protocol allows (6 on HTTP/1.1)",
         probe.probe_connection_limit,
         evaluate_connection_limit,
         {
