@@ -183,7 +183,9 @@ def evaluate_websocket(tl: BrowserSocketTimeline, ctx: EvalContext) -> Outcome:
     )
     if tl.opened_ms is None:
         seen = (
-            f", handshake answered {tl.handshake_status}" if tl.handshake_status is not None else ""
+            f", handshake answered with status {tl.handshake_status}"
+            if tl.handshake_status is not None
+            else ""
         )
         return Outcome(
             Verdict.FAIL,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -77,6 +78,18 @@ async def _until_done(page: Page, limit_s: float) -> dict[str, Any]:
         if state.get("done") or time.monotonic() > deadline:
             return state
         await asyncio.sleep(POLL_S)
+
+
+_REFUSED = re.compile(r"WebSocket handshake: Unexpected response code: (\d{3})")
+
+
+def _refused_status(page: Page) -> int | None:
+    """The status of a refused WebSocket handshake, from Chromium's console message."""
+    for entry in page.seen("Log.entryAdded"):
+        found = _REFUSED.search(str(entry.get("entry", {}).get("text", "")))
+        if found:
+            return int(found.group(1))
+    return None
 
 
 def _float(value: Any) -> float | None:
@@ -168,6 +181,8 @@ async def probe_websocket(ctx: ProbeContext, check: str) -> BrowserSocketTimelin
         responses = page.seen("Network.webSocketHandshakeResponseReceived")
         requests = page.seen("Network.webSocketWillSendHandshakeRequest")
         status = responses[0]["response"].get("status") if responses else None
+        if status is None:  # a refused handshake shows only in the console
+            status = _refused_status(page)
         sent = requests[0]["request"].get("headers", {}) if requests else None
         records = [r for r in ctx.origin.records(token) if r.path == "/ws/echo"]
         code = state.get("close_code")

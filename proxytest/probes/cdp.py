@@ -105,7 +105,7 @@ class Page:
 
     async def goto(self, url: str, timeout: float = COMMAND_TIMEOUT_S) -> None:
         """Navigate to ``url`` and wait for its load event (CdpError if it does not load)."""
-        for domain in ("Page", "Runtime", "Network"):
+        for domain in ("Page", "Runtime", "Network", "Log"):
             await self.send(f"{domain}.enable")
         loads = len(self.seen("Page.loadEventFired"))
         reply = await self.send("Page.navigate", url=url)
