@@ -6,3 +6,4 @@ from here rather than importing the origin.
 """
 
 READY_PATH = "/__proxytest/ready"  # 200 with the origin's id: a request reached *this* origin
+BROWSER_PATH = "/browser"  # the browser.* checks' page (origin/page.py)

@@ -32,6 +32,7 @@ from .measure import Baseline, combine, measure_again, measure_baseline
 from .options import RunOptions
 from .origin import Origin
 from .probes import ProbeContext
+from .probes.cdp import Browsers
 from .probes.context import new_session
 from .results import (
     CheckResult,
@@ -205,6 +206,9 @@ class _RunEnv:
     # When each target got its slot: its duration excludes the wait for one.
     active_since: dict[str, float] = field(default_factory=dict)
     harnesses: dict[str, Harness] = field(default_factory=dict)  # target ID -> its harness
+    # The run's one Chromium: started by the first browser check, shared by every
+    # target (each check in a browser context of its own), closed with the run.
+    browsers: Browsers = field(default_factory=Browsers)
 
     def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
         """Count ``target``'s quick phase as over (once, however the target ends)."""
@@ -362,6 +366,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
                 settings=options.settings,
                 harness=harness,
                 tls=main.tls,
+                browsers=env.browsers,
             )
 
             def phase(*phases: Phase) -> Awaitable[tuple[CheckResult, ...]]:
@@ -440,7 +445,13 @@ async def run_targets(
     options = options or RunOptions.from_matrix()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
-    async with Origin(LOOPBACK) as origin, LagMonitor() as lag, new_session() as session:
+    browsers = Browsers(start_timeout_s=options.thresholds.browser_start_timeout_s)
+    async with (
+        Origin(LOOPBACK) as origin,
+        LagMonitor() as lag,
+        new_session() as session,
+        browsers,
+    ):
         direct = ProbeContext(
             origin.host, origin.port, origin, session, options.thresholds, lag, label="direct"
         )
@@ -463,6 +474,7 @@ async def run_targets(
             progress or _Silent(),
             asyncio.Semaphore(options.concurrency),
             quick_left=len(targets),
+            browsers=browsers,
         )
         quick_done: set[str] = set()
         results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))

@@ -61,6 +61,11 @@ class Thresholds:
     # h2.streams opens at most this many streams on one connection (the advertised
     # MAX_CONCURRENT_STREAMS plus one, when that is lower).
     h2_streams_cap: int = 300
+    # browser.eventsource streams this long at most (and never longer than max-hold):
+    # long enough for a proxy's own cut such as Envoy's 15 s route timeout.
+    browser_stream_s: float = 20.0
+    browser_event_interval_ms: float = 250.0
+    browser_streams: int = 7  # browser.connection-limit: one more than HTTP/1.1 allows
 
     # -- patience: scaled by PROXYTEST_TIME_SCALE ------------------------------------
     handshake_timeout_s: float = _patience(5.0)  # a proxy that never answers an upgrade
@@ -75,6 +80,10 @@ class Thresholds:
     version_timeout_s: float = _patience(10.0)  # a proxy's version command answers at once
     reload_confirm_timeout_s: float = _patience(5.0)  # new workers or the new route appear
     load_connect_timeout_s: float = _patience(10.0)  # one connection of load.concurrency
+    browser_start_timeout_s: float = _patience(30.0)  # Chromium opens its DevTools port
+    browser_page_timeout_s: float = _patience(15.0)  # the test page loads through the proxy
+    # browser.connection-limit: no further EventSource opened for this long: the rest wait.
+    browser_settle_s: float = _patience(2.0)
     # Past this, load.concurrency starts no new connection: a proxy that queues
     # connections beyond its limit would otherwise keep the probe for minutes.
     load_open_deadline_s: float = _patience(60.0)

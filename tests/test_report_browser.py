@@ -16,7 +16,7 @@ import pytest
 
 from proxytest.reports import write_reports
 
-from .browser import Page, chromium_binary, headless_chromium
+from .browser import Page, browser_or_skip, headless_chromium
 from .report_fixtures import sample_run
 
 pytestmark = pytest.mark.asyncio
@@ -25,18 +25,6 @@ CELL = 'td.cell[data-target="{}"][data-check="{}"]'
 VISIBLE_DETAILS = (
     "[...document.querySelectorAll('.detail')].filter(d => d.offsetHeight > 0).map(d => d.id)"
 )
-
-
-def browser_or_skip() -> str:
-    binary = chromium_binary()
-    if binary is None:
-        why = (
-            "no Chromium found (install it with scripts/dev.sh browser, or set PROXYTEST_CHROMIUM)"
-        )
-        if os.environ.get("PROXYTEST_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"PROXYTEST_REQUIRE_BROWSER=1 but {why}")
-        pytest.skip(why)
-    return binary
 
 
 def artifacts(tmp_path: Path) -> Path:

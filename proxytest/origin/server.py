@@ -12,7 +12,13 @@ Routes are behaviours, chosen by path and query (all GET):
     event), ``comment_every_s`` (``:`` heartbeat comments while quiet),
     ``hold_s`` (keep the stream open this long after the last event), ``start``
     (first id, 1), ``cut_at`` (comma-separated ids after which the connection is
-    aborted, as an origin that dies would). A ``Last-Event-ID`` header resumes after that id.
+    aborted, as an origin that dies would; with ``cut_once=1`` only a request
+    without ``Last-Event-ID`` is cut, so a browser's reconnect is not cut again
+    when the event before the cut never reached it). A ``Last-Event-ID``
+    header resumes after that id.
+``/browser``
+    The HTML page with inline script that the ``browser.*`` checks load through
+    the proxy in Chromium (origin/page.py says what its ``mode`` query does).
 ``/ws/echo``
     Echoes text and binary messages byte for byte; ``ping_every_s`` makes the
     origin ping the client at that interval (keepalive from the server side).
@@ -48,7 +54,8 @@ from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from ..routes import READY_PATH
+from ..routes import BROWSER_PATH, READY_PATH
+from .page import BROWSER_PAGE
 
 __all__ = ["Origin", "OriginRecord", "event_payload"]
 
@@ -146,6 +153,7 @@ class Origin:
         app = web.Application(client_max_size=MAX_MESSAGE, middlewares=[_client_gone])
         app.router.add_get(READY_PATH, self._ready)
         app.router.add_get("/sse", self._sse)
+        app.router.add_get(BROWSER_PATH, self._browser)
         app.router.add_get("/ws/echo", self._ws_echo)
         app.router.add_get("/ws/push", self._ws_push)
         app.router.add_get("/ws/ping", self._ws_ping)
@@ -237,6 +245,14 @@ class Origin:
         self._record(request)
         return web.Response(text=self.id)
 
+    async def _browser(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return web.Response(
+            text=BROWSER_PAGE,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store"},
+        )
+
     async def _sse(self, request: web.Request) -> web.StreamResponse:
         count = _int(request, "count", 20)
         interval = _float(request, "interval_ms", 100) / 1000
@@ -249,6 +265,8 @@ class Origin:
         hold = _float(request, "hold_s", 0)
         cut_at = {int(x) for x in request.query.get("cut_at", "").split(",") if x.strip().isdigit()}
         record = self._record(request)
+        if request.query.get("cut_once") == "1" and record.last_event_id is not None:
+            cut_at = set()
         start = _int(request, "start", 1)
         last = record.last_event_id
         if last is not None and last.strip().isdigit():

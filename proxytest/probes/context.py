@@ -17,6 +17,7 @@ from ..origin import Origin
 from ..settings import Settings
 from ..timing import Thresholds
 from ..tls import authority
+from .cdp import Browsers
 
 if TYPE_CHECKING:
     from ..harness import Harness
@@ -50,6 +51,9 @@ class ProbeContext:
     # The protocol of the probe's HTTP requests (probes/http.py); checks run over
     # another transport than h1 carry it in their ID (``sse.stream@h2``).
     transport: Transport = "h1"
+    # The run's Chromium (browser.* checks; started on first use, closed with the
+    # run). None: a browser check starts one of its own for its duration.
+    browsers: Browsers | None = None
 
     @property
     def scheme(self) -> str:

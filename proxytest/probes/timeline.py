@@ -387,3 +387,96 @@ class H2StreamsTimeline:
     beyond_refused: bool = False  # a clean refusal (RST_STREAM) of the stream beyond
     wait_s: float = 0.0  # how long a stream may take to deliver before it counts as stalled
     error: str | None = None  # the probe could not open the streams (the connection died)
+
+
+# -- browser.* (probes/browser.py): what a real Chromium saw, read from its page ----------
+@dataclass(frozen=True, kw_only=True)
+class BrowserTimeline:
+    """What every browser check records besides its own traffic.
+
+    ``unavailable`` says why no browser ran (no Chromium found; nothing else is
+    then filled in), ``required`` whether the run needs one anyway
+    (``PROXYTEST_REQUIRE_BROWSER=1``). ``page_error`` says why the test page did
+    not run (it did not load through the proxy). ``page_protocol`` is the
+    protocol Chromium loaded the page with (``h2``, ``http/1.1``), ``tls``
+    whether the listener speaks TLS (browsers speak h2 only over TLS). Times
+    are milliseconds on the page's clock.
+    """
+
+    url: str = ""
+    tls: bool = False
+    unavailable: str | None = None
+    required: bool = False
+    page_error: str | None = None
+    page_protocol: str | None = None
+    end: str | None = None  # how the page's script ended: complete, closed, timeout, gave-up
+
+
+@dataclass(frozen=True, kw_only=True)
+class EventSourceTimeline(BrowserTimeline):
+    """browser.eventsource: one EventSource, cut by the origin after ``cut_at``.
+
+    ``opens_ms``: each time it opened (the first, then each reconnect);
+    ``event_ids``: every event's id in arrival order; ``errors``: (when, the
+    last id the page had, readyState) at each error; ``origin_last_event_ids``:
+    the ``Last-Event-ID`` each request for the stream carried at the origin.
+    """
+
+    expected_last: int = 0
+    cut_at: int = 0
+    interval_ms: float = 0.0
+    created_ms: float = 0.0
+    opens_ms: tuple[float, ...] = ()
+    first_event_ms: float | None = None
+    event_ids: tuple[str, ...] = ()
+    errors: tuple[tuple[float, str | None, int], ...] = ()
+    origin_last_event_ids: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class BrowserSocketTimeline(BrowserTimeline):
+    """browser.websocket: one WebSocket that echoes a text and a binary message.
+
+    ``handshake_status`` is what Chromium's network stack reported
+    (``Network.webSocketHandshakeResponseReceived``): 101 over HTTP/1.1, 200
+    for an RFC 8441 stream over HTTP/2; ``sent_key`` whether its handshake
+    carried ``Sec-WebSocket-Key`` (HTTP/1.1 only). ``binary_size`` bytes.
+    """
+
+    created_ms: float = 0.0
+    opened_ms: float | None = None
+    text_echoed: bool | None = None
+    binary_echoed: bool | None = None
+    binary_size: int = 0
+    close_code: int | None = None
+    close_reason: str | None = None
+    was_clean: bool | None = None
+    handshake_status: int | None = None
+    sent_key: bool | None = None
+    origin_upgraded: bool = False
+
+    @property
+    def over_h2(self) -> bool | None:
+        """Chromium used HTTP/2 (RFC 8441) for it; None when no handshake was seen."""
+        if self.handshake_status is None:
+            return None
+        return self.handshake_status == 200 and self.sent_key is False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectionLimitTimeline(BrowserTimeline):
+    """browser.connection-limit: ``streams`` EventSources to one host from one page.
+
+    ``opened_ms``: when each opened (None: it never did) before the probe closed
+    one; ``reopened``: whether a waiting one opened once the probe closed an
+    open one (None when none was waiting, or nothing was open).
+    """
+
+    streams: int = 0
+    opened_ms: tuple[float | None, ...] = ()
+    errors: int = 0
+    reopened: bool | None = None
+
+    @property
+    def opened(self) -> int:
+        return sum(1 for t in self.opened_ms if t is not None)

@@ -32,7 +32,8 @@ _STYLE = {
 }
 
 
-_SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip"}
+_SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip",
+          "connection-limit": "conn-limit"}  # fmt: skip
 _SYMBOL = {
     Verdict.PASS: "✓",
     Verdict.DEGRADED: "≈",

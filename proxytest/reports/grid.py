@@ -27,9 +27,10 @@ TINY = {
     "upgrade": "upgr", "subprotocol": "subp", "headers": "hdrs", "stream": "strm",
     "last-event-id": "leid", "compression": "gzip", "close": "clos", "keepalive": "keep",
     "heartbeat": "beat", "lifetime": "span", "reconnect": "recn", "reload": "rlod",
-    "origin-restart": "orig", "concurrency": "conc",
+    "origin-restart": "orig", "concurrency": "conc", "eventsource": "evsr",
+    "websocket": "wsck", "connection-limit": "clim",
 }  # fmt: skip
-TINY_FAMILY = {"lifecycle": "life"}
+TINY_FAMILY = {"lifecycle": "life", "browser": "brow"}
 
 # state -> (word for people, order of severity for sorting)
 STATES = {

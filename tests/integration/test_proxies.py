@@ -30,12 +30,27 @@ DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Upgrade/Connection are hop-by-hop and not forwarded; proxy_buffering on
     # sends the headers only with the first body bytes; proxy_read_timeout 60 s
     # closes quiet streams; worker_connections 512 holds ~250 streams.
-    "nginx/default": {"ws.*": F, "sse.headers": F, "sse.idle": F, "load.concurrency": F},
+    "nginx/default": {
+        "ws.*": F,
+        "browser.websocket": F,
+        "sse.headers": F,
+        "sse.idle": F,
+        "load.concurrency": F,
+    },
     # No option http-no-delay: small writes coalesced (~200 ms); timeout
     # client/server 30 s and no timeout tunnel cut idle connections.
     "haproxy/default": {"sse.stream": D, "sse.compression": D, "ws.idle": F, "sse.idle": F},
-    # No upgrade_configs: 403; the 15 s route timeout ends every stream.
-    "envoy/default": {"ws.*": F, "sse.idle": F, "sse.heartbeat": F, "sse.lifetime": F, **NO_RELOAD},
+    # No upgrade_configs: 403; the 15 s route timeout ends every stream (a
+    # browser's EventSource reconnects and loses nothing: degraded).
+    "envoy/default": {
+        "ws.*": F,
+        "browser.websocket": F,
+        "browser.eventsource": D,
+        "sse.idle": F,
+        "sse.heartbeat": F,
+        "sse.lifetime": F,
+        **NO_RELOAD,
+    },
     "traefik/default": {},
     # stream_close_delay 0: a reload closes WebSockets.
     "caddy/default": {"lifecycle.reload": D},
