@@ -62,7 +62,7 @@ _TOP_KEYS = (
 )  # fmt: skip
 _TARGET_KEYS = (
     "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional",
-    "env",
+    "env", "checks",
 )  # fmt: skip
 
 
@@ -96,6 +96,13 @@ class TargetSpec:
     # Environment variables for the proxy process (``env:``; ``--env`` on check),
     # e.g. GODEBUG=http2xconnect=1 for a Go proxy.
     env: tuple[tuple[str, str], ...] = ()
+    # The target's own ``checks:`` (globs): it runs those of the run's checks that
+    # match one. Empty: every check of the run.
+    checks: tuple[str, ...] = ()
+
+    def selects(self, check_id: str) -> bool:
+        """Whether this target runs ``check_id`` (of the checks the run selected)."""
+        return not self.checks or any(fnmatch.fnmatchcase(check_id, p) for p in self.checks)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -340,6 +347,7 @@ class _Parser:
             if "optional" in fields
             else False,
             env=self.env(fields["env"]) if "env" in fields else (),
+            checks=self.check_patterns(fields["checks"]) if "checks" in fields else (),
             source=f"{self.path}:{node.start_mark.line + 1}",
         )
 

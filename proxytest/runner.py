@@ -324,7 +324,11 @@ async def prepare_target(
 
 
 async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
-    options, th = env.options, env.options.thresholds
+    th = env.options.thresholds
+    # The run's checks that this target selects (its own `checks:` in the matrix).
+    options = replace(
+        env.options, checks=tuple(c for c in env.options.checks if target.selects(c.id))
+    )
     prepared = await prepare_target(target, options, env.session, env.progress)
     base: dict[str, Any] = dict(id=target.id, proxy=target.proxy, setup=target.setup)
     if isinstance(prepared, str):  # could not run: nothing measured, so not green
@@ -443,6 +447,15 @@ async def run_targets(
 ) -> RunResult:
     """Run every target and return the whole result. Never raises for a proxy's faults."""
     options = options or RunOptions.from_matrix()
+    # A target whose own `checks:` keep none of the run's checks is not started.
+    chosen = [t for t in targets if any(t.selects(c.id) for c in options.checks)]
+    if targets and not chosen:
+        raise UsageError(
+            "no target runs any of the selected checks (each target's own `checks:` in the "
+            "matrix leaves none of them)",
+            fix="select other checks with --checks, or widen the targets' `checks:`",
+        )
+    targets = chosen
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     started = time.monotonic()
     browsers = Browsers(start_timeout_s=options.thresholds.browser_start_timeout_s)

@@ -60,8 +60,9 @@ class Traefik(Adapter):
         "upgrade": "Traefik passes WebSocket upgrades by default: look for a middleware "
         "that rewrites Connection or Upgrade",
         "h2_websocket": "Traefik (Go) advertises extended CONNECT only with "
-        "`GODEBUG=http2xconnect=1`, and 3.2.4/3.3.0 broke WebSockets over it (traefik#11405): "
-        "upgrade Traefik, or unset that GODEBUG so browsers use HTTP/1.1 WebSockets",
+        "`GODEBUG=http2xconnect=1`, and then does not carry WebSockets over it (traefik#11405; "
+        "measured: 3.7.15 answers the CONNECT 501): unset that GODEBUG so browsers use "
+        "HTTP/1.1 WebSockets",
         "stream_limit": "Traefik: `entryPoints.<name>.http2.maxConcurrentStreams` (250 by default)",
     }
 

@@ -175,12 +175,14 @@ def evaluate_websocket(tl: BrowserSocketTimeline, ctx: EvalContext) -> Outcome:
         "close_code": tl.close_code,
     }
     how = _transport(tl)
-    carried = (
-        "over HTTP/2 (RFC 8441 extended CONNECT)"
-        if over_h2
-        else "over HTTP/1.1"
-        + (" (the proxy did not advertise extended CONNECT)" if tl.page_protocol in _H2 else "")
-    )
+    if over_h2 is None:
+        carried = "over a protocol Chromium did not report"
+    elif over_h2:
+        carried = "over HTTP/2 (RFC 8441 extended CONNECT)"
+    else:
+        carried = "over HTTP/1.1" + (
+            " (the proxy did not advertise extended CONNECT)" if tl.page_protocol in _H2 else ""
+        )
     if tl.opened_ms is None:
         seen = (
             f", handshake answered with status {tl.handshake_status}"
@@ -192,7 +194,8 @@ def evaluate_websocket(tl: BrowserSocketTimeline, ctx: EvalContext) -> Outcome:
             f"the WebSocket did not open (close code {tl.close_code}{seen}; origin "
             f"{'upgraded' if tl.origin_upgraded else 'saw no upgrade'}); tried {carried}; {how}",
             metrics,
-            failure=Failure.UPGRADE,
+            # Over h2 the knob is the proxy's RFC 8441 support (see ws.upgrade@h2).
+            failure=Failure.H2_WEBSOCKET if over_h2 else Failure.UPGRADE,
         )
     if not (tl.text_echoed and tl.binary_echoed):
         missing = [
@@ -305,6 +308,9 @@ CHECKS = (
         evaluate_websocket,
         {
             Failure.UPGRADE: _NO_FALLBACK,
+            Failure.H2_WEBSOCKET: "Chromium opened the WebSocket as an HTTP/2 stream (the proxy "
+            "advertises RFC 8441 extended CONNECT) and the proxy did not carry it; Chromium does "
+            "not fall back to HTTP/1.1 (see ws.upgrade@h2 for the knob).",
             Failure.ECHO: "Messages were lost or altered between the browser and the origin: "
             "the proxy must tunnel WebSocket frames byte for byte.",
             Failure.CLOSE: "The close handshake did not complete (1006): the proxy tore the "

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from ..routes import BROWSER_PATH
+from . import ws_h2
 from .cdp import Browsers, BrowserUnavailable, CdpError, Page
 from .context import ProbeContext
 from .timeline import (
@@ -204,6 +205,11 @@ async def probe_websocket(ctx: ProbeContext, check: str) -> BrowserSocketTimelin
             origin_upgraded=any(r.upgraded for r in records),
         )
 
+    # What the listener advertises to an HTTP/2 client (Chromium uses RFC 8441 only
+    # where it is advertised): tells which protocol a refused WebSocket tried, which
+    # Chromium does not report.
+    async with ws_h2.offer(ctx) as (found, _):
+        empty = replace(empty, extended_connect=found.advertised)
     return await _run(ctx, empty, work)
 
 

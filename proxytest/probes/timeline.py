@@ -454,13 +454,23 @@ class BrowserSocketTimeline(BrowserTimeline):
     handshake_status: int | None = None
     sent_key: bool | None = None
     origin_upgraded: bool = False
+    # The listener's SETTINGS_ENABLE_CONNECT_PROTOCOL as proxytest's own HTTP/2
+    # client read it (None: no HTTP/2 over TLS there).
+    extended_connect: bool | None = None
 
     @property
     def over_h2(self) -> bool | None:
-        """Chromium used HTTP/2 (RFC 8441) for it; None when no handshake was seen."""
-        if self.handshake_status is None:
+        """Chromium used HTTP/2 (RFC 8441) for it; None when that cannot be told.
+
+        From the handshake request Chromium reported; where it reported none, from
+        the rule it follows: RFC 8441 on a page loaded over h2 where
+        the listener advertises extended CONNECT.
+        """
+        if self.sent_key is not None:  # RFC 8441 has no key (and answers 200, not 101)
+            return not self.sent_key
+        if self.page_protocol is None or self.extended_connect is None:
             return None
-        return self.handshake_status == 200 and self.sent_key is False
+        return self.page_protocol == "h2" and self.extended_connect
 
 
 @dataclass(frozen=True, kw_only=True)
