@@ -187,3 +187,14 @@ def test_a_bad_env_name_in_the_matrix_is_named_at_its_line(cli: Cli, tmp_path: P
     (tmp_path / "proxies").symlink_to(ROOT / "proxies")
     done = cli("run", str(matrix))
     _refused(done, cli, f"{matrix}:5:", "'GO DEBUG' is not an environment variable name")
+
+
+def test_a_run_whose_targets_keep_none_of_the_selected_checks_is_refused(
+    cli: Cli, tmp_path: Path
+) -> None:
+    matrix = tmp_path / "m.yaml"
+    matrix.write_text(
+        "targets:\n  - proxy: nginx\n    configs: ['" + str(NGINX) + "']\n    checks: ['ws.*']\n"
+    )
+    done = cli("run", str(matrix), "--checks", "sse.stream")
+    _refused(done, cli, "no target runs any of the selected checks", "--checks")

@@ -169,3 +169,20 @@ def test_env_of_a_target(project: Path) -> None:
 def test_env_must_be_a_mapping(project: Path) -> None:
     exc = error(project, "targets:\n  - proxy: nginx\n    setup: default\n    env: [A=1]\n")
     assert exc.line == 4 and "env: must be a mapping" in str(exc)
+
+
+def test_a_target_runs_only_its_own_checks(project: Path) -> None:
+    matrix = parse(
+        project,
+        "targets:\n  - proxy: nginx\n    setup: default\n    checks: ['ws.*@h2', sse.stream]\n",
+    )
+    target = matrix.targets[0]
+    assert target.checks == ("ws.*@h2", "sse.stream")
+    assert target.selects("ws.upgrade@h2") and target.selects("sse.stream")
+    assert not target.selects("ws.upgrade") and not target.selects("sse.stream@h2")
+    assert TargetSpec("nginx", "x", (Path("a"),)).selects("anything")  # no checks: all
+
+
+def test_a_target_check_pattern_that_matches_nothing_is_named_at_its_line(project: Path) -> None:
+    exc = error(project, "targets:\n  - proxy: nginx\n    setup: default\n    checks: [ws.nope]\n")
+    assert exc.line == 4 and "'ws.nope' matches no check" in str(exc)
