@@ -19,6 +19,7 @@ from proxytest.adapters import ADAPTERS
 from proxytest.errors import BinaryNotFound
 from proxytest.matrix import TargetSpec
 from proxytest.options import RunOptions, check_targets
+from proxytest.templates import load_config, uses_tls
 
 from .conftest import ROOT, Cli, processes_under, running_in_ci
 
@@ -47,6 +48,27 @@ CASES = {
 }
 
 
+# TLS configs as deployed: their own certificate files (absent here), ACME, client
+# certificates required. proxytest serves the run's certificate instead, so the checks
+# run over https/wss; the lines it changes, as file:line (one per notice).
+TLS_CASES = {
+    "nginx": (
+        ["nginx/tls.conf"],
+        [f"nginx/tls.conf:{n}" for n in (3, 4, 9, 10, 17, 18, 19, 20, 24, 25, 26)],
+    ),
+    "haproxy": (["haproxy/tls.cfg"], ["haproxy/tls.cfg:6", *["haproxy/tls.cfg:18"] * 5]),
+    "envoy": (["envoy/tls.yaml"], [f"envoy/tls.yaml:{n}" for n in (15, 19, 20, 22, 27, 29)]),
+    "traefik": (
+        ["traefik/tls.yml", "traefik/tls-routes.yml"],
+        [
+            *(f"traefik/tls.yml:{n}" for n in (14, 17, 22)),
+            *(f"traefik/tls-routes.yml:{n}" for n in (10, 22, 23, 25, 26)),
+        ],
+    ),
+    "caddy": (["caddy/tls.Caddyfile"], [f"caddy/tls.Caddyfile:{n}" for n in (7, 9, 11)]),
+}
+
+
 def notices(stderr: str) -> list[str]:
     """The file:line of each notice, relative to tests/configs/deployed."""
     found = re.findall(r"^notice: (\S+?:\d+): ", stderr, re.M)
@@ -62,18 +84,38 @@ def installed(proxy: str) -> None:
         pytest.skip(str(exc))
 
 
-@pytest.mark.integration
-@pytest.mark.parametrize("proxy", list(CASES))
-def test_a_deployed_config_runs_with_a_notice_per_neutralised_line(cli: Cli, proxy: str) -> None:
+def runs_with_a_notice_per_line(
+    cli: Cli, proxy: str, files: list[str], expected: list[str]
+) -> None:
+    """`proxytest check` on a deployed config passes the quick checks, printing each
+    expected notice once, and leaves nothing behind."""
     installed(proxy)
-    files, expected = CASES[proxy]
     configs = [arg for f in files for arg in ("--config", str(DEPLOYED / f))]
     done = cli("check", "--proxy", proxy, *configs, *QUICK)
     assert done.returncode == 0, done.stdout + done.stderr
     assert notices(done.stderr) == expected, done.stderr
+    printed = re.findall(r"^notice: .*$", done.stderr, re.M)
+    assert len(printed) == len(set(printed)), done.stderr
     assert "Traceback" not in done.stderr
     assert cli.leftovers() == []
     assert processes_under(cli.tmp) == []
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("proxy", list(CASES))
+def test_a_deployed_config_runs_with_a_notice_per_neutralised_line(cli: Cli, proxy: str) -> None:
+    runs_with_a_notice_per_line(cli, proxy, *CASES[proxy])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("proxy", list(TLS_CASES))
+def test_a_deployed_tls_config_runs_over_tls_with_the_runs_certificate(
+    cli: Cli, proxy: str
+) -> None:
+    files, expected = TLS_CASES[proxy]
+    # after neutralising, the config names the run's certificate: probes use https/wss
+    assert uses_tls(load_config([DEPLOYED / f for f in files], ADAPTERS[proxy]))
+    runs_with_a_notice_per_line(cli, proxy, files, expected)
 
 
 def test_check_targets_returns_each_notice_once_in_file_order() -> None:
@@ -154,4 +196,26 @@ def test_a_static_traefik_error_is_a_rejected_config_at_its_line(cli: Cli, tmp_p
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{static}:5: traefik rejected the config" in done.stderr
     assert "asDefualt" in done.stderr
+    assert cli.leftovers() == []
+
+
+def test_an_envoy_sds_certificate_exits_2_naming_the_line(cli: Cli, tmp_path: Path) -> None:
+    text = (DEPLOYED / "envoy" / "tls.yaml").read_text()
+    old = "            tls_certificates:\n"
+    assert old in text
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        text.replace(
+            old,
+            "            tls_certificate_sds_secret_configs:\n"
+            "            - name: site\n"
+            "              sds_config: {path_config_source: {path: /etc/envoy/sds.yaml}}\n"
+            "            tls_certificates:\n",
+        )
+    )
+    done = cli("check", "--proxy", "envoy", "--config", str(config), timeout=15)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{config}:20: the listener's certificate is an SDS secret (site)" in done.stderr
+    assert "fix: give the listener the run's certificate instead: `tls_certificates:" in done.stderr
+    assert "proxytest 0.1" not in done.stdout  # no run started
     assert cli.leftovers() == []

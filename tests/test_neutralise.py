@@ -434,3 +434,329 @@ def test_relative_paths_are_in_the_run_dir_already(tmp_path: Path) -> None:
     assert done.notices == ()
     text = "{\n\tstorage file_system data\n}\n:80 {\n\tlog {\n\t\toutput file access.log\n\t}\n}\n"
     assert neutralise("caddy", text, tmp_path / "Caddyfile").notices == ()
+
+
+# -- TLS: the run's certificate instead of the deployed host's ---------------------------
+NGINX_TLS = """\
+http {
+    ssl_session_ticket_key /etc/nginx-not-here/ticket.key;
+    ssl_dhparam /etc/nginx-not-here/dhparam.pem;
+    server {
+        listen {{ listen_host }}:{{ listen_port }} ssl;
+        ssl_certificate /etc/letsencrypt/live/example.com/fullchain.pem;
+        ssl_certificate_key /etc/letsencrypt/live/example.com/privkey.pem;
+        ssl_certificate /etc/nginx/ecdsa.crt; ssl_certificate_key /etc/nginx/ecdsa.key;
+        ssl_trusted_certificate /etc/letsencrypt/live/example.com/chain.pem;
+        ssl_client_certificate /etc/nginx/clients.pem;
+        ssl_verify_client on;
+        ssl_stapling on;
+        ssl_stapling_file /etc/nginx/ocsp.der;
+        ssl_password_file /etc/nginx/passwords;
+        ssl_crl /etc/nginx/revoked.pem;
+        # ssl_certificate /etc/old.pem;
+    }
+    server {
+        listen {{ listen_host }}:{{ listen_port }} ssl;
+        ssl_certificate {{ tls_cert }};
+        ssl_certificate_key {{tls_key}};
+        ssl_verify_client optional;
+        ssl_dhparam dhparam.pem;
+    }
+}
+"""
+
+
+def test_nginx_tls_lines(tmp_path: Path) -> None:
+    done = neutralise("nginx", NGINX_TLS, tmp_path / "nginx.conf")
+    got = lines(done)
+    assert got[2] == "    # ssl_session_ticket_key /etc/nginx-not-here/ticket.key;"
+    assert got[3] == "    # ssl_dhparam /etc/nginx-not-here/dhparam.pem;"
+    assert got[6] == "        ssl_certificate {{ tls_cert }};"
+    assert got[7] == "        ssl_certificate_key {{ tls_key }};"
+    # an RSA+ECDSA server: each pair becomes the run's (nginx accepts it twice)
+    assert got[8] == "        ssl_certificate {{ tls_cert }}; ssl_certificate_key {{ tls_key }};"
+    assert got[9] == "        ssl_trusted_certificate {{ tls_ca }};"
+    assert got[10] == "        ssl_client_certificate {{ tls_ca }};"
+    assert got[11] == "        ssl_verify_client optional;"
+    assert got[12] == "        ssl_stapling on;"  # measured: ignored with a warning
+    assert [got[n] for n in (13, 14, 15)] == [
+        "        # ssl_stapling_file /etc/nginx/ocsp.der;",
+        "        # ssl_password_file /etc/nginx/passwords;",
+        "        # ssl_crl /etc/nginx/revoked.pem;",
+    ]
+    assert got[16] == "        # ssl_certificate /etc/old.pem;"
+    assert [got[n] for n in range(18, 25)] == NGINX_TLS.splitlines()[17:24]  # written for us
+    assert noticed(done) == [2, 3, 6, 7, 8, 8, 9, 10, 11, 13, 14, 15]
+    assert done.notices[2].what == (
+        "ssl_certificate /etc/letsencrypt/live/example.com/fullchain.pem; → the run's "
+        "certificate ({{ tls_cert }})"
+    )
+
+
+HAPROXY_TLS = """\
+global
+    crt-base /etc/haproxy/certs
+    ssl-dh-param-file /etc/haproxy-not-here/dhparam.pem
+    issuers-chain-path /etc/haproxy-not-here/issuers
+frontend web
+    bind {{ listen_host }}:{{ listen_port }} ssl crt site.pem crt /etc/ha/ecdsa.pem alpn h2
+    bind :8443 ssl crt-list /etc/ha/list.txt ca-file clients.pem crl-file /x/crl.pem verify required
+    bind :8444 ssl crt {{ tls_pem }} verify optional   # crt /etc/x.pem
+backend app
+    server app1 {{ upstream_host }}:{{ upstream_port }} ssl ca-file /etc/ssl/ca.pem
+"""
+
+
+def test_haproxy_tls_lines(tmp_path: Path) -> None:
+    done = neutralise("haproxy", HAPROXY_TLS, tmp_path / "haproxy.cfg")
+    got = lines(done)
+    assert got[2] == "    crt-base /etc/haproxy/certs"  # measured harmless
+    assert got[3] == "    # ssl-dh-param-file /etc/haproxy-not-here/dhparam.pem"
+    assert got[4] == "    # issuers-chain-path /etc/haproxy-not-here/issuers"
+    assert got[6] == (
+        "    bind {{ listen_host }}:{{ listen_port }} ssl crt {{ tls_pem }} crt {{ tls_pem }} "
+        "alpn h2"
+    )
+    assert got[7] == (
+        "    bind :8443 ssl crt {{ tls_pem }} ca-file {{ tls_ca }} "
+        + " " * len("crl-file /x/crl.pem")
+        + " verify optional"
+    )
+    assert got[8] == HAPROXY_TLS.splitlines()[7]
+    assert got[10] == HAPROXY_TLS.splitlines()[9]  # towards the origin: not in scope
+    assert noticed(done) == [3, 4, 6, 6, 7, 7, 7, 7]
+    assert [n.what.split(" →")[0].split(" removed")[0] for n in done.notices[4:]] == [
+        "crt-list /etc/ha/list.txt",
+        "ca-file clients.pem",
+        "crl-file /x/crl.pem",
+        "verify required",
+    ]
+
+
+_DOWNSTREAM = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+ENVOY_TLS = """\
+static_resources:
+  listeners:
+  - name: web
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": DOWNSTREAM
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: {filename: /etc/envoy/cert.pem}
+              private_key:
+                filename: "/etc/envoy/key.pem"
+              ocsp_staple: {filename: /etc/envoy/ocsp.der}
+            - certificate_chain:
+                inline_string: |
+                  -----BEGIN CERTIFICATE-----
+                  MIIB
+                  -----END CERTIFICATE-----
+              private_key: {inline_bytes: "LS0tLS1CRUdJTg=="}
+            validation_context:
+              trusted_ca: {filename: /etc/envoy/ca.pem}
+              crl:
+                filename: /etc/envoy/crl.pem
+  clusters:
+  - name: app
+    transport_socket:
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context: {trusted_ca: {filename: /etc/ssl/certs/ca.pem}}
+  secrets:
+  - name: server
+    tls_certificate:
+      certificate_chain: {filename: /etc/envoy/s.pem}
+      private_key: {filename: "{{ tls_key }}"}
+""".replace("DOWNSTREAM", _DOWNSTREAM)
+
+
+def test_envoy_tls_lines(tmp_path: Path) -> None:
+    done = neutralise("envoy", ENVOY_TLS, tmp_path / "envoy.yaml")
+    got = lines(done)
+    assert got[9] == "          require_client_certificate: false"
+    assert got[12] == '            - certificate_chain: {filename: "{{ tls_cert }}"}'
+    assert got[14] == '                filename: "{{ tls_key }}"'
+    assert got[15] == "              # ocsp_staple: {filename: /etc/envoy/ocsp.der}"
+    # an inline certificate is replaced too (not issued by the run's CA); lines kept
+    assert [got[n] for n in range(17, 21)] == [
+        '                filename: "{{ tls_cert }}"',
+        "",
+        "",
+        "",
+    ]
+    assert got[21] == '              private_key: {filename: "{{ tls_key }}"}'
+    assert got[23] == '              trusted_ca: {filename: "{{ tls_ca }}"}'
+    assert (got[24], got[25]) == (
+        "              # crl:",
+        "                # filename: /etc/envoy/crl.pem",
+    )
+    assert got[32] == ENVOY_TLS.splitlines()[31]  # upstream: not in scope
+    assert got[36] == '      certificate_chain: {filename: "{{ tls_cert }}"}'  # a static secret
+    assert got[37] == ENVOY_TLS.splitlines()[36]
+    assert noticed(done) == [9, 12, 14, 15, 17, 21, 23, 24, 36]
+    assert "clients would refuse it" in done.notices[4].what
+
+
+def test_envoy_sds_secret_is_refused(tmp_path: Path) -> None:
+    text = (
+        "static_resources:\n  listeners:\n  - filter_chains:\n    - transport_socket:\n"
+        "        typed_config:\n"
+        '          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3'
+        ".DownstreamTlsContext\n"
+        "          common_tls_context:\n"
+        "            tls_certificate_sds_secret_configs:\n"
+        "            - name: server_cert\n"
+        "              sds_config:\n"
+        "                path_config_source: {path: /etc/envoy/sds.yaml}\n"
+    )
+    with pytest.raises(TemplateError) as info:
+        neutralise("envoy", text, tmp_path / "envoy.yaml")
+    assert (info.value.file, info.value.line) == (tmp_path / "envoy.yaml", 10)
+    assert "SDS secret (server_cert)" in info.value.problem
+    assert 'certificate_chain: {filename: "{{ tls_cert }}"}' in (info.value.fix or "")
+
+
+TRAEFIK_TLS_STATIC = """\
+entryPoints:
+  websecure:
+    address: "{{ listen_host }}:{{ listen_port }}"
+    http:
+      tls:
+        certResolver: le
+certificatesResolvers:
+  le:
+    acme:
+      storage: /letsencrypt/acme.json
+"""
+TRAEFIK_TLS_ROUTES = """\
+http:
+  routers:
+    a:
+      tls: {certResolver: le, options: strict}
+    b:
+      tls:
+        certResolver: le
+        domains: [{main: example.com}]
+    c:
+      tls: {options: strict, certResolver: le}
+tls:
+  options:
+    strict:
+      clientAuth:
+        caFiles: [/etc/traefik/clients.pem]
+        clientAuthType: RequireAndVerifyClientCert
+  certificates:
+    - certFile: /etc/traefik/certs/example.com.crt
+      keyFile: /etc/traefik/certs/example.com.key
+  stores:
+    default:
+      defaultCertificate: {certFile: /etc/traefik/default.crt, keyFile: "{{ tls_key }}"}
+"""
+
+
+def test_traefik_tls_lines(tmp_path: Path) -> None:
+    static, routes = tmp_path / "traefik.yml", tmp_path / "routes.yml"
+    routes.write_text(TRAEFIK_TLS_ROUTES)
+    done = neutralise("traefik", TRAEFIK_TLS_STATIC, static, routes)
+    # alone in `tls:` it is replaced (an empty `tls:` is refused by Traefik, measured)
+    assert lines(done)[6] == "        options: default"
+    assert noticed(done) == [6, 10]
+    done = ADAPTERS["traefik"].neutralise(TRAEFIK_TLS_ROUTES, routes, (static, routes))
+    got = lines(done)
+    assert got[4] == "      tls: {" + " " * len("certResolver: le,") + " options: strict}"
+    assert got[7] == "        # certResolver: le"
+    assert got[10] == "      tls: {options: strict, " + " " * len("certResolver: le") + "}"
+    assert got[15] == '        caFiles: ["{{ tls_ca }}"]'
+    assert got[16] == "        clientAuthType: VerifyClientCertIfGiven"
+    assert got[18] == '    - certFile: "{{ tls_cert }}"'
+    assert got[19] == '      keyFile: "{{ tls_key }}"'
+    assert got[22] == (
+        '      defaultCertificate: {certFile: "{{ tls_cert }}", keyFile: "{{ tls_key }}"}'
+    )
+    assert noticed(done) == [4, 7, 10, 15, 16, 18, 19, 22]
+
+
+def test_traefik_acme_without_a_certificate_is_refused(tmp_path: Path) -> None:
+    static, routes = tmp_path / "traefik.yml", tmp_path / "routes.yml"
+    routes.write_text("http:\n  routers:\n    a:\n      tls:\n        certResolver: le\n")
+    with pytest.raises(TemplateError) as info:
+        neutralise("traefik", TRAEFIK_TLS_STATIC, static, routes)
+    assert (info.value.file, info.value.line) == (static, 6)
+    assert "self-signed default certificate" in info.value.problem
+    assert 'defaultCertificate: {certFile: "{{ tls_cert }}"' in (info.value.fix or "")
+    with pytest.raises(TemplateError) as info:
+        ADAPTERS["traefik"].neutralise(routes.read_text(), routes, (static, routes))
+    assert (info.value.file, info.value.line) == (routes, 5)
+
+
+CADDY_TLS = """\
+{
+	email ops@example.com
+}
+(hardening) {
+	tls {
+		protocols tls1.2 tls1.3
+	}
+}
+example.com:{{ listen_port }}, www.example.com:{{ listen_port }} {
+	bind {{ listen_host }}
+	tls /etc/caddy/certs/example.com.pem /etc/caddy/certs/example.com.key {
+		protocols tls1.2 tls1.3
+		client_auth {
+			mode require_and_verify
+		}
+		dns cloudflare {env.CF_API_TOKEN}
+	}
+	reverse_proxy {{ upstream_host }}:{{ upstream_port }} {
+		transport http {
+			tls
+		}
+	}
+}
+https://:{{ listen_port }} {
+	tls ops@example.com
+}
+:{{ listen_port }} {
+	tls internal
+}
+http://example.com:{{ listen_port }} {
+	tls {{ tls_cert }} {{ tls_key }}
+}
+"""
+
+
+def test_caddy_tls_lines(tmp_path: Path) -> None:
+    done = neutralise("caddy", CADDY_TLS, tmp_path / "Caddyfile")
+    got = lines(done)
+    assert got[2] == "\temail ops@example.com"
+    assert got[5] == "\ttls {{ tls_cert }} {{ tls_key }} {"  # in a snippet too
+    assert got[6] == "\t\tprotocols tls1.2 tls1.3"
+    assert got[9] == "https://:{{ listen_port }} {"  # one address, no host name
+    assert got[11] == "\ttls {{ tls_cert }} {{ tls_key }} {"
+    assert got[12] == "\t\tprotocols tls1.2 tls1.3"
+    assert [got[n] for n in (13, 14, 15, 16)] == [
+        "\t\t# client_auth {",
+        "\t\t\t# mode require_and_verify",
+        "\t\t# }",
+        "\t\t# dns cloudflare {env.CF_API_TOKEN}",
+    ]
+    assert got[20] == "\t\t\ttls"  # towards the origin: not in scope
+    assert got[25] == "\ttls {{ tls_cert }} {{ tls_key }}"
+    assert got[28] == "\ttls {{ tls_cert }} {{ tls_key }}"
+    assert got[30] == CADDY_TLS.splitlines()[29]  # http://: no TLS, left alone
+    assert noticed(done) == [5, 9, 11, 13, 16, 25, 28]
+    assert "not from ACME" in done.notices[5].what
+    assert "Caddy's own CA" in done.notices[6].what
+
+
+def test_caddy_domain_site_without_a_tls_line_is_refused(tmp_path: Path) -> None:
+    text = "example.com:{{ listen_port }} {\n\treverse_proxy {{ upstream_host }}:1\n}\n"
+    with pytest.raises(TemplateError) as info:
+        neutralise("caddy", text, tmp_path / "Caddyfile")
+    assert (info.value.file, info.value.line) == (tmp_path / "Caddyfile", 1)
+    assert "`tls {{ tls_cert }} {{ tls_key }}`" in (info.value.fix or "")

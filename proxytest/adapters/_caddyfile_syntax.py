@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GLOBAL", "Statement", "Token", "statements"]
+__all__ = ["GLOBAL", "Statement", "Token", "closing_line", "statements"]
 
 GLOBAL = "{global}"  # the name given to the global options block in Statement.within
 
@@ -66,6 +66,22 @@ def statements(text: str) -> list[Statement]:
         if opens:
             stack.append(tokens[0].value)
     return found
+
+
+def closing_line(text: str, opener: Statement) -> int:
+    """The line of the ``}`` that closes the block ``opener`` opens (its own line if it
+    opens none, or the last line if the block is not closed)."""
+    if opener.tokens[-1].value != "{":
+        return opener.line
+    depth, last = 1, opener.line
+    for token in _tokens(text):
+        if token.start < opener.tokens[-1].end:
+            continue
+        last = token.line
+        depth += (token.value == "{") - (token.value == "}")
+        if depth == 0:
+            break
+    return last
 
 
 def _tokens(text: str) -> list[Token]:

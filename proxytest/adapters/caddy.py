@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import TemplateError, Unsupported
 from ._beside import deployed_beside, files_beside, is_glob, on_this_machine, relative_beside
-from ._caddyfile_syntax import GLOBAL, Statement, Token, statements
+from ._caddyfile_syntax import GLOBAL, Statement, Token, closing_line, statements
 from ._edits import RUN_DIR, Edits, has_placeholder, mask
 from .base import Adapter, CommandReload, Neutralised, Reload, RenderedConfig
 
@@ -57,7 +57,8 @@ class Caddy(Adapter):
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
-        """A Caddyfile's admin address, storage and log files (JSON is left as is)."""
+        """A Caddyfile's admin address, storage and log files, its sites' certificates
+        (JSON is left as is)."""
         if source.suffix == ".json":
             return Neutralised(text)
         edits = Edits(text, source)
@@ -68,6 +69,7 @@ class Caddy(Adapter):
                 _import(edits, statement.tokens[1], config[0].parent, snippets)
             else:
                 _neutralise(edits, statement)
+        _tls(edits, found)
         return edits.result()
 
     def _adapter_args(self, config: RenderedConfig) -> list[str]:
@@ -184,3 +186,108 @@ def _import(edits: Edits, target: Token, home: Path, snippets: set[str]) -> None
     matches = relative_beside(home, relative, what=what, source=edits.source, line=line)
     for companion in matches:
         edits.companion(companion)
+
+
+# TLS, measured with Caddy 2.11 (sites with `bind 127.0.0.1`, clients to 127.0.0.1 with
+# the run's CA): `tls CERT KEY` serves that certificate (also without SNI), on an
+# `https://:PORT` or `:PORT` site. `tls EMAIL`, or `https://:PORT` with no `tls`, fails
+# every handshake (no certificate for an empty SNI); `tls internal` is issued by Caddy's
+# own CA, which clients refuse. A site address with a host name (`example.com:PORT`)
+# serves the run's certificate, but answers requests for 127.0.0.1 with an empty 200
+# (its host matcher), and asks an ACME CA on the network for the host's certificate;
+# with `auto_https off` too there is no certificate at all (handshake fails). So every
+# site `tls` line names the run's certificate, lines of a `tls { }` block that get or
+# check certificates elsewhere go, and a TLS site address on the listen port loses its
+# host name. An HTTPS site also opens an HTTP->HTTPS redirect listener on :80 (two
+# instances share it); only a line of the user's `auto_https` could move it, so it stays.
+
+# Subdirectives of `tls { }` that shape the handshake and work with the run's certificate.
+_TLS_KEPT = frozenset({"protocols", "ciphers", "curves", "alpn", "key_type"})
+_RUN_PAIR = "{{ tls_cert }} {{ tls_key }}"
+_ADDRESS = re.compile(r"(?P<scheme>[a-z0-9]+://)?(?P<host>[^/]*?)(?P<port>:[^:/]*)(?P<path>/.*)?")
+
+
+def _tls(edits: Edits, found: list[Statement]) -> None:
+    sites = [s for s in found if not s.within and s.tokens[-1].value == "{"]
+    for site in sites:
+        if site.name.startswith("("):
+            continue  # a snippet: its tls lines are handled below, its address is none
+        name = site.name
+        inside = [s for s in found if s.within[:1] == (name,) and s.line > site.line]
+        uses_tls = any(s.name in ("tls", "import") and len(s.within) == 1 for s in inside)
+        _site_address(edits, site, has_tls=uses_tls)
+    for statement in found:
+        if len(statement.within) == 1 and statement.within != (GLOBAL,):
+            if statement.name == "tls":
+                _tls_line(edits, statement)
+        elif (
+            len(statement.within) == 2
+            and statement.within[0] != GLOBAL
+            and statement.within[1] == "tls"
+            and statement.name not in _TLS_KEPT
+        ):
+            why = (
+                "proxytest's clients present no certificate"
+                if statement.name == "client_auth"
+                else "it gets certificates elsewhere; the run's certificate is served"
+            )
+            shown = " ".join(t.value for t in statement.tokens if t.value != "{")
+            edits.comment_lines(
+                statement.line,
+                closing_line(mask(edits.text), statement),
+                f"{shown}{' { … }' * (statement.tokens[-1].value == '{')} in tls removed ({why})",
+            )
+
+
+def _tls_line(edits: Edits, statement: Statement) -> None:
+    tokens = statement.tokens
+    args = [t for t in tokens[1:] if t.value != "{"]
+    if any(_placeholder(edits, t) for t in args):
+        return
+    shown = " ".join(edits.text[t.start : t.end] for t in tokens if t.value != "{")
+    what = f"{shown} → the run's certificate and key ({_RUN_PAIR})"
+    if len(args) == 2:  # tls CERT KEY
+        edits.replace(args[0].start, args[1].end, _RUN_PAIR, what)
+    elif len(args) == 1:  # tls EMAIL | tls internal
+        why = "Caddy's own CA, which clients refuse" if args[0].value == "internal" else "ACME"
+        edits.replace(args[0].start, args[0].end, _RUN_PAIR, f"{what}, not from {why}")
+    elif not args:  # tls { … }
+        edits.replace(tokens[0].start, tokens[0].end, f"tls {_RUN_PAIR}", what)
+
+
+def _site_address(edits: Edits, site: Statement, *, has_tls: bool) -> None:
+    """A TLS site address with a host name on the listen port loses the host name; several
+    such addresses become one (they would be the same address)."""
+    found: list[tuple[Token, str, str]] = []  # token, as written, the new address
+    for token in site.tokens[:-1]:
+        text = edits.text[token.start : token.end].rstrip(",")
+        match = _ADDRESS.fullmatch(text)
+        if match is None or not has_placeholder(match["port"], "listen_port"):
+            continue
+        scheme, host = match["scheme"] or "", match["host"]
+        if scheme == "http://" or not host or has_placeholder(host):
+            continue
+        found.append((token, text, f"{scheme or 'https://'}{match['port']}{match['path'] or ''}"))
+    if not found:
+        return
+    shown = ", ".join(text for _, text, _ in found)
+    if not has_tls:
+        raise TemplateError(
+            f"site {shown} gets its certificate from an ACME CA on the network (or from "
+            "Caddy's own CA, which clients refuse)",
+            file=edits.source,
+            line=site.line,
+            fix=f"give the site the run's certificate: `tls {_RUN_PAIR}`",
+        )
+    every = len(found) == len(site.tokens) - 1
+    parts = [found[0]] if every else found
+    for token, text, new in parts:
+        end = found[-1][0].start + len(found[-1][1]) if every else token.start + len(text)
+        edits.replace(
+            token.start,
+            end,
+            new,
+            f"site {shown if every else text} → {new} (proxytest's clients connect to "
+            "127.0.0.1: a host name would match none of their requests, and Caddy would ask "
+            "an ACME CA for its certificate)",
+        )

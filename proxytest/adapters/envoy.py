@@ -9,7 +9,7 @@ import yaml
 
 from ..errors import TemplateError, Unsupported
 from ._edits import Edits, has_placeholder, mask
-from ._yaml_nodes import compose, get, replace_scalar, scalar, walk
+from ._yaml_nodes import compose, entries, entry, get, remove_entry, replace_scalar, scalar, walk
 from .base import Adapter, Neutralised, Reload, RenderedConfig
 
 
@@ -66,7 +66,8 @@ class Envoy(Adapter):
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
-        """The admin address (a fixed port or a socket path) and file access logs."""
+        """The admin address (a fixed port or a socket path), file access logs, and the
+        certificates of TLS listeners."""
         try:
             root = compose(mask(text), source)
         except TemplateError:
@@ -84,6 +85,12 @@ class Envoy(Adapter):
             kind = scalar(get(node, "@type")) or ""
             if kind.endswith(".FileAccessLog"):
                 _log_to_stdout(edits, get(node, "path"))
+            elif kind.endswith(".DownstreamTlsContext"):
+                _downstream_tls(edits, node)
+        secrets = get(root, "static_resources", "secrets")
+        for secret in secrets.value if isinstance(secrets, yaml.SequenceNode) else ():
+            _certificates(edits, [get(secret, "tls_certificate")])
+            _validation(edits, get(secret, "validation_context"))
         _log_to_stdout(edits, get(root, "admin", "access_log_path"))
         return edits.result()
 
@@ -177,3 +184,117 @@ def _log_to_stdout(edits: Edits, node: yaml.Node | None) -> None:
         "/dev/stdout",
         f"access log {path} sent to /dev/stdout (proxytest keeps the proxy's log in its run dir)",
     )
+
+
+# TLS, measured with Envoy 1.40 (`--mode validate` and runs): a `filename` of a
+# certificate or key that does not exist stops it ("Failed to load incomplete private
+# key from path"); the same certificate twice in `tls_certificates` is accepted and
+# served. An inline certificate (`inline_string`, `inline_bytes`) loads, but is not
+# issued by the run's CA, so proxytest's clients refuse it: it is replaced by the run's
+# too (the check is about the proxy's streams, not its certificate). An SDS secret
+# with an `sds_config` is fetched from a file or a server that proxytest cannot
+# provide: refused. Static `secrets` (named by an SDS config without `sds_config`) are
+# neutralised where they are. Only downstream contexts (listeners) are touched: the
+# origin is cleartext here.
+
+_SOURCES = ("filename", "inline_string", "inline_bytes", "environment_variable")
+_RUN_FILES = {
+    "tls_cert": "the run's certificate",
+    "tls_key": "the run's key",
+    "tls_ca": "the run's CA",
+}
+_DEPLOYED_ONLY = {
+    "ocsp_staple": "an OCSP response for the deployed certificate, not the run's",
+    "password": "the passphrase of the deployed key; the run's key has none",
+    "watched_directory": "a folder of the deployed host",
+    "crl": "revocations of the deployed CA; the run's CA revokes nothing",
+}
+
+
+def _downstream_tls(edits: Edits, context: yaml.Node) -> None:
+    required = get(context, "require_client_certificate")
+    if scalar(required) == "true" and required is not None:
+        replace_scalar(
+            edits,
+            required,
+            "false",
+            "require_client_certificate: true → false (proxytest's clients present no "
+            "certificate; the handshake would fail)",
+        )
+    common = get(context, "common_tls_context")
+    _refuse_sds(edits, common)
+    certificates = get(common, "tls_certificates")
+    if isinstance(certificates, yaml.SequenceNode):
+        _certificates(edits, certificates.value)
+    _validation(edits, get(common, "validation_context"))
+    _validation(edits, get(common, "combined_validation_context", "default_validation_context"))
+
+
+def _refuse_sds(edits: Edits, common: yaml.Node | None) -> None:
+    configs = get(common, "tls_certificate_sds_secret_configs")
+    found = list(configs.value) if isinstance(configs, yaml.SequenceNode) else []
+    found.append(get(common, "validation_context_sds_secret_config"))
+    found.append(get(common, "combined_validation_context", "validation_context_sds_secret_config"))
+    for config in found:
+        source = entry(config, "sds_config")
+        if source is None:
+            continue
+        raise TemplateError(
+            f"the listener's certificate is an SDS secret ({scalar(get(config, 'name'))}) "
+            "fetched through sds_config, which proxytest cannot provide",
+            file=edits.source,
+            line=source[0].start_mark.line + 1,
+            fix="give the listener the run's certificate instead: `tls_certificates: "
+            '[{certificate_chain: {filename: "{{ tls_cert }}"}, '
+            'private_key: {filename: "{{ tls_key }}"}}]`',
+        )
+
+
+def _certificates(edits: Edits, certificates: Sequence[yaml.Node | None]) -> None:
+    for certificate in certificates:
+        _source(edits, get(certificate, "certificate_chain"), "certificate_chain", "tls_cert")
+        _source(edits, get(certificate, "private_key"), "private_key", "tls_key")
+        _drop_deployed(edits, certificate)
+
+
+def _validation(edits: Edits, context: yaml.Node | None) -> None:
+    _source(edits, get(context, "trusted_ca"), "trusted_ca", "tls_ca")
+    _drop_deployed(edits, context)
+
+
+def _drop_deployed(edits: Edits, node: yaml.Node | None) -> None:
+    for key, value in entries(node):
+        why = _DEPLOYED_ONLY.get(key.value)
+        if why is None or has_placeholder(edits.text[value.start_mark.index : _end(value)]):
+            continue
+        if not remove_entry(edits, key, value, f"{key.value} removed ({why})"):
+            raise TemplateError(
+                f"{key.value} shares its line with other settings",
+                file=edits.source,
+                line=key.start_mark.line + 1,
+                fix=f"write {key.value} on a line of its own (proxytest leaves it out: {why})",
+            )
+
+
+def _end(node: yaml.Node) -> int:
+    return int(node.end_mark.index)
+
+
+def _source(edits: Edits, node: yaml.Node | None, field: str, name: str) -> None:
+    """A data source (`{filename: …}`, `{inline_string: …}`) → `{filename: "{{ name }}"}`."""
+    for key, value in entries(node):
+        if key.value not in _SOURCES:
+            continue
+        start, end = key.start_mark.index, _end(value)
+        if has_placeholder(edits.text[start:end]):
+            return
+        shown = f"{key.value}: {value.value}" if key.value == "filename" else key.value
+        breaks = edits.text.count("\n", start, end)
+        edits.replace(
+            start,
+            end,
+            f'filename: "{{{{ {name} }}}}"' + "\n" * breaks,
+            f"{field} {shown} → {_RUN_FILES[name]} ({{{{ {name} }}}})"
+            + (" (one in the file is not issued by the run's CA: clients would refuse it)")
+            * (key.value != "filename"),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 
 from ._edits import RUN_DIR, Edits, has_placeholder, mask
@@ -54,7 +55,8 @@ class HAProxy(Adapter):
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
-        """chroot, users, pid file, stats sockets, syslog targets, absent error files."""
+        """chroot, users, pid file, stats sockets, syslog targets, absent error files,
+        the certificates of TLS binds."""
         edits = Edits(text, source)
         masked = mask(text)
         section = ""
@@ -93,6 +95,15 @@ class HAProxy(Adapter):
 # socket there is named relative to it (a unix socket path has ~100 bytes). `log`
 # targets are harmless where /dev/log is absent, but a test run must not log to the
 # host's or a remote syslog. An `errorfile` that does not exist is a fatal error.
+#
+# TLS, measured the same way (`haproxy -c`): a bind's `crt`, `crt-list`, `ca-file` or
+# `crl-file` that does not exist is fatal; the same `crt` twice on one bind is accepted,
+# so each becomes the run's PEM. A global `ssl-dh-param-file` or `issuers-chain-path`
+# that does not exist is fatal; `crt-base` and `ca-base` pointing at missing folders are
+# not (and an absolute `crt` ignores them), so they stay. `verify required` on a bind
+# refuses proxytest's clients (they present no certificate: the handshake fails);
+# `verify optional` lets them through. `server … ssl` towards the origin is left alone:
+# the origin is cleartext here, addressed by placeholders.
 
 _SECTIONS = frozenset(
     {
@@ -101,7 +112,12 @@ _SECTIONS = frozenset(
         *("fcgi-app", "crt-store", "traces"),
     }
 )
-_GLOBAL_ONLY = frozenset({"chroot", "user", "group", "uid", "gid", "pidfile", "stats"})
+_GLOBAL_ONLY = frozenset(
+    {
+        *("chroot", "user", "group", "uid", "gid", "pidfile", "stats"),
+        *("ssl-dh-param-file", "issuers-chain-path"),
+    }
+)
 _KEPT_LOGS = ("global", "stdout", "stderr", "fd@1", "fd@2")
 
 _Word = tuple[int, int, str]  # start offset, end offset, value
@@ -211,6 +227,41 @@ def _errorfile(edits: Edits, number: int, words: list[_Word]) -> None:
     )
 
 
+def _bind(edits: Edits, number: int, words: list[_Word]) -> None:
+    """A TLS bind's files: the run's PEM and CA, no revocation list, no required client
+    certificate (see the measurements above)."""
+    for keyword, value in pairwise(words[2:]):
+        option, shown = keyword[2], f"{keyword[2]} {value[2]}"
+        if _in_placeholder(edits, value):
+            continue
+        if option in ("crt", "crt-list"):
+            run = "the run's certificate and key ({{ tls_pem }})"
+            edits.replace(keyword[0], value[1], "crt {{ tls_pem }}", f"{shown} → {run}")
+        elif option == "ca-file":
+            ca = "the run's CA ({{ tls_ca }})"
+            edits.replace(value[0], value[1], "{{ tls_ca }}", f"{shown} → {ca}")
+        elif option == "crl-file":
+            why = "revocations of the deployed CA; the run's CA revokes nothing"
+            edits.blank(keyword[0], value[1], f"{shown} removed ({why})")
+        elif option == "verify" and value[2] == "required":
+            why = "proxytest's clients present no certificate; the handshake would fail"
+            edits.replace(value[0], value[1], "optional", f"{shown} → optional ({why})")
+
+
+def _in_placeholder(edits: Edits, word: _Word) -> bool:
+    return has_placeholder(edits.text[word[0] : word[1]])
+
+
+def _host_path(edits: Edits, number: int, words: list[_Word]) -> None:
+    """A global TLS file or folder: removed when it is not on this machine."""
+    if len(words) < 2 or _in_placeholder(edits, words[1]):
+        return
+    path = Path(words[1][2])
+    if not path.is_absolute() or path.exists():
+        return
+    _remove(edits, number, words, f"{path} is not on this machine")
+
+
 _RULES = {
     "chroot": _host_only,
     "user": _host_only,
@@ -221,4 +272,7 @@ _RULES = {
     "stats": _stats,
     "log": _log,
     "errorfile": _errorfile,
+    "bind": _bind,
+    "ssl-dh-param-file": _host_path,
+    "issuers-chain-path": _host_path,
 }

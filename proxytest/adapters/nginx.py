@@ -84,7 +84,7 @@ class Nginx(Adapter):
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
-        """daemon, user, pid, log and temp paths, includes: see _RULES below."""
+        """daemon, user, pid, log and temp paths, includes, TLS files: see _RULES below."""
         try:
             found = directives(mask(text))
         except NginxSyntaxError:
@@ -131,6 +131,16 @@ class Nginx(Adapter):
 # an absent file fails (an empty glob does not). Relative paths resolve against the
 # folder of the main config, which is the run dir: files included from beside the
 # config are rendered there (placeholders and neutralising included).
+#
+# TLS, measured the same way: an `ssl_certificate`, `_key`, `ssl_trusted_certificate`,
+# `ssl_dhparam`, `ssl_crl`, `ssl_session_ticket_key`, `ssl_password_file` or (with
+# `ssl_stapling on`) `ssl_stapling_file` that is missing stops nginx (`-t` fails);
+# `ssl_client_certificate` only once `ssl_verify_client` is set. The same certificate
+# and key given twice (or three times) in one server are accepted, so each pair of an
+# RSA+ECDSA server becomes the run's pair. `ssl_stapling on` with the run's certificate
+# is a warning ("ssl_stapling" ignored, no OCSP responder URL), so it stays, as does
+# `ssl_stapling_responder`. `ssl_verify_client on` answers proxytest's clients (they
+# present no certificate) with 400; `optional` lets them through.
 
 _KEPT_LOGS = ("stderr", "/dev/stderr", "/dev/stdout", "/dev/null")
 _TEMP_PATHS = frozenset(
@@ -270,6 +280,57 @@ def _include(edits: Edits, directive: Directive, home: Path) -> None:
         edits.companion(companion)
 
 
+# name: (placeholder, what it names)
+_TLS_FILES = {
+    "ssl_certificate": ("tls_cert", "the run's certificate"),
+    "ssl_certificate_key": ("tls_key", "the run's key"),
+    "ssl_trusted_certificate": ("tls_ca", "the run's CA"),
+    "ssl_client_certificate": ("tls_ca", "the run's CA"),
+}
+# name: why the line goes (always: they belong to the deployed certificate)
+_TLS_DROPPED = {
+    "ssl_stapling_file": "an OCSP response for the deployed certificate, not the run's",
+    "ssl_password_file": "the passphrases of the deployed keys; the run's key has none",
+    "ssl_crl": "revocations of the deployed CA; the run's CA revokes nothing",
+}
+# dropped only when the file is not on this machine
+_TLS_HOST_FILES = ("ssl_dhparam", "ssl_session_ticket_key")
+
+
+def _tls_file(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) != 2 or has_placeholder(_raw(edits, 1, directive)):
+        return
+    name, what = _TLS_FILES[directive.name]
+    _to_run_dir(edits, directive, 1, f"{{{{ {name} }}}}", f"→ {what} ({{{{ {name} }}}})")
+
+
+def _tls_dropped(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) == 2 and has_placeholder(_raw(edits, 1, directive)):
+        return
+    _drop(edits, directive, _TLS_DROPPED[directive.name])
+
+
+def _tls_host_file(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) != 2 or has_placeholder(_raw(edits, 1, directive)):
+        return
+    path = directive.words[1].value
+    if not path.startswith("/") or on_this_machine(path):
+        return  # relative: beside the rendered config, where nginx finds it or says so
+    _drop(edits, directive, f"{path} is not on this machine")
+
+
+def _verify_client(edits: Edits, directive: Directive, home: Path) -> None:
+    if len(directive.words) != 2 or directive.words[1].value != "on":
+        return
+    _to_run_dir(
+        edits,
+        directive,
+        1,
+        "optional",
+        "→ optional (proxytest's clients present no certificate; nginx would answer 400)",
+    )
+
+
 _Rule = Callable[[Edits, Directive, Path], None]
 _RULES: dict[str, _Rule] = {
     "daemon": _daemon,
@@ -279,4 +340,8 @@ _RULES: dict[str, _Rule] = {
     "access_log": _access_log,
     "include": _include,
     **dict.fromkeys(_TEMP_PATHS, _temp_path),
+    **dict.fromkeys(_TLS_FILES, _tls_file),
+    **dict.fromkeys(_TLS_DROPPED, _tls_dropped),
+    **dict.fromkeys(_TLS_HOST_FILES, _tls_host_file),
+    "ssl_verify_client": _verify_client,
 }

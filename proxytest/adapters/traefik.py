@@ -101,14 +101,16 @@ class Traefik(Adapter):
         )
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:
-        """The static file's fixed ports, paths and providers (YAML; TOML is left as is)."""
+        """The static file's fixed ports, paths and providers, the dynamic files'
+        certificates and ACME resolvers (YAML; TOML is left as is)."""
         if source.suffix not in (".yaml", ".yml"):
             return Neutralised(text)
         # Traefik's YAML errors can name the line before the problem: say it here.
         root = compose(mask(text), source)
-        if source != config[0]:
-            return Neutralised(text)  # a dynamic file: routes, nothing host-bound
         edits = Edits(text, source)
+        if source != config[0]:
+            _dynamic_tls(edits, root, list(config[1:]))  # routes: only TLS is host-bound
+            return edits.result()
         _static(edits, root, list(config[1:]))
         return edits.result()
 
@@ -180,6 +182,8 @@ def _static(edits: Edits, root: yaml.Node | None, dynamic: list[Path]) -> None:
                 f"entry point {name} {value}: port changed to 0, any free port (a fixed port "
                 "collides between the instances proxytest runs at once)",
             )
+    for name, point in entry_points.items():
+        _no_resolver(edits, get(point, "http", "tls"), f"entry point {name}", dynamic)
     if "traefik" not in entry_points:
         _default_entry_point(edits, root)
     _providers(edits, root, dynamic)
@@ -282,3 +286,127 @@ def _path(edits: Edits, root: yaml.Node | None, keys: tuple[str, ...], new: str,
     if not path.startswith("/") and keys[0] != "log":
         return
     replace_scalar(edits, node, new, f"{'.'.join(keys)} {path} {done}")
+
+
+# TLS, measured with Traefik 3.7: a `certFile`/`keyFile` that does not exist is logged
+# and the default self-signed certificate served instead, which clients refuse (as they
+# refuse one for another host). The run's certificate in `tls.certificates` is served
+# even to a client that sends no SNI (127.0.0.1). A router's `tls.certResolver` naming an
+# ACME resolver asks a CA on the network and, offline, serves the default certificate
+# (with a `defaultCertificate` in the default store, that one); a resolver no router
+# uses starts, contacts no CA and only writes its storage (moved into the run dir
+# above), and a router whose resolver does not exist still routes (an error is
+# logged). So `certResolver` lines go, and the run's certificate is served from the
+# files' `tls.certificates` or default store; with neither, a config that relied on ACME
+# is refused with what to write.
+
+_CERT_KEYS = {"certFile": "tls_cert", "keyFile": "tls_key"}
+_RUN_NAMES = {
+    "tls_cert": "the run's certificate",
+    "tls_key": "the run's key",
+    "tls_ca": "the run's CA",
+}
+_CLIENT_AUTH = {
+    "RequireAndVerifyClientCert": "VerifyClientCertIfGiven",
+    "RequireAnyClientCert": "RequestClientCert",
+}
+_GIVE_ONE = (
+    "give the run's certificate in a dynamic file of this config: `tls: {stores: {default: "
+    '{defaultCertificate: {certFile: "{{ tls_cert }}", keyFile: "{{ tls_key }}"}}}}`'
+)
+
+
+def _dynamic_tls(edits: Edits, root: yaml.Node | None, dynamic: list[Path]) -> None:
+    tls = get(root, "tls")
+    certificates = get(tls, "certificates")
+    for certificate in certificates.value if isinstance(certificates, yaml.SequenceNode) else ():
+        _run_files(edits, certificate, "tls.certificates")
+    for name, store in entries(get(tls, "stores")):
+        _run_files(edits, get(store, "defaultCertificate"), f"tls.stores.{name.value}")
+    for name, options in entries(get(tls, "options")):
+        _client_auth(edits, get(options, "clientAuth"), f"tls.options.{name.value}")
+    for name, router in entries(get(root, "http", "routers")):
+        _no_resolver(edits, get(router, "tls"), f"router {name.value}", dynamic)
+
+
+def _run_files(edits: Edits, node: yaml.Node | None, where: str) -> None:
+    for key, value in entries(node):
+        name = _CERT_KEYS.get(key.value)
+        if name is not None and _fixed(edits, value):
+            shown = value.value if len(value.value) <= 60 else "(inline PEM)"
+            replace_scalar(
+                edits,
+                value,
+                f'"{{{{ {name} }}}}"',
+                f"{where} {key.value} {shown} → {_RUN_NAMES[name]} ({{{{ {name} }}}})",
+            )
+
+
+def _client_auth(edits: Edits, node: yaml.Node | None, where: str) -> None:
+    files = get(node, "caFiles")
+    for file in files.value if isinstance(files, yaml.SequenceNode) else ():
+        if _fixed(edits, file):
+            replace_scalar(
+                edits,
+                file,
+                '"{{ tls_ca }}"',
+                f"{where} clientAuth.caFiles {file.value} → the run's CA ({{{{ tls_ca }}}})",
+            )
+    kind = get(node, "clientAuthType")
+    lenient = _CLIENT_AUTH.get(scalar(kind) or "")
+    if kind is not None and lenient is not None:
+        replace_scalar(
+            edits,
+            kind,
+            lenient,
+            f"{where} clientAuthType {scalar(kind)} → {lenient} (proxytest's clients present no "
+            "certificate; the handshake would fail)",
+        )
+
+
+def _no_resolver(edits: Edits, tls: yaml.Node | None, where: str, dynamic: list[Path]) -> None:
+    """Leave out the `certResolver:` of a `tls` section (ACME would ask a CA on the
+    network); the run's certificate must then come from a dynamic file."""
+    found = entry(tls, "certResolver")
+    if tls is None or found is None:
+        return
+    key, value = found
+    line = key.start_mark.line + 1
+    if not _certificate_given(dynamic):
+        raise TemplateError(
+            f"{where}: certResolver {scalar(value)} gets its certificate from an ACME CA on "
+            "the network, and no dynamic file of this config gives one: Traefik would serve "
+            "its self-signed default certificate, which clients refuse",
+            file=edits.source,
+            line=line,
+            fix=_GIVE_ONE + " (proxytest then leaves certResolver out)",
+        )
+    what = (
+        f"{where}: certResolver {scalar(value)} removed (ACME would ask a CA on the network; "
+        "the run's certificate is served instead)"
+    )
+    start, end = key.start_mark.index, value.end_mark.index
+    if len(list(entries(tls))) == 1 and not getattr(tls, "flow_style", False):
+        # Alone in a block mapping: commented out, `tls:` would be empty, which Traefik
+        # refuses ("http cannot be a standalone element"); the default options keep it TLS.
+        edits.replace(start, end, "options: default", what + "; `options: default` keeps TLS")
+    elif remove_entry(edits, key, value, what):
+        pass
+    else:  # in a flow mapping (`tls: {certResolver: le}`): blanked, with its comma
+        comma = re.match(r"\s*,", edits.text[end : edits.line_span(line)[1]])
+        edits.blank(start, end + (comma.end() if comma else 0), what)
+
+
+def _certificate_given(dynamic: list[Path]) -> bool:
+    """Whether a dynamic file gives a certificate (`tls.certificates` or a default one)."""
+    for path in dynamic:
+        try:
+            root = yaml.compose(mask(path.read_text(encoding="utf-8")), Loader=yaml.SafeLoader)
+        except (OSError, UnicodeError, yaml.YAMLError):
+            continue  # read (and refused, if need be) as a file of the config
+        tls = get(root, "tls")
+        if get(tls, "certificates") is not None:
+            return True
+        if any(get(store, "defaultCertificate") for _, store in entries(get(tls, "stores"))):
+            return True
+    return False
