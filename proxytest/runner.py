@@ -82,7 +82,7 @@ def _requested(target: TargetSpec, options: RunOptions) -> runtimes.RuntimeName:
 
 def check_budget(check: Check[Any], ctx: ProbeContext, th: Thresholds) -> float:
     """How long one attempt of ``check`` may take before it is an error."""
-    if check.phase == Phase.LONG:
+    if check.phase in (Phase.LONG, Phase.BROWSER):  # a browser check may wait for a page
         return ctx.settings.max_hold_s + th.check_timeout_s
     if check.phase in (Phase.LIFECYCLE, Phase.LOAD):
         return 4 * th.check_timeout_s
@@ -189,6 +189,23 @@ def _all(
 
 
 @dataclass
+class _Countdown:
+    """Set once every target of the run has passed a point, however each one ends."""
+
+    left: int
+    over: asyncio.Event = field(default_factory=asyncio.Event)
+    _passed: set[str] = field(default_factory=set)
+
+    def passed(self, target: TargetSpec) -> None:
+        if target.id in self._passed:
+            return
+        self._passed.add(target.id)
+        self.left -= 1
+        if self.left <= 0:
+            self.over.set()
+
+
+@dataclass
 class _RunEnv:
     origin: Origin
     session: aiohttp.ClientSession
@@ -197,11 +214,12 @@ class _RunEnv:
     options: RunOptions
     progress: Progress
     semaphore: asyncio.Semaphore  # targets in their start-up and quick phase at once
-    # Load checks wait until every target's quick (timing) checks are over, so a
-    # thousand connections never share the event loop with a timing probe; then
-    # they take turns.
-    quick_left: int = 0
-    quick_over: asyncio.Event = field(default_factory=asyncio.Event)
+    # Browser checks wait until every target's quick (timing) checks are over, so
+    # Chromium's CPU never competes with a timing probe; load checks also wait for
+    # every target's browser checks, so a thousand connections share the machine
+    # with neither, and then take turns.
+    quick: _Countdown
+    browsed: _Countdown
     load_turn: asyncio.Lock = field(default_factory=asyncio.Lock)
     # When each target got its slot: its duration excludes the wait for one.
     active_since: dict[str, float] = field(default_factory=dict)
@@ -209,15 +227,6 @@ class _RunEnv:
     # The run's one Chromium: started by the first browser check, shared by every
     # target (each check in a browser context of its own), closed with the run.
     browsers: Browsers = field(default_factory=Browsers)
-
-    def quick_phase_over(self, target: TargetSpec, done: set[str]) -> None:
-        """Count ``target``'s quick phase as over (once, however the target ends)."""
-        if target.id in done:
-            return
-        done.add(target.id)
-        self.quick_left -= 1
-        if self.quick_left <= 0:
-            self.quick_over.set()
 
 
 CONFIG_TEXT_LIMIT = 200_000  # characters of one config file kept for the reports
@@ -246,12 +255,13 @@ def config_files(target: TargetSpec) -> tuple[ConfigFile, ...]:
     return tuple(files)
 
 
-async def _run_target(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
+async def _run_target(target: TargetSpec, env: _RunEnv) -> TargetResult:
     started = time.monotonic()
     try:
-        result = await _run_target_inner(target, env, quick_done)
+        result = await _run_target_inner(target, env)
     finally:
-        env.quick_phase_over(target, quick_done)
+        env.quick.passed(target)
+        env.browsed.passed(target)
     began = env.active_since.get(target.id, started)
     harness = env.harnesses.get(target.id)
     result = TargetResult(
@@ -323,7 +333,7 @@ async def prepare_target(
     return PreparedTarget(target, adapter, runtime, version, harness)
 
 
-async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[str]) -> TargetResult:
+async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
     th = env.options.thresholds
     # The run's checks that this target selects (its own `checks:` in the matrix).
     options = replace(
@@ -388,19 +398,33 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv, quick_done: set[st
             quick = await phase(Phase.QUICK)
             env.semaphore.release()
             slot_held = False
-            env.quick_phase_over(target, quick_done)
+            env.quick.passed(target)
+
+            async def browse() -> tuple[CheckResult, ...]:
+                try:
+                    if not any(c.phase == Phase.BROWSER for c in options.checks):
+                        return ()
+                    await env.quick.over.wait()
+                    return await phase(Phase.BROWSER)
+                finally:
+                    env.browsed.passed(target)
 
             async def load() -> tuple[CheckResult, ...]:
                 if not any(c.phase == Phase.LOAD for c in options.checks):
                     return ()
-                await env.quick_over.wait()
+                await env.browsed.over.wait()  # after every quick and browser check
                 async with env.load_turn:
                     return await phase(Phase.LOAD)
 
-            # Long holds of every target overlap; load checks take turns meanwhile.
-            held, loaded = await asyncio.gather(phase(Phase.LONG, Phase.LIFECYCLE), load())
+            # Long holds of every target overlap; browser checks, then load checks
+            # (taking turns) run meanwhile.
+            held, browsed, loaded = await asyncio.gather(
+                phase(Phase.LONG, Phase.LIFECYCLE), browse(), load()
+            )
             order = {c.id: i for i, c in enumerate(options.checks)}
-            results = tuple(sorted((*quick, *held, *loaded), key=lambda r: order[r.check]))
+            results = tuple(
+                sorted((*quick, *held, *browsed, *loaded), key=lambda r: order[r.check])
+            )
             log_tail = proc.log_tail()
         return TargetResult(
             **base,
@@ -486,9 +510,9 @@ async def run_targets(
             options,
             progress or _Silent(),
             asyncio.Semaphore(options.concurrency),
-            quick_left=len(targets),
+            quick=_Countdown(len(targets)),
+            browsed=_Countdown(len(targets)),
             browsers=browsers,
         )
-        quick_done: set[str] = set()
-        results = await asyncio.gather(*(_run_target(t, env, quick_done) for t in targets))
+        results = await asyncio.gather(*(_run_target(t, env) for t in targets))
     return RunResult(VERSION, started_at, time.monotonic() - started, tuple(results))

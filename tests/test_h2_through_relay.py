@@ -211,3 +211,54 @@ async def test_sse_headers_held_until_the_first_data_frame_fail_over_h2() -> Non
     assert headers.verdict == Verdict.FAIL, headers.summary
     assert "held until the first event" in headers.summary
     assert headers.hint is not None
+
+
+async def _sse_behind(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckResult]:
+    """The SSE checks over h2 through the clean HTTP/2 relay, whose upstream is the
+    HTTP/1.1 fault relay: an h2 front whose backend hop has the fault."""
+    from proxytest.measure import measure_baseline
+
+    th = Thresholds()
+    async with (
+        Origin() as origin,
+        Relay(origin.host, origin.port, fault) as backend,
+        H2Relay(backend.host, backend.port, H2Fault("clean"), tls=True) as front,
+        LagMonitor() as lag,
+        new_session() as session,
+    ):
+        direct = ProbeContext(origin.host, origin.port, origin, session, th, lag)
+        baseline = await measure_baseline(direct)
+        ctx = ProbeContext(front.host, front.port, origin, session, th, lag, tls=True)
+        results = await run_checks(ctx, select(patterns), baseline=baseline)
+    return {r.check: r for r in results}
+
+
+@pytest.mark.parametrize(
+    ("fault", "check", "verdicts"),
+    [
+        (Fault("hold"), "sse.stream@h2", {Verdict.FAIL}),
+        (Fault("coalesce", delay_ms=300), "sse.stream@h2", {Verdict.DEGRADED}),
+        (
+            Fault("strip_headers", headers=("Last-Event-ID",)),
+            "sse.last-event-id@h2",
+            {Verdict.FAIL},
+        ),
+        (Fault("gzip", flush=False), "sse.compression@h2", {Verdict.FAIL, Verdict.DEGRADED}),
+    ],
+    ids=["held", "coalesced", "no-last-event-id", "gzip-buffered"],
+)
+async def test_each_sse_check_over_h2_fails_against_its_fault(
+    fault: Fault, check: str, verdicts: set[Verdict]
+) -> None:
+    results = await _sse_behind(fault, [check])
+    assert results[check].verdict in verdicts, results[check].summary
+    assert results[check].metrics["transport"] == "h2"
+    assert results[check].hint
+
+
+async def test_sse_over_h2_passes_behind_a_clean_backend_hop() -> None:
+    results = await _sse_behind(Fault("clean"), SSE_H2)
+    assert {k: r.verdict for k, r in results.items()} == dict.fromkeys(SSE_H2, Verdict.PASS), {
+        k: r.summary for k, r in results.items()
+    }
+    assert results["sse.compression@h2"].metrics["compressed"] is False

@@ -29,7 +29,10 @@ class Phase(enum.StrEnum):
     QUICK = "quick"  # seconds; all of a target's at once, in its concurrency slot
     LONG = "long"  # holds up to max-hold; every target's long checks overlap
     LIFECYCLE = "lifecycle"  # a private proxy instance (reload, origin restart)
-    LOAD = "load"  # one target at a time, with no timing check running anywhere
+    # After every target's quick checks (a browser's CPU would disturb their timing),
+    # every target's at once, pages bounded by the run's Chromium
+    BROWSER = "browser"
+    LOAD = "load"  # one target at a time, with no timing check or browser running anywhere
 
 
 @dataclass(frozen=True)

@@ -299,7 +299,7 @@ CHECKS = (
             Failure.LIFETIME: "The proxy cuts long streams itself (a total-duration timeout "
             "such as Envoy's 15 s route timeout): raise or disable it for event streams.",
         },
-        phase=Phase.LONG,
+        phase=Phase.BROWSER,
     ),
     Check(
         "browser.websocket",
@@ -317,7 +317,7 @@ CHECKS = (
             "tunnel down instead of forwarding the close frame.",
             Failure.STATUS: "The test page itself did not load through the proxy.",
         },
-        phase=Phase.LONG,
+        phase=Phase.BROWSER,
     ),
     Check(
         "browser.connection-limit",
@@ -330,6 +330,6 @@ CHECKS = (
             "max concurrent streams.",
             Failure.STATUS: "The test page itself did not load through the proxy.",
         },
-        phase=Phase.LONG,
+        phase=Phase.BROWSER,
     ),
 )

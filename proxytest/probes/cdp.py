@@ -279,8 +279,12 @@ class Browsers:
         *,
         required: bool | None = None,
         start_timeout_s: float = 30.0,
+        max_pages: int = 16,
     ) -> None:
         self._binary = binary
+        # Pages open at once: a page's script and Chromium's own work share two
+        # cores with the proxies; more at once only makes each wait longer.
+        self._pages = asyncio.Semaphore(max_pages)
         self.start_timeout_s = start_timeout_s
         self.required = os.environ.get(REQUIRE_ENV) == "1" if required is None else required
         self._lock = asyncio.Lock()
@@ -335,9 +339,10 @@ class Browsers:
     @contextlib.asynccontextmanager
     async def page(self) -> AsyncIterator[Page]:
         """A tab in a browser context of its own (the browser starts on the first call)."""
-        connection = await self._started()
-        async with connection.page() as page:
-            yield page
+        async with self._pages:
+            connection = await self._started()
+            async with connection.page() as page:
+                yield page
 
     async def aclose(self) -> None:
         """Close the browser (if one was started); a later :meth:`page` starts a new one."""

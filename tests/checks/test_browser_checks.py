@@ -26,11 +26,11 @@ RESUMED = EventSourceTimeline(
 )  # fmt: skip
 
 
-def test_the_family_runs_in_the_long_phase_after_the_others() -> None:
+def test_the_family_runs_in_the_browser_phase_after_the_others() -> None:
     ids = [i for i in CHECKS if i.startswith("browser.")]
     assert ids == ["browser.eventsource", "browser.websocket", "browser.connection-limit"]
     assert list(CHECKS)[-3:] == ids
-    assert {CHECKS[i].phase.value for i in ids} == {"long"}
+    assert {CHECKS[i].phase.value for i in ids} == {"browser"}
 
 
 def test_eventsource_that_resumed_after_the_cut_passes() -> None:
@@ -109,8 +109,20 @@ def test_websocket_over_h2_is_told_from_the_handshake_chromium_saw() -> None:
 
 def test_websocket_failures() -> None:
     never = replace(SOCKET, opened_ms=None, close_code=1006, was_clean=False, text_echoed=None)
-    assert evaluate_websocket(never, CTX).failure == Failure.UPGRADE
+    # Refused over h2 (no Sec-WebSocket-Key: RFC 8441): the proxy's RFC 8441 support.
+    refused_h2 = evaluate_websocket(replace(never, handshake_status=400), CTX)
+    assert refused_h2.failure == Failure.H2_WEBSOCKET
+    assert "over HTTP/2" in refused_h2.summary
+    assert "ws.upgrade@h2" in CHECKS["browser.websocket"].hints[Failure.H2_WEBSOCKET]
+    # Refused over HTTP/1.1: the upgrade itself.
+    refused_h1 = replace(never, handshake_status=403, sent_key=True)
+    assert evaluate_websocket(refused_h1, CTX).failure == Failure.UPGRADE
     assert "do not fall back" in CHECKS["browser.websocket"].hints[Failure.UPGRADE]
+    # No handshake reported at all: Chromium's rule (h2 page + advertised) tells it.
+    unseen = replace(never, handshake_status=None, sent_key=None, extended_connect=True)
+    assert unseen.over_h2 is True
+    assert replace(unseen, extended_connect=False).over_h2 is False
+    assert replace(unseen, extended_connect=None).over_h2 is None
     assert evaluate_websocket(replace(SOCKET, binary_echoed=False), CTX).failure == Failure.ECHO
     cut = evaluate_websocket(replace(SOCKET, close_code=1006, was_clean=False), CTX)
     assert (cut.verdict, cut.failure) == (Verdict.FAIL, Failure.CLOSE)
