@@ -18,8 +18,10 @@ like a secret with ``********``:
   lines in Traefik's and Caddy's basic auth), and the password of a URL
   (``scheme://user:password@host``).
 
-A key that names a file (``auth_basic_user_file``, ``ssl_password_file``) or a
-variable (``$http_authorization``) is left alone: a path is not the secret.
+A key that names a file (``auth_basic_user_file``, ``ssl_password_file``, an
+Envoy data source's ``filename:``), a variable (``$http_authorization``) or a
+``{{ placeholder }}`` (proxytest's own files, ``{{ tls_key }}``) is left alone: a
+path is not the secret.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ _PEM_INLINE = re.compile(
 _HASH = re.compile(
     r"\$(?:2[abxy]?|1|5|6|apr1|y|argon2(?:id|i|d)?)\$[^\s\"',;]+|\{SSHA?\}[A-Za-z0-9+/=]+"
 )
+# A value that is a file, not the secret: `{filename: …}` (an Envoy data source),
+# `filename: …` on the line below a secret key, or one `{{ placeholder }}`.
+_FILE_VALUE = re.compile(r"""^(?:\{\s*filename\s*:|filename\s*:|["']?\{\{[^{}]*\}\}["']?$)""")
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-z][a-z0-9+.-]*://[^/\s:@\"']+:)[^/\s@\"']+(?=@)", re.I)
 
 
@@ -69,7 +74,7 @@ def _mask_line(line: str) -> tuple[str, bool]:
     value = match["value"].strip()
     if value in _BLOCK_SCALAR and ":" in match["sep"]:
         return line, True  # `password:` or `token: |`: the value is the block below
-    if not value or value == MASK:
+    if not value or value == MASK or _FILE_VALUE.match(value):
         return line, False
     masked = line[: match.start("value")] + MASK + match["end"]
     return masked, False
@@ -95,7 +100,8 @@ def mask_secrets(text: str) -> str:
                 out.append(line)
                 continue
             if _indent(body) > block_indent:
-                out.append(" " * _indent(body) + MASK + ending)
+                kept = _FILE_VALUE.match(body.strip())
+                out.append(line if kept else " " * _indent(body) + MASK + ending)
                 continue
             block_indent = None
         if _PEM_BEGIN.search(body) and not _PEM_END.search(body):

@@ -5,6 +5,7 @@ not speak HTTP/2. Real sockets, real origin, real probes.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -162,18 +163,26 @@ SSE_H2C = [c.replace("@h2", "@h2c") for c in SSE_H2]
 
 
 async def _sse_through(
-    fault: H2Fault, patterns: Sequence[str], *, tls: bool
+    fault: H2Fault, patterns: Sequence[str], *, tls: bool, backend: Fault | None = None
 ) -> dict[str, CheckResult]:
-    """Like ``through``, with the direct baseline the timing checks are judged against."""
+    """Like ``through``, with the direct baseline the timing checks are judged against.
+
+    ``backend``: the HTTP/2 relay's upstream is tests/relay.py with this fault (an h2
+    front whose backend hop has the fault), not the origin itself.
+    """
     from proxytest.measure import measure_baseline
 
     th = Thresholds()
-    async with (
-        Origin() as origin,
-        H2Relay(origin.host, origin.port, fault, tls=tls) as relay,
-        LagMonitor() as lag,
-        new_session() as session,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        origin = await stack.enter_async_context(Origin())
+        upstream: Origin | Relay = origin
+        if backend is not None:
+            upstream = await stack.enter_async_context(Relay(origin.host, origin.port, backend))
+        relay = await stack.enter_async_context(
+            H2Relay(upstream.host, upstream.port, fault, tls=tls)
+        )
+        lag = await stack.enter_async_context(LagMonitor())
+        session = await stack.enter_async_context(new_session())
         direct = ProbeContext(origin.host, origin.port, origin, session, th, lag)
         baseline = await measure_baseline(direct)
         ctx = ProbeContext(relay.host, relay.port, origin, session, th, lag, tls=tls)
@@ -213,26 +222,6 @@ async def test_sse_headers_held_until_the_first_data_frame_fail_over_h2() -> Non
     assert headers.hint is not None
 
 
-async def _sse_behind(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckResult]:
-    """The SSE checks over h2 through the clean HTTP/2 relay, whose upstream is the
-    HTTP/1.1 fault relay: an h2 front whose backend hop has the fault."""
-    from proxytest.measure import measure_baseline
-
-    th = Thresholds()
-    async with (
-        Origin() as origin,
-        Relay(origin.host, origin.port, fault) as backend,
-        H2Relay(backend.host, backend.port, H2Fault("clean"), tls=True) as front,
-        LagMonitor() as lag,
-        new_session() as session,
-    ):
-        direct = ProbeContext(origin.host, origin.port, origin, session, th, lag)
-        baseline = await measure_baseline(direct)
-        ctx = ProbeContext(front.host, front.port, origin, session, th, lag, tls=True)
-        results = await run_checks(ctx, select(patterns), baseline=baseline)
-    return {r.check: r for r in results}
-
-
 @pytest.mark.parametrize(
     ("fault", "check", "verdicts"),
     [
@@ -250,14 +239,14 @@ async def _sse_behind(fault: Fault, patterns: Sequence[str]) -> dict[str, CheckR
 async def test_each_sse_check_over_h2_fails_against_its_fault(
     fault: Fault, check: str, verdicts: set[Verdict]
 ) -> None:
-    results = await _sse_behind(fault, [check])
+    results = await _sse_through(H2Fault("clean"), [check], tls=True, backend=fault)
     assert results[check].verdict in verdicts, results[check].summary
     assert results[check].metrics["transport"] == "h2"
     assert results[check].hint
 
 
 async def test_sse_over_h2_passes_behind_a_clean_backend_hop() -> None:
-    results = await _sse_behind(Fault("clean"), SSE_H2)
+    results = await _sse_through(H2Fault("clean"), SSE_H2, tls=True, backend=Fault("clean"))
     assert {k: r.verdict for k, r in results.items()} == dict.fromkeys(SSE_H2, Verdict.PASS), {
         k: r.summary for k, r in results.items()
     }

@@ -172,3 +172,20 @@ def test_the_pytest_plugin_leaves_config_out_by_flag_or_ini_key(
     result.assert_outcomes(xfailed=1)
     (target,) = json.loads((reports / "results.json").read_text())["targets"]
     assert target["config_files"] == []
+
+
+def test_a_key_file_is_not_the_secret_but_its_inline_body_is() -> None:
+    text = (
+        'private_key: {filename: "{{ tls_key }}"}\n'
+        "private_key: {filename: /etc/envoy/key.pem}\n"
+        "ssl_certificate_key {{ tls_key }};\n"
+        "private_key:\n"
+        "  filename: /etc/envoy/key.pem\n"
+        "private_key:\n"
+        "  inline_string: hunter2\n"
+        "private_key: {inline_string: hunter2}\n"
+    )
+    masked = mask_secrets(text).splitlines()
+    assert masked[:5] == text.splitlines()[:5]
+    assert masked[6] == "  ********"
+    assert masked[7] == "private_key: ********"

@@ -160,7 +160,13 @@ async def launch_chromium(
     try:
         argv = chromium_argv(binary, profile, spki_sha256=spki_sha256, width=width, height=height)
         with log_path.open("ab") as log:
-            process = await local.spawn(argv, cwd=run_dir, stdout=log, stderr=log)
+            # Chromium's own scratch files (org.chromium.Chromium.*) go to $TMPDIR:
+            # into the run dir, so they are removed with it.
+            scratch = run_dir / "tmp"
+            scratch.mkdir()
+            process = await local.spawn(
+                argv, cwd=run_dir, env={"TMPDIR": str(scratch)}, stdout=log, stderr=log
+            )
         try:
             port, path = await _devtools_port(profile, process, start_timeout_s)
         except RuntimeError as exc:

@@ -221,3 +221,28 @@ def test_the_default_matrix_runs_as_expected(default_run: RunResult) -> None:
     ]
     assert unexpected == []
     assert default_run.exit_code == 0
+
+
+def test_the_browser_agrees_with_the_http_level_checks(default_run: RunResult) -> None:
+    """browser.websocket vs ws.upgrade and ws.upgrade@h2 on every target that ran both:
+    Chromium uses an h2 WebSocket exactly where the proxy advertises RFC 8441 (and the
+    page came over h2), and its WebSocket fails exactly where the protocol it used fails."""
+    compared = 0
+    for result in default_run.targets:
+        by = {r.check: r for r in result.results}
+        browser, h1, h2 = (by.get(c) for c in ("browser.websocket", "ws.upgrade", "ws.upgrade@h2"))
+        if browser is None or h1 is None or result.status != TargetStatus.OK:
+            continue
+        over_h2 = browser.metrics["websocket_over_h2"]
+        advertised = h2 is not None and h2.metrics.get("extended_connect") is True
+        if browser.metrics["page_protocol"] == "h2":
+            assert over_h2 is advertised, (result.id, browser.summary)
+        else:
+            assert over_h2 is False, (result.id, browser.summary)
+        used = h2 if over_h2 else h1
+        assert used is not None
+        assert (browser.verdict == Verdict.PASS) == (used.verdict == Verdict.PASS), (
+            result.id, browser.summary, used.summary,
+        )  # fmt: skip
+        compared += 1
+    assert compared >= 15
