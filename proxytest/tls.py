@@ -102,7 +102,9 @@ class RunAuthority:
         key = tuple(alpn)
         context = self._contexts.get(key)
         if context is None:
-            context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            # Not create_default_context(): that trusts the system's CAs as well.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks names
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_verify_locations(cadata=self.ca_pem.decode())
             context.set_alpn_protocols(list(key))
             self._contexts[key] = context

@@ -27,7 +27,7 @@ from proxytest.tls import authority
 
 from ..conftest import ROOT, running_in_ci
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+pytestmark = pytest.mark.integration
 
 TCP_LISTEN = "0A"
 
@@ -82,6 +82,7 @@ def _handshake(port: int) -> tuple[str | None, dict[str, object]]:
         return tls.selected_alpn_protocol(), tls.getpeercert() or {}
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("proxy", sorted(ADAPTERS))
 async def test_a_tls_setup_listens_on_loopback_only_with_the_runs_certificate(
     proxy: str,
