@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import struct
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -69,3 +71,27 @@ async def test_a_late_wake_up_delays_one_event_not_every_later_one() -> None:
         # On schedule: the last event is due 500 ms after the first. Drift would make
         # it 850 ms (the 350 ms stall added to every later interval).
         assert sent[-1] - sent[0] < 0.7, [round(s - sent[0], 3) for s in sent]
+
+
+@pytest.mark.parametrize("after_s", [0.0, 0.02, 0.1, 0.3])
+async def test_an_origin_process_cancelled_while_starting_leaves_nothing(
+    after_s: float, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while `async with OriginProcess()` is entering: __aexit__ never runs, so
+    __aenter__ must end the process and remove the run dir it made itself."""
+    import tempfile
+
+    from proxytest.origin.process import OriginProcess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    async def enter() -> None:
+        async with OriginProcess():
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(enter())
+    await asyncio.sleep(after_s)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert list(tmp_path.glob("proxytest-origin-*")) == []

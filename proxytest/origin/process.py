@@ -54,7 +54,13 @@ class OriginProcess:
         return self._process is not None and self._process.returncode is None
 
     async def __aenter__(self) -> OriginProcess:
-        await self.start(free_port() if self.port is None else self.port)
+        try:
+            await self.start(free_port() if self.port is None else self.port)
+        except BaseException as exc:  # cancelled (Ctrl-C) or failed while starting
+            # __aexit__ does not run when __aenter__ raises: end what start began
+            # (the process, its run dir) here.
+            await self.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     async def __aexit__(

@@ -196,8 +196,10 @@ def test_every_setup_runs_in_a_container_on_the_bridge(runs: Runs) -> None:
         for e in runs.events
         if e.get("Type") == "network" and e.get("Action") == "connect"
     ]
-    # Main and lifecycle instances of every target, and their config checks.
-    assert len(connected) >= 3 * len(runs.bridge["targets"]), connected
+    # Main and lifecycle instances of every target. The engine replays only its last
+    # 256 events to a `since` query, and a run makes more (create, start, connect,
+    # die, destroy… per container): the count is a floor, the network is exact.
+    assert len(connected) >= len(runs.bridge["targets"]), connected
     assert set(connected) == {"bridge"}
 
 
