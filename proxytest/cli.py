@@ -1,4 +1,4 @@
-"""The command line: ``proxytest run | check | report | list``.
+"""The command line: ``proxytest run | check | report | list | init``.
 
 Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
 2 usage or configuration error (the message names the file, line and fix).
@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,14 @@ from .matrix import (
     setups_of,
 )
 from .options import RunOptions, check_images, check_targets
-from .reports import read_report, write_json, write_reports
+from .reports import read_report, run_from_json, write_json, write_reports
 from .reports.console import LiveProgress, print_report
+from .reports.merge import merge_reports
 from .results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
 from .runner import Progress, run_targets
 from .runtimes import DOCKER_NETWORKS, RUNTIMES, LocalRuntime
+from .shards import Shard, parse_shard
+from .starter import MATRIX, PROXIES, copy_starter, starter_matrix, starter_proxies
 
 __all__ = ["main"]
 
@@ -141,14 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"proxytest {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run a matrix file (default ./matrix.yaml)")
-    run.add_argument("matrix", nargs="?", type=Path, default=Path("matrix.yaml"))
+    run = sub.add_parser(
+        "run",
+        help="run a matrix file (default ./matrix.yaml, else the one shipped with proxytest)",
+    )
+    run.add_argument("matrix", nargs="?", type=Path, metavar="MATRIX")
     run.add_argument(
         "--only",
         action="append",
         metavar="PROXY[/SETUP]",
         help="run only these targets (repeatable)",
     )
+    _shard_option(run)
     _common(run)
     check = sub.add_parser("check", help="run the checks against a config you bring")
     check.add_argument("--proxy", required=True, choices=sorted(ADAPTERS))
@@ -178,16 +186,23 @@ def build_parser() -> argparse.ArgumentParser:
         "print its grid and, with --report-dir, write every report file from it. "
         "Exit code as for the run it describes.",
     )
-    report.add_argument("results", type=Path, metavar="RESULTS.json")
+    report.add_argument("results", nargs="?", type=Path, metavar="RESULTS.json")
+    _merge_option(report)
     _report_dir(report)
     lister = sub.add_parser("list", help="proxies, setups and checks")
-    lister.add_argument("--proxies-dir", type=Path, default=Path("proxies"))
+    lister.add_argument(
+        "--proxies-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the setups are (default ./proxies, else the ones shipped with proxytest)",
+    )
     lister.add_argument(
         "--image",
         action="append",
         metavar="PROXY=IMAGE",
         help="show this image's presence instead of the default one",
     )
+    _init_parser(sub)
     return parser
 
 
@@ -277,6 +292,7 @@ def _execute(
     console: Console,
     *,
     raise_rejected: bool = False,
+    shard: tuple[Shard, Sequence[TargetSpec]] | None = None,
 ) -> int:
     options = RunOptions.from_matrix(
         matrix,
@@ -313,12 +329,13 @@ def _execute(
     except (KeyboardInterrupt, asyncio.CancelledError):
         if recorder is not None and (args.json or args.report_dir):
             took = time.monotonic() - started
-            partial = recorder.partial(targets, options, started_at, took)
+            partial = _as_shard(recorder.partial(targets, options, started_at, took), shard)
             if args.json:
                 write_json(partial, args.json)
             if args.report_dir:
                 write_reports(partial.to_json(), args.report_dir)
         raise
+    result = _as_shard(result, shard)
     print_report(console, result)
     if args.json:
         write_json(result, args.json)
@@ -402,9 +419,28 @@ class _LineProgress:
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    matrix = load_matrix(args.matrix, tuple(ADAPTERS))
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    matrix = load_matrix(_matrix_file(args.matrix), tuple(ADAPTERS))
     targets = select_targets(matrix.targets, args.only)
-    return _execute(args, targets, matrix, console)
+    if shard is None:
+        return _execute(args, targets, matrix, console)
+    return _run_shard(args, shard, targets, matrix, console)
+
+
+def _matrix_file(named: Path | None) -> Path:
+    """The matrix to run: the one named, else ./matrix.yaml, else the packaged one."""
+    if named is not None:
+        return named
+    here = Path(MATRIX)
+    if here.exists() or here.is_symlink():
+        return here
+    packaged = starter_matrix()
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"no ./{MATRIX}: running the default matrix shipped with proxytest "
+        "(proxytest init copies it here to edit)",
+        markup=False,
+    )
+    return packaged
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
@@ -443,12 +479,98 @@ def _env_option(item: str) -> tuple[str, str]:
     return name, value
 
 
+# -- shards and merging -------------------------------------------------------------------
+def _shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N parts of the targets (round robin in the matrix's order), "
+        "for N parallel CI jobs; merge their JSON with proxytest report --merge",
+    )
+
+
+def _merge_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--merge",
+        action="extend",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="MORE.json",
+        help="merge these reports with RESULTS.json into one (the shards of one matrix)",
+    )
+
+
+def _as_shard(result: RunResult, shard: tuple[Shard, Sequence[TargetSpec]] | None) -> RunResult:
+    """A shard's result names the shard and the whole selection (for the merge)."""
+    if shard is None:
+        return result
+    part, selection = shard
+    return replace(result, shard=str(part), matrix_targets=tuple(t.id for t in selection))
+
+
+def _run_shard(
+    args: argparse.Namespace,
+    shard: Shard,
+    targets: list[TargetSpec],
+    matrix: Matrix,
+    console: Console,
+) -> int:
+    picked = shard.pick(targets)
+    if picked:
+        ids = ", ".join(t.id for t in picked)
+        console.print(f"shard {shard}: {len(picked)} of {len(targets)} targets: {ids}")
+        return _execute(args, picked, matrix, console, shard=(shard, targets))
+    # CI job matrices are static: more shards than targets is not an error. The
+    # empty shard still writes its (empty) report, so the merge sees every shard.
+    _usable_report_dir(args.report_dir)
+    _usable_json(args.json)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"notice: shard {shard} has no targets (the run selected {len(targets)}); "
+        "nothing to measure",
+        markup=False,
+    )
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    result = _as_shard(RunResult(VERSION, started_at, 0.0, ()), (shard, targets))
+    if args.json:
+        write_json(result, args.json)
+        console.print(f"JSON report: {args.json}")
+    _write_reports(result.to_json(), args.report_dir, console)
+    return EXIT_OK
+
+
 # -- report ---------------------------------------------------------------------------
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
-    data, result = read_report(args.results)
+    if args.results is None and not args.merge:
+        raise UsageError(
+            "no report named",
+            fix="proxytest report RESULTS.json [--merge MORE.json …] [--report-dir DIR]",
+        )
+    if not args.merge:
+        data, result = read_report(args.results)
+    else:
+        data, result = _merged(([args.results] if args.results else []) + args.merge)
     print_report(console, result)
     _write_reports(data, args.report_dir, console)
     return result.exit_code
+
+
+def _merged(paths: Sequence[Path]) -> tuple[dict[str, Any], RunResult]:
+    """Read every report (each validated), then merge them; notices go to stderr."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    seen: dict[Path, Path] = {}
+    reports = []
+    for path in paths:
+        key = path.resolve()
+        if key in seen:
+            errors.print(f"notice: {path}: named twice, merged once", markup=False)
+            continue
+        seen[key] = path
+        reports.append((path, read_report(path)[0]))
+    data, notices = merge_reports(reports)
+    for notice in notices:
+        errors.print(f"notice: {notice}", markup=False)
+    return data, run_from_json(data, "the merged report")
 
 
 # -- list ----------------------------------------------------------------------------
@@ -480,11 +602,18 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     proxies = Table(title="proxies", title_justify="left")
     for column in ("proxy", "version", "binary or how to install", "docker image", "setups"):
         proxies.add_column(column)
+    proxies_dir = _proxies_dir(args.proxies_dir)
     for name, (version, where) in asyncio.run(versions()).items():
         style = "red" if version == "missing" else ""
-        setups = ", ".join(setups_of(args.proxies_dir, name)) or "-"
+        setups = ", ".join(setups_of(proxies_dir, name)) or "-"
         proxies.add_row(name, version, where, image_state(name), setups, style=style)
     console.print(proxies)
+    if args.proxies_dir is None and proxies_dir != Path(PROXIES):
+        console.print(
+            f"setups: the ones shipped with proxytest ({proxies_dir}); "
+            "proxytest init copies them here to edit",
+            style="dim",
+        )
     if problem:
         console.print(f"docker runtime: {problem}", style="dim")
     checks = Table(title="checks", title_justify="left")
@@ -493,6 +622,44 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     for check in CHECKS.values():
         checks.add_row(check.id, check.description)
     console.print(checks)
+    return EXIT_OK
+
+
+def _proxies_dir(named: Path | None) -> Path:
+    """The setups to list: the folder named, else ./proxies, else the packaged ones."""
+    if named is not None:
+        return named
+    return Path(PROXIES) if Path(PROXIES).is_dir() else starter_proxies()
+
+
+# -- init ------------------------------------------------------------------------------
+def _init_parser(sub: Any) -> None:
+    init = sub.add_parser(
+        "init",
+        help="copy the default matrix and setups into a folder, to edit",
+        description="Copy the default matrix.yaml and proxies/ that ship with proxytest "
+        "into DIR (default: the current folder), for you to edit and run.",
+    )
+    init.add_argument("folder", nargs="?", type=Path, default=Path("."), metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+
+
+def cmd_init(args: argparse.Namespace, console: Console) -> int:
+    folder: Path = args.folder
+    written = copy_starter(folder, force=args.force)
+    setups = [p for p in written if p.name != MATRIX]
+    console.print(f"wrote {folder / MATRIX}", markup=False)
+    console.print(
+        f"wrote {folder / PROXIES}/ ({len(setups)} files: "
+        f"{len({p.parent.name for p in setups})} proxies' setups)",
+        markup=False,
+    )
+    run = (
+        "proxytest run"
+        if folder.resolve() == Path.cwd().resolve()
+        else (f"proxytest run {folder / MATRIX}")
+    )
+    console.print(f"next: edit {folder / MATRIX}, then: {run}", markup=False)
     return EXIT_OK
 
 
@@ -509,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args, console)
         if args.command == "report":
             return cmd_report(args, console)
+        if args.command == "init":
+            return cmd_init(args, console)
         return cmd_list(args, console)
     except ConfigRejected as exc:
         errors.print(f"proxytest: {exc.as_usage_error()}", markup=False)

@@ -260,6 +260,11 @@ class RunResult:
     targets: tuple[TargetResult, ...]
     # Ctrl-C or SIGTERM ended the run: what was measured so far, the rest `error`.
     interrupted: bool = False
+    # `run --shard K/N`: which part of the selection this run is ("2/4"), and the
+    # ids of the whole selection in the matrix's order, so that a merge of the
+    # shards' reports orders them and notices a missing shard (reports/merge.py).
+    shard: str | None = None
+    matrix_targets: tuple[str, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -289,4 +294,7 @@ class RunResult:
         }
         if self.interrupted:  # additive: present only on an interrupted run
             data["interrupted"] = True
+        if self.shard is not None:  # additive: present only on a shard's run
+            data["shard"] = self.shard
+            data["matrix_targets"] = list(self.matrix_targets)
         return data

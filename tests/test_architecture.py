@@ -130,7 +130,7 @@ LAYERS = (
     ("reports",),
     ("runner", "measure"),
     ("options",),
-    ("matrix",),
+    ("matrix", "starter", "shards"),
     ("checks",),
     ("probes",),
     ("harness", "templates"),

@@ -3,7 +3,8 @@
 Every report file is rendered from the JSON form of a run: a live run is
 turned into JSON first, so ``proxytest report results.json`` redraws exactly
 what the run drew. Reading validates the shape (the contract in
-docs/architecture.md plus the additive ``config_files`` and ``timeline`` keys)
+docs/architecture.md plus the additive ``config_files``, ``timeline``, ``shard``
+and ``matrix_targets`` keys)
 and names the bad key by its path, e.g. ``targets[1].results[3].verdict``.
 Unknown keys are ignored, so reports from newer versions still read.
 """
@@ -121,12 +122,18 @@ def run_from_json(data: Any, source: Path | str = "<report>") -> RunResult:
         if tool.get("name") != "proxytest":
             raise _Bad("tool.name", f"{tool.get('name')!r}: not a proxytest report")
         targets = _get(data, "targets", "", (list,))
+        shard = _get(data, "shard", "", (str,)) if "shard" in data else None
+        everything = data.get("matrix_targets") or []
+        if not isinstance(everything, list) or not all(isinstance(i, str) for i in everything):
+            raise _Bad("matrix_targets", "expected a list of target ids")
         return RunResult(
             tool_version=str(tool.get("version", "?")),
             started_at=_get(data, "started_at", "", (str,)),
             duration_s=float(_get(data, "duration_s", "", (int, float))),
             targets=tuple(_target(t, f"targets[{n}]") for n, t in enumerate(targets)),
             interrupted=data.get("interrupted") is True,
+            shard=shard,
+            matrix_targets=tuple(everything),
         )
     except _Bad as bad:
         where = f"{bad.where}: " if bad.where else ""
