@@ -313,6 +313,8 @@ def _execute(
     _usable_report_dir(args.report_dir)
     _usable_json(args.json)
     _print_notices(notices)
+    if shard is not None and not targets:
+        return _empty_shard(args, shard, console)
     checks = options.checks
     started_at, started = datetime.now(UTC).isoformat(timespec="seconds"), time.monotonic()
     interactive = console.is_terminal
@@ -520,18 +522,22 @@ def _run_shard(
     if picked:
         ids = ", ".join(t.id for t in picked)
         console.print(f"shard {shard}: {len(picked)} of {len(targets)} targets: {ids}")
-        return _execute(args, picked, matrix, console, shard=(shard, targets))
-    # CI job matrices are static: more shards than targets is not an error. The
-    # empty shard still writes its (empty) report, so the merge sees every shard.
-    _usable_report_dir(args.report_dir)
-    _usable_json(args.json)
+    return _execute(args, picked, matrix, console, shard=(shard, targets))
+
+
+def _empty_shard(
+    args: argparse.Namespace, shard: tuple[Shard, Sequence[TargetSpec]], console: Console
+) -> int:
+    """CI job matrices are static: more shards than targets is not an error. The
+    empty shard still writes its (empty) report, so the merge sees every shard."""
+    part, selection = shard
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"notice: shard {shard} has no targets (the run selected {len(targets)}); "
+        f"notice: shard {part} has no targets (the run selected {len(selection)}); "
         "nothing to measure",
         markup=False,
     )
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    result = _as_shard(RunResult(VERSION, started_at, 0.0, ()), (shard, targets))
+    result = _as_shard(RunResult(VERSION, started_at, 0.0, ()), shard)
     if args.json:
         write_json(result, args.json)
         console.print(f"JSON report: {args.json}")

@@ -73,6 +73,12 @@ def copy_starter(folder: Path, *, force: bool = False) -> list[Path]:
     if folder.exists() and not folder.is_dir():
         raise UsageError("is a file, not a folder", file=folder, fix="name a folder")
     root = starter_dir()
+    if folder.resolve() == root.resolve():
+        raise UsageError(
+            "is where proxytest's own default matrix and setups are",
+            file=folder,
+            fix="choose another folder: proxytest init DIR",
+        )
     files = _starter_files()
     if not force:
         present = [folder / f for f in files if (folder / f).exists() or (folder / f).is_symlink()]

@@ -88,3 +88,9 @@ def test_an_empty_shard_exits_0_and_writes_an_empty_report(cli: Cli, tmp_path: P
     # no ./matrix.yaml in tmp_path: the packaged one ran, and the run said so
     assert "running the default matrix shipped with proxytest" in done.stderr
     assert starter_matrix().is_file()
+
+
+def test_an_empty_shard_still_checks_the_options(cli: Cli, tmp_path: Path) -> None:
+    done = cli("run", "--only", "nginx", "--shard", "9/9", "--checks", "nosuch.*", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "nosuch" in done.stderr

@@ -113,3 +113,8 @@ def test_list_outside_a_clone_shows_the_packaged_setups(cli: Cli, tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert "default, realtime" in done.stdout
     assert "shipped with proxytest" in done.stdout
+
+
+def test_init_into_the_starter_s_own_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="own default matrix"):
+        copy_starter(ROOT, force=True)
