@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a saved JSON report again, and write its report files",
         description="Read a JSON report (--json PATH, or results.json of a --report-dir), "
         "print its grid and, with --report-dir, write every report file from it. "
+        "With --merge, the reports of a matrix's shards (run --shard K/N) become one run's. "
         "Exit code as for the run it describes.",
     )
     report.add_argument("results", nargs="?", type=Path, metavar="RESULTS.json")
