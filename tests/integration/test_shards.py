@@ -26,7 +26,9 @@ def _verdicts(data: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str | No
     }
 
 
-def test_two_shards_merged_equal_the_unsharded_run(cli: Cli, tmp_path: Path) -> None:
+def test_merged_shards(cli: Cli, tmp_path: Path) -> None:
+    """Two shards merged equal the unsharded run (a short name: HAProxy's stats
+    socket lives in the run dir, under TMPDIR, and a unix socket path has ~100 bytes)."""
     for proxy in ("nginx", "haproxy"):
         try:
             ADAPTERS[proxy].find_binary()
