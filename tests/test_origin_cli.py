@@ -24,7 +24,7 @@ import aiohttp
 import pytest
 
 from proxytest import cli
-from proxytest.origin import Origin, OriginProcess, OriginRecord
+from proxytest.origin import Origin, OriginProcess, OriginRecord, health
 from proxytest.origin.cli import TOKEN_ENV, is_loopback, parse_listen
 from proxytest.origin.server import (
     CLOCK_HEADER,
@@ -395,7 +395,7 @@ def test_the_command_prints_what_to_run_and_listens_on_loopback_only(
 
 
 def test_a_token_from_the_environment_is_never_printed_nor_recorded(
-    started: list[Started],
+    started: list[Started], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     origin = Started(
         [sys.executable, "-m", "proxytest.origin", "--listen", ":0", "--prefix", "/rt/"],
@@ -411,6 +411,14 @@ def test_a_token_from_the_environment_is_never_printed_nor_recorded(
     status, body, _ = _get(url + RECORDS_PATH.lstrip("/") + "?probe=p", headers=auth)
     assert status == 200 and json.loads(body)["records"][0]["path"] == "/sse"
     assert TOKEN not in body
+    # The image's health check: the ready route with the token from the environment.
+    ready = url + READY_PATH.lstrip("/")
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert health.main([ready]) == 1  # no token: 401
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert health.main([ready]) == 0
+    assert health.main([url + "nothing-here"]) == 1
+    assert "401" in capsys.readouterr().out
     code, err = origin.stop()
     assert code == 0
     assert TOKEN not in origin.banner + err
