@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from email.message import Message
 from pathlib import Path
 
 import aiohttp
@@ -324,7 +325,9 @@ def started() -> Iterator[list[Started]]:
         one.close()
 
 
-def _get(url: str, *, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None):  # type: ignore[no-untyped-def]
+def _get(
+    url: str, *, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, str, Message]:
     try:
         with urllib.request.urlopen(
             urllib.request.Request(url, headers=headers or {}), timeout=10, context=context
