@@ -167,6 +167,15 @@ async def test_the_records_api_gives_back_what_the_origin_recorded() -> None:
             assert response.status == 400
 
 
+@pytest.mark.asyncio
+async def test_a_deployed_origin_forgets_the_oldest_probes_first() -> None:
+    async with Origin(max_probes=2) as origin, aiohttp.ClientSession() as session:
+        for probe in ("a", "b", "c"):
+            async with session.get(f"{origin.url}{READY_PATH}?probe={probe}") as response:
+                assert response.status == 200
+        assert [len(origin.records(p)) for p in ("a", "b", "c")] == [0, 1, 1]
+
+
 def test_a_record_survives_json_exactly() -> None:
     record = OriginRecord(
         probe="p",

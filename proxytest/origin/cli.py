@@ -61,6 +61,7 @@ TOKEN_ENV = "PROXYTEST_ORIGIN_TOKEN"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe: it travels in a query string
 _ID_CHARS = re.compile(r"[A-Za-z0-9._:@+-]{1,128}")
 EXIT_OK, EXIT_USAGE = 0, 2
+MAX_PROBES = 10_000  # probes whose records a deployed origin keeps (the oldest go first)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -308,6 +309,7 @@ async def _serve(config: OriginConfig) -> None:
         prefix=config.prefix,
         origin_id=config.origin_id,
         ssl_context=config.ssl_context,
+        max_probes=MAX_PROBES,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -94,7 +94,6 @@ __all__ = [
 
 MAX_MESSAGE = 8 * 1024 * 1024
 _MAX_RECORDS_PER_PROBE = 10_000
-_MAX_PROBES = 10_000  # probes remembered at once; the oldest is forgotten first
 
 ORIGIN_HEADER = "X-Proxytest-Origin"  # on every response: the origin's id
 CLOCK_HEADER = "X-Proxytest-Clock"  # on the ready route: the origin's time.monotonic()
@@ -266,6 +265,7 @@ class Origin:
         prefix: str = "",
         origin_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        max_probes: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -275,6 +275,9 @@ class Origin:
         self._token = token.encode() if token is not None else None
         self.prefix = normalise_prefix(prefix)
         self.ssl_context = ssl_context
+        # Probes remembered at once (None: all); past it the oldest is forgotten. A
+        # run's own origin keeps all; a deployed one serves probes for days.
+        self.max_probes = max_probes
         self._records: dict[str, list[OriginRecord]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
@@ -417,7 +420,7 @@ class Origin:
         )
         if probe and len(self._records[probe]) < _MAX_RECORDS_PER_PROBE:
             self._records[probe].append(record)
-            while len(self._records) > _MAX_PROBES:
+            while self.max_probes is not None and len(self._records) > self.max_probes:
                 del self._records[next(iter(self._records))]
         self._notify()
         return record
