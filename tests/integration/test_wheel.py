@@ -140,3 +140,41 @@ def test_a_new_user_lists_runs_and_inits_in_an_empty_folder(venv: Path, tmp_path
     assert config.resolve() == (here / PROXIES / "nginx" / "realtime.conf").resolve()
     assert processes_under(private) == []
     assert not any(private.iterdir())  # every run dir went with its run
+
+
+def test_the_installed_origin_starts_and_asks_for_its_token(venv: Path, tmp_path: Path) -> None:
+    """`proxytest origin` from the wheel: it starts on loopback, prints its token and the
+    probe command, refuses a request without the token, and stops on SIGTERM."""
+    import signal
+    import urllib.error
+    import urllib.request
+
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "LANG": "C.UTF-8",
+    }
+    argv = [str(venv / "bin" / "proxytest"), "origin", "--listen", "127.0.0.1:0"]
+    with subprocess.Popen(
+        argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, text=True,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        lines: list[str] = []
+        for line in process.stdout:  # bounded: the origin prints its block, then serves
+            lines.append(line)
+            if "SIGTERM stops it" in line or len(lines) > 50:
+                break
+        text = "".join(lines)
+        url = next(w for line in lines for w in line.split() if w.startswith("http://127.0.0.1:"))
+        token = next(line.split()[-1] for line in lines if line.strip().startswith("token:"))
+        assert "proxytest probe" in text
+        ready = url.rstrip("/") + "/__proxytest/ready"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(ready, timeout=5)
+        assert refused.value.code == 401
+        with urllib.request.urlopen(f"{ready}?token={token}", timeout=5) as answer:
+            assert answer.status == 200 and answer.headers["X-Proxytest-Origin"]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
