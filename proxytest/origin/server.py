@@ -48,8 +48,8 @@ import json
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
@@ -93,6 +93,36 @@ class OriginRecord:
             if key.lower() == lower:
                 return value
         return None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the records API serves it (times: the origin's monotonic clock)."""
+        data = asdict(self)
+        data["pings_received"] = [p.decode("latin-1") for p in self.pings_received]
+        data["pongs_received"] = [[t, p.decode("latin-1")] for t, p in self.pongs_received]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> OriginRecord:
+        """A record from :meth:`to_json`; keys it does not know are ignored."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["headers"] = tuple((str(k), str(v)) for k, v in values.get("headers", ()))
+        values["subprotocols_offered"] = tuple(values.get("subprotocols_offered", ()))
+        values["messages_received"] = [
+            (str(k), int(n)) for k, n in values.get("messages_received", ())
+        ]
+        values["pings_received"] = [_bytes(p) for p in values.get("pings_received", ())]
+        values["pongs_received"] = [
+            (float(t), _bytes(p)) for t, p in values.get("pongs_received", ())
+        ]
+        return cls(**values)
+
+
+def _bytes(value: object) -> bytes:
+    """A payload as JSON carries it (text; ``asdict`` leaves bytes for the encoder)."""
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("latin-1", errors="replace")
 
 
 @web.middleware
@@ -214,6 +244,10 @@ class Origin:
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    def local_time(self, origin_time: float) -> float:
+        """In this process the origin's clock is the client's."""
+        return origin_time
 
     def _notify(self) -> None:
         self._changed.set()
