@@ -1,4 +1,4 @@
-"""The command line: ``proxytest run | check | probe | report | list``.
+"""The command line: ``proxytest run | check | probe | report | list | origin``.
 
 Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
 2 usage or configuration error (the message names the file, line and fix).
@@ -36,6 +36,7 @@ from .matrix import (
     setups_of,
 )
 from .options import RunOptions, check_images, check_targets
+from .origin import cli as origin_cli
 from .pathprobe import DeployedPath, PathRun, probe_path
 from .reports import read_report, write_json, write_reports
 from .reports.console import LiveProgress, print_report
@@ -195,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROXY=IMAGE",
         help="show this image's presence instead of the default one",
     )
+    origin = sub.add_parser(
+        "origin",
+        help="the test origin on its own, for a deployed path to front",
+        description="Serve the test origin for `proxytest probe` to reach through a "
+        "deployed path (load balancer, CDN, ingress). Loopback only unless --listen "
+        "names another address; every request needs the token.",
+    )
+    origin_cli.add_arguments(origin)
     return parser
 
 
@@ -667,6 +676,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args, console)
         if args.command == "probe":
             return cmd_probe(args, console)
+        if args.command == "origin":
+            return origin_cli.run(args)
         return cmd_list(args, console)
     except ConfigRejected as exc:
         errors.print(f"proxytest: {exc.as_usage_error()}", markup=False)

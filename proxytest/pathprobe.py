@@ -42,10 +42,11 @@ from .lag import LagMonitor
 from .matrix import TargetSpec
 from .measure import Baseline
 from .options import RunOptions
+from .origin.server import TOKEN_HEADER
 from .probes import ProbeContext
 from .probes.cdp import Browsers
 from .probes.context import new_session
-from .probes.remote import TOKEN_HEADER, RemoteOrigin, confirm
+from .probes.remote import RemoteOrigin, confirm
 from .results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
 from .runner import Progress, run_checks
 from .tls import Trust

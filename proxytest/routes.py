@@ -7,3 +7,4 @@ from here rather than importing the origin.
 
 READY_PATH = "/__proxytest/ready"  # 200 with the origin's id: a request reached *this* origin
 BROWSER_PATH = "/browser"  # the browser.* checks' page (origin/page.py)
+RECORDS_PATH = "/__proxytest/records"  # ?probe=P: what the origin recorded for P, as JSON

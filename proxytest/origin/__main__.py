@@ -1,18 +1,7 @@
-"""Run the test origin by itself: ``python -m proxytest.origin [--host H ...] [--port P]``."""
+"""``python -m proxytest.origin``: the same options as ``proxytest origin`` (origin/cli.py)."""
 
-import argparse
-import asyncio
-import contextlib
+import sys
 
-from .server import serve_forever
+from .cli import main
 
-parser = argparse.ArgumentParser(prog="python -m proxytest.origin", description=__doc__)
-parser.add_argument(
-    "--host",
-    action="append",
-    help="address to listen on, repeatable (same port on each; default 127.0.0.1)",
-)
-parser.add_argument("--port", type=int, default=0)
-args = parser.parse_args()
-with contextlib.suppress(KeyboardInterrupt):
-    asyncio.run(serve_forever(args.host or ["127.0.0.1"], args.port))
+sys.exit(main())

@@ -30,8 +30,29 @@ Routes are behaviours, chosen by path and query (all GET):
 ``/ws/close``
     Closes with ``code`` and ``reason`` after ``delay_ms``.
 
+``/__proxytest/records?probe=<P>``
+    What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
+    <origin time.monotonic()>, "records": [OriginRecord.to_json(), ...]}``, for a
+    client that cannot read the origin's memory (``proxytest probe`` in front of a
+    deployed ``proxytest origin``). Not recorded itself.
+
 Every WebSocket route takes ``protocols`` (comma-separated, the server's
 preference order) and negotiates a subprotocol from what the client offered.
+
+Deployed (``proxytest origin``, origin/cli.py), an origin may have:
+
+* a **token**: every route (ready and records included) then requires it, as the
+  query parameter ``token=<T>`` or the header ``X-Proxytest-Token: <T>`` (browsers
+  cannot set headers on EventSource or WebSocket, hence the query), compared in
+  constant time; without it: 401 ``proxytest origin: token required``, before any
+  upgrade. The token is stripped from what is recorded.
+* a **prefix**: every route is served under it (``/rt/sse``) and only there, for an
+  ingress that routes a path without rewriting it. Records name the route without
+  the prefix (``/sse``), so checks read the same records either way.
+
+Every response carries ``X-Proxytest-Origin: <id>``; the ready route adds
+``X-Proxytest-Clock: <origin time.monotonic()>`` (a client estimates the clock
+offset from it: event payloads carry the origin's monotonic send time).
 
 Every event and message carries its sequence number and send time
 (``time.monotonic()``, shared by all processes of this machine). Requests that
@@ -43,24 +64,43 @@ only standard headers: no ``X-Accel-Buffering`` or other proxy hints.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hmac
 import json
 import secrets
+import ssl
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMessage, WSMsgType, web
 
-from ..routes import BROWSER_PATH, READY_PATH
+from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
 from .page import BROWSER_PAGE
 
-__all__ = ["Origin", "OriginRecord", "event_payload"]
+__all__ = [
+    "CLOCK_HEADER",
+    "ORIGIN_HEADER",
+    "TOKEN_HEADER",
+    "TOKEN_PARAM",
+    "Origin",
+    "OriginRecord",
+    "event_payload",
+    "normalise_prefix",
+]
 
 MAX_MESSAGE = 8 * 1024 * 1024
 _MAX_RECORDS_PER_PROBE = 10_000
+_MAX_PROBES = 10_000  # probes remembered at once; the oldest is forgotten first
+
+ORIGIN_HEADER = "X-Proxytest-Origin"  # on every response: the origin's id
+CLOCK_HEADER = "X-Proxytest-Clock"  # on the ready route: the origin's time.monotonic()
+TOKEN_HEADER = "X-Proxytest-Token"  # the token, as a header ...
+TOKEN_PARAM = "token"  # ... or as a query parameter (browsers cannot set headers)
+TOKEN_REQUIRED = "proxytest origin: token required"
 
 
 @dataclass
@@ -95,34 +135,83 @@ class OriginRecord:
         return None
 
     def to_json(self) -> dict[str, Any]:
-        """The record as the records API serves it (times: the origin's monotonic clock)."""
-        data = asdict(self)
-        data["pings_received"] = [p.decode("latin-1") for p in self.pings_received]
-        data["pongs_received"] = [[t, p.decode("latin-1")] for t, p in self.pongs_received]
-        return data
+        """This record as JSON values: tuples become lists, bytes (ping and pong
+        payloads) base64 strings (standard alphabet, padded). :meth:`from_json`
+        reads it back exactly (floats survive JSON's round trip in Python)."""
+        return {
+            "probe": self.probe,
+            "path": self.path,
+            "query": dict(self.query),
+            "headers": [[k, v] for k, v in self.headers],
+            "received_at": self.received_at,
+            "http_version": self.http_version,
+            "upgrade_requested": self.upgrade_requested,
+            "last_event_id": self.last_event_id,
+            "subprotocols_offered": list(self.subprotocols_offered),
+            "subprotocol_selected": self.subprotocol_selected,
+            "upgraded": self.upgraded,
+            "events_sent": self.events_sent,
+            "messages_received": [[kind, size] for kind, size in self.messages_received],
+            "pings_received": [_b64(data) for data in self.pings_received],
+            "pongs_received": [[at, _b64(data)] for at, data in self.pongs_received],
+            "close_code": self.close_code,
+            "close_reason": self.close_reason,
+            "finished_at": self.finished_at,
+            "end": self.end,
+        }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> OriginRecord:
-        """A record from :meth:`to_json`; keys it does not know are ignored."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        values["headers"] = tuple((str(k), str(v)) for k, v in values.get("headers", ()))
-        values["subprotocols_offered"] = tuple(values.get("subprotocols_offered", ()))
-        values["messages_received"] = [
-            (str(k), int(n)) for k, n in values.get("messages_received", ())
-        ]
-        values["pings_received"] = [_bytes(p) for p in values.get("pings_received", ())]
-        values["pongs_received"] = [
-            (float(t), _bytes(p)) for t, p in values.get("pongs_received", ())
-        ]
-        return cls(**values)
+    def from_json(cls, data: dict[str, Any]) -> OriginRecord:
+        """The record :meth:`to_json` wrote. Raises KeyError, TypeError or ValueError
+        on anything else."""
+        return cls(
+            probe=str(data["probe"]),
+            path=str(data["path"]),
+            query={str(k): str(v) for k, v in data["query"].items()},
+            headers=tuple((str(k), str(v)) for k, v in data["headers"]),
+            received_at=float(data["received_at"]),
+            http_version=str(data["http_version"]),
+            upgrade_requested=bool(data["upgrade_requested"]),
+            last_event_id=_opt_str(data["last_event_id"]),
+            subprotocols_offered=tuple(str(p) for p in data["subprotocols_offered"]),
+            subprotocol_selected=_opt_str(data["subprotocol_selected"]),
+            upgraded=bool(data["upgraded"]),
+            events_sent=int(data["events_sent"]),
+            messages_received=[(str(k), int(n)) for k, n in data["messages_received"]],
+            pings_received=[_unb64(d) for d in data["pings_received"]],
+            pongs_received=[(float(at), _unb64(d)) for at, d in data["pongs_received"]],
+            close_code=None if data["close_code"] is None else int(data["close_code"]),
+            close_reason=_opt_str(data["close_reason"]),
+            finished_at=None if data["finished_at"] is None else float(data["finished_at"]),
+            end=_opt_str(data["end"]),
+        )
 
 
-def _bytes(value: object) -> bytes:
-    """A payload as JSON carries it (text; ``asdict`` leaves bytes for the encoder)."""
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode("latin-1", errors="replace")
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``/rt/``, ``rt`` and ``/rt`` are ``/rt``; ``""`` and ``/`` are no prefix.
+
+    Raises ValueError for what cannot be a path prefix (a query, a fragment,
+    whitespace, ``.`` or ``..`` segments, an empty segment)."""
+    text = prefix.strip("/")
+    if not text:
+        return ""
+    bad = [c for c in "?#%\\" if c in text] + [c for c in text if c.isspace() or ord(c) < 32]
+    segments = text.split("/")
+    if bad or any(seg in ("", ".", "..") for seg in segments):
+        raise ValueError(f"not a path prefix: {prefix!r} (write it as /path or /a/b)")
+    return "/" + text
 
 
 @web.middleware
@@ -168,65 +257,126 @@ class Origin:
     gateway); ``host`` stays the address the origin is known by.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        prefix: str = "",
+        origin_id: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
         self.port = port
-        self.id = "origin-" + secrets.token_hex(6)
+        self.id = origin_id or "origin-" + secrets.token_hex(6)
+        if token is not None and not token:
+            raise ValueError("an empty token would admit anyone: pass None for no token")
+        self._token = token.encode() if token is not None else None
+        self.prefix = normalise_prefix(prefix)
+        self.ssl_context = ssl_context
         self._records: dict[str, list[OriginRecord]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
         self._changed = asyncio.Event()
         self.hosts: tuple[str, ...] = ()  # every address it listens on, ``host`` first
+        self.listening: tuple[tuple[str, int], ...] = ()  # every (address, port), first first
         self._adding = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_MESSAGE, middlewares=[_client_gone])
-        app.router.add_get(READY_PATH, self._ready)
-        app.router.add_get("/sse", self._sse)
-        app.router.add_get(BROWSER_PATH, self._browser)
-        app.router.add_get("/ws/echo", self._ws_echo)
-        app.router.add_get("/ws/push", self._ws_push)
-        app.router.add_get("/ws/ping", self._ws_ping)
-        app.router.add_get("/ws/close", self._ws_close)
+        middlewares = [_client_gone] if self._token is None else [self._guard, _client_gone]
+        app = web.Application(client_max_size=MAX_MESSAGE, middlewares=middlewares)
+        app.on_response_prepare.append(self._identify)
+        routes: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
+            READY_PATH: self._ready,
+            RECORDS_PATH: self._records_route,
+            "/sse": self._sse,
+            BROWSER_PATH: self._browser,
+            "/ws/echo": self._ws_echo,
+            "/ws/push": self._ws_push,
+            "/ws/ping": self._ws_ping,
+            "/ws/close": self._ws_close,
+        }
+        for path, handler in routes.items():
+            app.router.add_get(self.prefix + path, handler)
         return app
+
+    @web.middleware
+    async def _guard(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """401 unless the request carries the token (query or header), before any
+        handler runs: an upgrade is refused before its 101, a 404 too."""
+        if not self.admits(request):
+            return web.Response(status=401, text=TOKEN_REQUIRED)
+        return await handler(request)
+
+    def admits(self, request: web.Request) -> bool:
+        """Whether ``request`` carries this origin's token (always, without one)."""
+        if self._token is None:
+            return True
+        ok = False
+        for given in (request.query.get(TOKEN_PARAM), request.headers.get(TOKEN_HEADER)):
+            if given is not None:
+                # Both compared, each in constant time: no shortcut to time.
+                ok |= hmac.compare_digest(given.encode(), self._token)
+        return ok
+
+    async def _identify(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[ORIGIN_HEADER] = self.id
 
     async def __aenter__(self) -> Origin:
         self._runner = web.AppRunner(
             self.app(), access_log=None, handle_signals=False, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
         try:
-            await site.start()
+            self.port = await self._site(self.host, self.port)
         except BaseException:
             await self.__aexit__()
             raise
-        server = site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
-        self.port = server.sockets[0].getsockname()[1]
         self.hosts = (self.host,)
+        self.listening = ((self.host, self.port),)
         return self
 
-    async def listen_also(self, host: str) -> None:
-        """Listen on ``host`` too, on the same port (once). Raises OSError if it cannot."""
+    async def _site(self, host: str, port: int) -> int:
+        """Start listening on ``host``:``port``; the port it got (``port`` 0: a free one)."""
+        assert self._runner is not None
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.ssl_context)
+        await site.start()
+        server = site._server
+        assert server is not None and isinstance(server, asyncio.base_events.Server)
+        return int(server.sockets[0].getsockname()[1])
+
+    async def listen_also(self, host: str, port: int | None = None) -> int:
+        """Listen on ``host`` too, on ``port`` (default: the same port; 0: a free one),
+        once per address. Returns the port. Raises OSError if it cannot."""
         async with self._adding:
-            if host in self.hosts:
-                return
             if self._runner is None:
                 raise RuntimeError("the origin is not running")
-            site = web.TCPSite(self._runner, host, self.port)
-            await site.start()
-            self.hosts = (*self.hosts, host)
+            wanted = self.port if port is None else port
+            for known_host, known_port in self.listening:
+                if known_host == host and (wanted == 0 or known_port == wanted):
+                    return known_port
+            got = await self._site(host, wanted)
+            if host not in self.hosts:
+                self.hosts = (*self.hosts, host)
+            self.listening = (*self.listening, (host, got))
+            return got
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         self.hosts = ()
+        self.listening = ()
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where it is reached on its first address, prefix included (no trailing /)."""
+        return url_of(self.host, self.port, tls=self.ssl_context is not None) + self.prefix
 
     # -- records -----------------------------------------------------------------
     def records(self, probe: str) -> list[OriginRecord]:
@@ -246,7 +396,7 @@ class Origin:
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
 
     def local_time(self, origin_time: float) -> float:
-        """In this process the origin's clock is the client's."""
+        """In this process the origin's clock is the client's (``OriginView``)."""
         return origin_time
 
     def _notify(self) -> None:
@@ -254,11 +404,16 @@ class Origin:
 
     def _record(self, request: web.Request) -> OriginRecord:
         probe = request.query.get("probe", "")
+        path = request.path
+        if self.prefix and path.startswith(self.prefix + "/"):
+            path = path[len(self.prefix) :]
         record = OriginRecord(
             probe=probe,
-            path=request.path,
-            query=dict(request.query),
-            headers=tuple(request.headers.items()),
+            path=path,
+            query={k: v for k, v in request.query.items() if k != TOKEN_PARAM},
+            headers=tuple(
+                (k, v) for k, v in request.headers.items() if k.lower() != TOKEN_HEADER.lower()
+            ),
             received_at=time.monotonic(),
             http_version=f"{request.version.major}.{request.version.minor}",
             upgrade_requested=request.headers.get("Upgrade", "").lower() == "websocket",
@@ -266,6 +421,8 @@ class Origin:
         )
         if probe and len(self._records[probe]) < _MAX_RECORDS_PER_PROBE:
             self._records[probe].append(record)
+            while len(self._records) > _MAX_PROBES:
+                del self._records[next(iter(self._records))]
         self._notify()
         return record
 
@@ -277,7 +434,18 @@ class Origin:
     # -- HTTP routes ---------------------------------------------------------------
     async def _ready(self, request: web.Request) -> web.Response:
         self._record(request)
-        return web.Response(text=self.id)
+        return web.Response(text=self.id, headers={CLOCK_HEADER: repr(time.monotonic())})
+
+    async def _records_route(self, request: web.Request) -> web.Response:
+        probe = request.query.get("probe", "")
+        if not probe:
+            raise web.HTTPBadRequest(text="query parameter probe is required")
+        body = {
+            "origin": self.id,
+            "now": time.monotonic(),
+            "records": [record.to_json() for record in self.records(probe)],
+        }
+        return web.json_response(body, headers={"Cache-Control": "no-store"})
 
     async def _browser(self, request: web.Request) -> web.Response:
         self._record(request)
@@ -491,6 +659,12 @@ class Origin:
         await ws.close(code=code, message=reason.encode())
         self._finish(record, "complete")
         return ws
+
+
+def url_of(host: str, port: int, *, tls: bool = False) -> str:
+    """``http://host:port`` (``[v6]`` bracketed), https with ``tls``."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
 async def serve_forever(hosts: Sequence[str], port: int) -> None:

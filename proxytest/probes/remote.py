@@ -34,24 +34,17 @@ from typing import Any
 import aiohttp
 
 from ..origin import OriginRecord
-from ..routes import READY_PATH
+from ..origin.server import CLOCK_HEADER, ORIGIN_HEADER
+from ..routes import READY_PATH, RECORDS_PATH
 
 __all__ = [
-    "CLOCK_HEADER",
-    "ORIGIN_HEADER",
-    "RECORDS_PATH",
-    "TOKEN_HEADER",
     "ClockOffset",
+    "OriginUnreachable",
     "RemoteOrigin",
     "confirm",
     "describe_answer",
 ]
 
-# The origin's contract (origin/server.py of `proxytest origin`).
-RECORDS_PATH = "/__proxytest/records"
-ORIGIN_HEADER = "X-Proxytest-Origin"
-CLOCK_HEADER = "X-Proxytest-Clock"
-TOKEN_HEADER = "X-Proxytest-Token"
 
 CLOCK_SAMPLES = 5  # round trips to the ready route at probe start
 _POLL_FIRST_S = 0.05  # records API polling: first pause, doubling up to ...
