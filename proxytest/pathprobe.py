@@ -303,8 +303,6 @@ def no_baseline(origin: RemoteOrigin) -> str:
     """Why timing has no direct baseline here, with what the clock estimate is worth."""
     clock = origin.clock
     return (
-        "no direct origin-to-client baseline in probe mode (the origin is behind the path): "
-        "delays include the path's one-way time (round trip "
-        f"{clock.rtt_s * 1000:.1f} ms) and the origin clock's uncertainty "
-        f"(±{clock.uncertainty_s * 1000:.1f} ms)"
+        "probe mode, no direct baseline: delays include the path's one-way time; "
+        f"round trip {clock.rtt_s * 1000:.1f} ms, origin clock ±{clock.uncertainty_s * 1000:.1f} ms"
     )
