@@ -383,11 +383,7 @@ def _execute(
     except (KeyboardInterrupt, asyncio.CancelledError):
         if recorder is not None and (args.json or args.report_dir):
             took = time.monotonic() - started
-            partial = recorder.partial(targets, options, started_at, took)
-            if args.json:
-                write_json(partial, args.json)
-            if args.report_dir:
-                write_reports(partial.to_json(), args.report_dir)
+            _save_partial(recorder.partial(targets, options, started_at, took), args)
         raise
     print_report(console, result)
     if args.json:
@@ -442,11 +438,7 @@ def cmd_probe(args: argparse.Namespace, console: Console) -> int:
                 _main_task(probe_path(path, options, run, save(_CheckLines(console))))
             )
     except (KeyboardInterrupt, asyncio.CancelledError):
-        partial = run.result(unfinished=_INTERRUPTED)
-        if args.json:
-            write_json(partial, args.json)
-        if args.report_dir:
-            write_reports(partial.to_json(), args.report_dir)
+        _save_partial(run.result(unfinished=_INTERRUPTED), args)
         raise
     print_report(console, result)
     if args.insecure:
@@ -490,6 +482,14 @@ class _CheckLines:
 
     def target_done(self, result: TargetResult) -> None:
         pass
+
+
+def _save_partial(partial: RunResult, args: argparse.Namespace) -> None:
+    """What an interrupted run or probe measured, into --json and --report-dir."""
+    if args.json:
+        write_json(partial, args.json)
+    if args.report_dir:
+        write_reports(partial.to_json(), args.report_dir)
 
 
 def _usable_json(path: Path | None) -> None:

@@ -45,7 +45,7 @@ from .options import RunOptions
 from .origin.server import TOKEN_HEADER
 from .probes import ProbeContext
 from .probes.cdp import Browsers
-from .probes.context import new_session
+from .probes.context import new_session, url_authority
 from .probes.remote import RemoteOrigin, confirm
 from .results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
 from .runner import Progress, run_checks
@@ -119,13 +119,8 @@ class DeployedPath:
         )
 
     @property
-    def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
     def base_url(self) -> str:
-        return f"{self.scheme}://{self.authority}"
+        return f"{self.scheme}://{url_authority(self.host, self.port)}"
 
     @property
     def request_headers(self) -> tuple[tuple[str, str], ...]:

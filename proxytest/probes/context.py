@@ -69,8 +69,7 @@ class ProbeContext:
     @property
     def authority(self) -> str:
         """host:port as it goes into a URL (an IPv6 address in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return url_authority(self.host, self.port)
 
     @property
     def base_url(self) -> str:
@@ -96,6 +95,11 @@ class ProbeContext:
         params = urlencode({**{k: v for k, v in query.items() if v is not None}, "probe": probe})
         base = self.ws_base_url if ws else self.base_url
         return f"{base}{self.prefix}{path}?{params}"
+
+
+def url_authority(host: str, port: int) -> str:
+    """``host:port`` as it goes into a URL (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def new_session(
