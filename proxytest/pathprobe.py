@@ -252,6 +252,12 @@ async def probe_path(
             result = run.result()
             watched.target_done(result.targets[0])
             return result
+        clock = found.clock
+        watched.target_phase(
+            target,
+            f"origin {found.id}: clock offset {clock.offset_s * 1000:+.1f} ms "
+            f"±{clock.uncertainty_s * 1000:.1f} ms",
+        )
         for check in skipped:
             watched.check_done(target, CheckResult(check.id, Verdict.SKIP, SKIP_REASON))
         ctx = ProbeContext(
