@@ -239,3 +239,48 @@ async def test_sigterm_during_a_long_probe_leaves_what_was_measured(tmp_path: Pa
     assert results["ws.echo"]["verdict"] == "pass"
     assert results["ws.idle"]["verdict"] == "error"
     assert "interrupted" in results["ws.idle"]["summary"]
+
+
+def test_the_live_display_shows_the_time_held_so_far() -> None:
+    import io
+
+    from rich.console import Console
+
+    from proxytest.reports.console import LiveProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    path = DeployedPath.parse("https://rt.example.com/rt")
+    live = LiveProgress(console, [path.target], 3)
+    live.started("ws.idle")
+    live.running["ws.idle"] -= 3725  # started 1 h 2 min 5 s ago
+    live.started("ws.echo")  # just started: not shown yet
+    console.print(live._render())
+    shown = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "ws.idle" in shown and "held 1:02:05" in shown
+    assert "ws.echo" not in shown
+
+
+@pytest.mark.asyncio
+async def test_https_path_with_a_private_ca(tmp_path: Path) -> None:
+    import ssl
+
+    from proxytest.tls import authority
+
+    files = authority().write(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(files.cert, files.key)
+    options = RunOptions.from_matrix(None, checks=["ws.echo", "sse.stream"], max_hold=1)
+    async with Origin("localhost", token=TOKEN, prefix=PREFIX, ssl_context=server) as origin:
+        url = f"https://localhost:{origin.port}{PREFIX}"
+        # The system's CAs alone do not know the private CA: an error naming --ca.
+        refused = await probe_path(DeployedPath.parse(url, token=TOKEN), options)
+        trusted = await probe_path(
+            DeployedPath.parse(url, token=TOKEN, trust=Trust(system=True, ca_file=files.ca)),
+            options,
+        )
+    for result in refused.targets[0].results:
+        assert result.verdict == Verdict.ERROR
+        assert "certificate" in result.summary and "--ca" in result.summary, result.summary
+    assert trusted.targets[0].tls
+    for result in trusted.targets[0].results:
+        assert result.verdict == Verdict.PASS, result.summary
