@@ -284,3 +284,17 @@ async def test_https_path_with_a_private_ca(tmp_path: Path) -> None:
     assert trusted.targets[0].tls
     for result in trusted.targets[0].results:
         assert result.verdict == Verdict.PASS, result.summary
+
+
+@pytest.mark.asyncio
+async def test_browser_checks_send_the_token_and_use_the_prefix() -> None:
+    from .browser import browser_or_skip
+
+    browser_or_skip()
+    async with (
+        Origin(token=TOKEN, prefix=PREFIX) as origin,
+        Relay(origin.host, origin.port, Fault("clean")) as relay,
+    ):
+        results = await probe(relay.port, ["browser.eventsource", "browser.websocket"])
+    for result in results.values():
+        assert result.verdict == Verdict.PASS, result.summary
