@@ -54,7 +54,11 @@ class OriginProcess:
         return self._process is not None and self._process.returncode is None
 
     async def __aenter__(self) -> OriginProcess:
-        await self.start(free_port() if self.port is None else self.port)
+        try:
+            await self.start(free_port() if self.port is None else self.port)
+        except BaseException:  # a failed or interrupted start leaves no process or run dir
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
