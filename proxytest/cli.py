@@ -1,4 +1,4 @@
-"""The command line: ``proxytest run | check | report | list | init | origin``.
+"""The command line: ``proxytest run | check | probe | report | list | init | origin``.
 
 Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
 2 usage or configuration error (the message names the file, line and fix).
@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ from .matrix import (
 )
 from .options import RunOptions, check_images, check_targets
 from .origin import cli as origin_cli
+from .pathprobe import DeployedPath, PathRun, probe_path
 from .reports import read_report, run_from_json, write_json, write_reports
 from .reports.console import LiveProgress, print_report
 from .reports.merge import merge_reports
@@ -46,10 +47,12 @@ from .runner import Progress, run_targets
 from .runtimes import DOCKER_NETWORKS, RUNTIMES, LocalRuntime
 from .shards import Shard, parse_shard
 from .starter import MATRIX, PROXIES, copy_starter, starter_matrix, starter_proxies
+from .tls import Trust
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE = 0, 1, 2
+ORIGIN_TOKEN_ENV = "PROXYTEST_ORIGIN_TOKEN"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,18 +87,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="how containers meet this machine: host networking (default: the matrix's, "
         "else host), or bridge with ports published on 127.0.0.1 for engines without it",
     )
-    parser.add_argument(
-        "--max-hold",
-        type=float,
-        metavar="SECONDS",
-        help="longest time a long-lived check holds a connection (default: the matrix's, else 75)",
-    )
-    parser.add_argument(
-        "--heartbeat",
-        type=float,
-        metavar="SECONDS",
-        help="ping / SSE comment interval of ws.keepalive and sse.heartbeat (default 10)",
-    )
+    _holds(parser)
     parser.add_argument(
         "--load-connections",
         type=int,
@@ -126,6 +118,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the config files out of the reports (by default they are shown, "
         "with lines that look like secrets masked)",
+    )
+
+
+def _holds(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-hold",
+        metavar="SECONDS",
+        help="longest time a long-lived check holds a connection: seconds, or 45s, 90m, 2h "
+        "(default: the matrix's, else 75)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        metavar="SECONDS",
+        help="ping / SSE comment interval of ws.keepalive and sse.heartbeat (default 10)",
     )
 
 
@@ -180,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         "e.g. GODEBUG=http2xconnect=1",
     )
     _common(check)
+    _probe_parser(sub)
     report = sub.add_parser(
         "report",
         help="show a saved JSON report again, and write its report files",
@@ -214,6 +221,60 @@ def build_parser() -> argparse.ArgumentParser:
     )
     origin_cli.add_arguments(origin)
     return parser
+
+
+def _probe_parser(sub: Any) -> None:
+    probe = sub.add_parser(
+        "probe",
+        help="the client-side checks through a deployed path whose backend is `proxytest origin`",
+        description="Run every client-side check through URL (a load balancer, CDN or ingress "
+        "in front of `proxytest origin`). The path part of URL is the prefix the origin's routes "
+        "sit under. The origin is confirmed first: anything else answering makes every check "
+        "an error that names it. Checks that need control of the proxy are skipped.",
+    )
+    probe.add_argument(
+        "url", metavar="URL", help="where the path is reached: http(s)://host[:port][/prefix]"
+    )
+    probe.add_argument(
+        "--origin-token",
+        metavar="T",
+        default=os.environ.get(ORIGIN_TOKEN_ENV),
+        help=f"the origin's token (default: ${ORIGIN_TOKEN_ENV})",
+    )
+    probe.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a header sent on every request, upgrade and browser page (repeatable), "
+        "e.g. for an authenticating proxy",
+    )
+    probe.add_argument(
+        "--ca",
+        type=Path,
+        metavar="FILE",
+        help="trust this CA (PEM) besides the system's: a path with a private certificate",
+    )
+    probe.add_argument(
+        "--insecure",
+        action="store_true",
+        help="accept any server certificate (labelled INSECURE in the output); prefer --ca",
+    )
+    probe.add_argument(
+        "--checks",
+        action="append",
+        metavar="GLOB",
+        help="check IDs to run, as globs (repeatable): --checks 'ws.*'",
+    )
+    probe.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="write the JSON report here (saved again after every check: an interrupted "
+        "probe keeps what it measured)",
+    )
+    _report_dir(probe)
+    _holds(probe)
 
 
 # -- run / check -------------------------------------------------------------------
@@ -341,11 +402,9 @@ def _execute(
     except (KeyboardInterrupt, asyncio.CancelledError):
         if recorder is not None and (args.json or args.report_dir):
             took = time.monotonic() - started
-            partial = _as_shard(recorder.partial(targets, options, started_at, took), shard)
-            if args.json:
-                write_json(partial, args.json)
-            if args.report_dir:
-                write_reports(partial.to_json(), args.report_dir)
+            _save_partial(
+                _as_shard(recorder.partial(targets, options, started_at, took), shard), args
+            )
         raise
     result = _as_shard(result, shard)
     print_report(console, result)
@@ -354,6 +413,105 @@ def _execute(
         console.print(f"JSON report: {args.json}")
     _write_reports(result.to_json(), args.report_dir, console)
     return result.exit_code
+
+
+# -- probe ---------------------------------------------------------------------------
+_NOT_YET = "not done yet: the probe was still running when this file was saved"
+_INTERRUPTED = "the probe was interrupted before this check finished"
+
+
+def cmd_probe(args: argparse.Namespace, console: Console) -> int:
+    options = RunOptions.from_matrix(
+        None, checks=args.checks or (), max_hold=args.max_hold, heartbeat=args.heartbeat
+    )
+    if args.ca is not None and not args.ca.is_file():
+        raise UsageError("--ca: no such file", file=args.ca, fix="name the CA's PEM file")
+    trust = Trust(system=True, ca_file=args.ca, insecure=args.insecure)
+    path = DeployedPath.parse(args.url, token=args.origin_token, headers=args.header, trust=trust)
+    _usable_report_dir(args.report_dir)
+    _usable_json(args.json)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    if args.insecure:
+        errors.print("proxytest: INSECURE: server certificates are not verified (--insecure)")
+    run = PathRun(path, options.checks)
+    target = path.target
+
+    def snapshot() -> None:
+        """--json after every check: a Ctrl-C, a SIGTERM or a crash keeps what was measured."""
+        if args.json:
+            write_json(run.result(unfinished=_NOT_YET), args.json)
+
+    def save(progress: Progress) -> Progress:
+        return _Saving(progress, snapshot)
+
+    shown = f"{path.base_url}{path.prefix}"
+    try:
+        if console.is_terminal:
+            with LiveProgress(console, [target], len(options.checks)) as live:
+                result = asyncio.run(
+                    _main_task(probe_path(path, options, run, save(live), started=live.started))
+                )
+        else:
+            console.print(
+                f"proxytest {VERSION}: probe {shown} × {len(options.checks)} checks "
+                f"(max hold {options.settings.max_hold_s:g} s)"
+            )
+            result = asyncio.run(
+                _main_task(probe_path(path, options, run, save(_CheckLines(console))))
+            )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _save_partial(run.result(unfinished=_INTERRUPTED), args)
+        raise
+    print_report(console, result)
+    if args.insecure:
+        console.print("INSECURE: server certificates were not verified (--insecure)")
+    if args.json:
+        write_json(result, args.json)
+        console.print(f"JSON report: {args.json}")
+    _write_reports(result.to_json(), args.report_dir, console)
+    return result.exit_code
+
+
+class _Saving:
+    """Passes progress on and saves after every finished check."""
+
+    def __init__(self, inner: Progress, save: Callable[[], None]) -> None:
+        self.inner = inner
+        self.save = save
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        self.inner.target_phase(target, phase)
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        self.inner.check_done(target, result)
+        self.save()
+
+    def target_done(self, result: TargetResult) -> None:
+        self.inner.target_done(result)
+
+
+class _CheckLines:
+    """Probe progress for logs: one line per finished check (holds may take hours)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def target_phase(self, target: TargetSpec, phase: str) -> None:
+        self.console.print(f"  {target.id}: {phase}")
+
+    def check_done(self, target: TargetSpec, result: CheckResult) -> None:
+        self.console.print(f"  {result.check}: {result.verdict.value} in {result.duration_s:.1f} s")
+
+    def target_done(self, result: TargetResult) -> None:
+        pass
+
+
+def _save_partial(partial: RunResult, args: argparse.Namespace) -> None:
+    """What an interrupted run or probe measured, into --json and --report-dir."""
+    if args.json:
+        write_json(partial, args.json)
+    if args.report_dir:
+        write_reports(partial.to_json(), args.report_dir)
 
 
 def _usable_json(path: Path | None) -> None:
@@ -694,6 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_report(args, console)
         if args.command == "init":
             return cmd_init(args, console)
+        if args.command == "probe":
+            return cmd_probe(args, console)
         if args.command == "origin":
             return origin_cli.run(args)
         return cmd_list(args, console)
@@ -704,11 +864,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(f"proxytest: {exc}", markup=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        errors.print("proxytest: interrupted; every proxy it started was stopped", markup=False)
+        errors.print(f"proxytest: interrupted; {_stopped(args)}", markup=False)
         return 130
     except asyncio.CancelledError:  # SIGTERM
-        errors.print("proxytest: terminated; every proxy it started was stopped", markup=False)
+        errors.print(f"proxytest: terminated; {_stopped(args)}", markup=False)
         return 143
+
+
+def _stopped(args: argparse.Namespace) -> str:
+    if args.command != "probe":
+        return "every proxy it started was stopped"
+    kept = f"what was measured is in {args.json}" if args.json else "nothing was saved (no --json)"
+    return f"the probe's connections were closed; {kept}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,7 +26,10 @@ class Bound:
 
     def describe(self) -> str:
         kind = "a whole number" if self.integer else "a number"
-        return f"{kind} of {self.unit} from {self.minimum:g} to {self.maximum:g}"
+        text = f"{kind} of {self.unit} from {self.minimum:g} to {self.maximum:g}"
+        if self.unit == "seconds":
+            text += " (or with a unit: 45s, 90m, 2h)"
+        return text
 
 
 # Keys are the matrix keys (the flags are the same with dashes).
@@ -54,7 +57,10 @@ def parse_setting(key: str, value: object) -> float:
     if isinstance(value, bool):
         raise SettingError(f"must be {bound.describe()}, got {value!r}")
     try:
-        number = float(value) if isinstance(value, int | float | str) else math.nan
+        if isinstance(value, str) and bound.unit == "seconds":
+            number = _duration(value)
+        else:
+            number = float(value) if isinstance(value, int | float | str) else math.nan
     except ValueError:
         raise SettingError(f"must be {bound.describe()}, got {value!r}") from None
     if not math.isfinite(number):
@@ -64,6 +70,19 @@ def parse_setting(key: str, value: object) -> float:
     if not bound.minimum <= number <= bound.maximum:
         raise SettingError(f"must be {bound.describe()}, got {value!r}")
     return number
+
+
+# A duration in text: seconds, or a number with one unit (``45s``, ``90m``, ``2h``).
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(text: str) -> float:
+    """``"2h"`` as 7200.0, ``"90m"`` as 5400.0, ``"45s"`` and ``"45"`` as 45.0 (ValueError)."""
+    stripped = text.strip().lower()
+    unit = _UNITS.get(stripped[-1:]) if stripped else None
+    if unit is None:
+        return float(stripped)
+    return float(stripped[:-1]) * unit
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-__all__ = ["CERT_NAMES", "TLS_DIR", "RunAuthority", "TlsFiles", "authority"]
+__all__ = ["CERT_NAMES", "TLS_DIR", "RunAuthority", "TlsFiles", "Trust", "authority"]
 
 # The names the certificate is valid for: every loopback name a client uses.
 CERT_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -122,3 +122,53 @@ def authority() -> RunAuthority:
         if _authority is None:
             _authority = RunAuthority()
         return _authority
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Which server certificates a probe's clients accept.
+
+    The default is the run's CA and nothing else (``run`` and ``check``: the
+    listener is a proxy proxytest launched with the run's certificate). Probe
+    mode reaches a deployed path with a public certificate: ``system`` trusts
+    the system's CAs, ``ca_file`` a private CA besides, and ``insecure`` (only
+    when asked for, and labelled in the report) checks no certificate at all.
+    """
+
+    system: bool = False
+    ca_file: Path | None = None
+    insecure: bool = False
+
+    @property
+    def label(self) -> str:
+        """How the report names it."""
+        if self.insecure:
+            return "INSECURE: server certificates not verified (--insecure)"
+        if not self.system:
+            return "the run's CA only"
+        return "the system's CAs" + (f" and {self.ca_file}" if self.ca_file else "")
+
+    def client_context(self, alpn: Sequence[str] = ("http/1.1",)) -> ssl.SSLContext:
+        """A client context offering ``alpn`` with this trust (cached per ALPN list)."""
+        if not (self.system or self.insecure or self.ca_file):
+            return authority().client_context(alpn)
+        key = (self, tuple(alpn))
+        with _lock:
+            context = _trusted.get(key)
+            if context is None:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                if self.insecure:
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                else:
+                    if self.system:
+                        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+                    if self.ca_file is not None:
+                        context.load_verify_locations(cafile=str(self.ca_file))
+                context.set_alpn_protocols(list(alpn))
+                _trusted[key] = context
+            return context
+
+
+_trusted: dict[tuple[Trust, tuple[str, ...]], ssl.SSLContext] = {}

@@ -6,5 +6,6 @@ process of its own, for checks where it must die for real.
 
 from .process import OriginProcess
 from .server import Origin, OriginRecord
+from .view import OriginView
 
-__all__ = ["Origin", "OriginProcess", "OriginRecord"]
+__all__ = ["Origin", "OriginProcess", "OriginRecord", "OriginView"]

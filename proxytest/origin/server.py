@@ -398,6 +398,10 @@ class Origin:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
 
+    def local_time(self, origin_time: float) -> float:
+        """In this process the origin's clock is the client's (``OriginView``)."""
+        return origin_time
+
     def _notify(self) -> None:
         self._changed.set()
 

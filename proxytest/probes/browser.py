@@ -46,11 +46,20 @@ async def _page(ctx: ProbeContext) -> AsyncIterator[Page]:
     """A tab of the run's browser, or of one started for this probe alone."""
     if ctx.browsers is not None:
         async with ctx.browsers.page() as page:
+            await _extra_headers(page, ctx)
             yield page
         return
     timeout = ctx.thresholds.browser_start_timeout_s
     async with Browsers(start_timeout_s=timeout) as own, own.page() as page:
+        await _extra_headers(page, ctx)
         yield page
+
+
+async def _extra_headers(page: Page, ctx: ProbeContext) -> None:
+    """Probe mode's headers (``--header``, the origin's token) on every request of the tab."""
+    if ctx.headers:
+        await page.send("Network.enable")
+        await page.send("Network.setExtraHTTPHeaders", headers=dict(ctx.headers))
 
 
 async def _load(page: Page, ctx: ProbeContext, url: str) -> str | None:
@@ -120,7 +129,7 @@ async def probe_eventsource(ctx: ProbeContext, check: str) -> EventSourceTimelin
     """An EventSource through the proxy: opens, events, a cut, the browser's own reconnects."""
     token = ctx.token(check)
     count, interval = eventsource_shape(ctx)
-    sse = "/sse?" + urlencode(
+    sse = ctx.prefix + "/sse?" + urlencode(
         {"count": count, "interval_ms": round(interval, 1), "retry_ms": RETRY_MS,
          "cut_at": CUT_AT, "cut_once": 1, "probe": token}
     )  # fmt: skip
@@ -143,7 +152,7 @@ async def probe_eventsource(ctx: ProbeContext, check: str) -> EventSourceTimelin
         if problem is not None:
             return replace(empty, page_error=problem)
         state = await _until_done(page, limit_s + ctx.thresholds.stream_grace_s)
-        records = [r for r in ctx.origin.records(token) if r.path == "/sse"]
+        records = [r for r in await ctx.origin.wait_for(token, bool, 0.0) if r.path == "/sse"]
         return replace(
             empty,
             page_protocol=state.get("page_protocol"),
@@ -166,7 +175,7 @@ async def probe_eventsource(ctx: ProbeContext, check: str) -> EventSourceTimelin
 async def probe_websocket(ctx: ProbeContext, check: str) -> BrowserSocketTimeline:
     """A WebSocket from the page: opens, echoes text and binary, closes; h2 or HTTP/1.1."""
     token = ctx.token(check)
-    ws = "/ws/echo?" + urlencode({"probe": token})
+    ws = ctx.prefix + "/ws/echo?" + urlencode({"probe": token})
     limit_s = ctx.thresholds.handshake_timeout_s + 2 * ctx.thresholds.message_timeout_s
     url = ctx.url(
         BROWSER_PATH, token, mode="websocket", socket=ws, binary=BINARY_SIZE,
@@ -185,7 +194,7 @@ async def probe_websocket(ctx: ProbeContext, check: str) -> BrowserSocketTimelin
         if status is None:  # a refused handshake shows only in the console
             status = _refused_status(page)
         sent = requests[0]["request"].get("headers", {}) if requests else None
-        records = [r for r in ctx.origin.records(token) if r.path == "/ws/echo"]
+        records = [r for r in await ctx.origin.wait_for(token, bool, 0.0) if r.path == "/ws/echo"]
         code = state.get("close_code")
         return replace(
             empty,
@@ -221,8 +230,10 @@ async def probe_connection_limit(ctx: ProbeContext, check: str) -> ConnectionLim
     streams = th.browser_streams
     # Open until the probe closes them: one event, then heartbeats (a gone client shows).
     hold_s = 2 * th.browser_page_timeout_s + 4 * th.browser_settle_s
-    sse = "/sse?" + urlencode(
-        {"count": 1, "hold_s": round(hold_s), "comment_every_s": 1, "probe": token}
+    sse = (
+        ctx.prefix
+        + "/sse?"
+        + urlencode({"count": 1, "hold_s": round(hold_s), "comment_every_s": 1, "probe": token})
     )
     limit_s = th.browser_page_timeout_s + 3 * th.browser_settle_s
     url = ctx.url(

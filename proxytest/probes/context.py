@@ -13,10 +13,10 @@ from urllib.parse import urlencode
 import aiohttp
 
 from ..lag import LagMonitor
-from ..origin import Origin
+from ..origin import OriginView
 from ..settings import Settings
 from ..timing import Thresholds
-from ..tls import authority
+from ..tls import Trust
 from .cdp import Browsers
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class ProbeContext:
 
     host: str
     port: int
-    origin: Origin
+    origin: OriginView
     session: aiohttp.ClientSession
     thresholds: Thresholds
     lag: LagMonitor = field(default_factory=LagMonitor)
@@ -54,6 +54,13 @@ class ProbeContext:
     # The run's Chromium (browser.* checks; started on first use, closed with the
     # run). None: a browser check starts one of its own for its duration.
     browsers: Browsers | None = None
+    # Probe mode (a deployed path, pathprobe.py): the path prefix the origin's
+    # routes sit under, headers sent on every request (the user's --header and the
+    # origin's token), and which certificates the clients trust (tls.Trust: the
+    # run's CA only, unless probe mode says otherwise).
+    prefix: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    trust: Trust = field(default_factory=Trust)
 
     @property
     def scheme(self) -> str:
@@ -62,8 +69,7 @@ class ProbeContext:
     @property
     def authority(self) -> str:
         """host:port as it goes into a URL (an IPv6 address in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
+        return url_authority(self.host, self.port)
 
     @property
     def base_url(self) -> str:
@@ -71,7 +77,7 @@ class ProbeContext:
 
     def ssl_context(self, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext | None:
         """The client TLS context for this listener offering ``alpn`` (None: cleartext)."""
-        return authority().client_context(alpn) if self.tls else None
+        return self.trust.client_context(alpn) if self.tls else None
 
     async def open_connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A raw connection to the listener (TLS where it speaks TLS, ALPN http/1.1)."""
@@ -87,18 +93,31 @@ class ProbeContext:
 
     def url(self, path: str, probe: str, *, ws: bool = False, **query: object) -> str:
         params = urlencode({**{k: v for k, v in query.items() if v is not None}, "probe": probe})
-        return f"{self.ws_base_url if ws else self.base_url}{path}?{params}"
+        base = self.ws_base_url if ws else self.base_url
+        return f"{base}{self.prefix}{path}?{params}"
 
 
-def new_session() -> aiohttp.ClientSession:
+def url_authority(host: str, port: int) -> str:
+    """``host:port`` as it goes into a URL (an IPv6 address in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def new_session(
+    trust: Trust | None = None, headers: tuple[tuple[str, str], ...] = ()
+) -> aiohttp.ClientSession:
     """A client session with no connection reuse: every probe opens its own.
 
-    Over TLS it trusts the run's CA and offers only http/1.1 (aiohttp's one protocol).
+    Over TLS it trusts the run's CA (or ``trust``) and offers only http/1.1
+    (aiohttp's one protocol); ``headers`` go on every request and upgrade.
     """
     connector = aiohttp.TCPConnector(
         limit=0,
         force_close=True,
         enable_cleanup_closed=False,
-        ssl=authority().client_context(),
+        ssl=(trust or Trust()).client_context(),
     )
-    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers=list(headers) or None,
+    )

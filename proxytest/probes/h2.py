@@ -230,7 +230,9 @@ class H2Connection:
         if protocol is not None:
             head.append((":protocol", protocol))
         head += [(":scheme", self._ctx.scheme), (":authority", self._ctx.authority)]
-        head += [(":path", path), *((k.lower(), v) for k, v in headers)]
+        given = {k.lower() for k, _ in headers}
+        extra = [(k.lower(), v) for k, v in self._ctx.headers if k.lower() not in given]
+        head += [(":path", path), *((k.lower(), v) for k, v in headers), *extra]
         stream_id = self._h2.get_next_available_stream_id()
         state = _StreamState(asyncio.get_running_loop().create_future())
         self._h2.lift_limit = beyond_limit

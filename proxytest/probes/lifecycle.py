@@ -15,6 +15,7 @@ import aiohttp
 
 from ..errors import HarnessError, Unsupported
 from ..harness import Harness, ask_ready
+from ..origin import Origin
 from ..origin.process import OriginProcess
 from ..runtimes import LOOPBACK
 from .context import ProbeContext
@@ -178,10 +179,10 @@ async def _upgrades(ctx: ProbeContext, check: str) -> bool:
 
 async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
     harness = ctx.harness
-    if harness is None:
+    origin = ctx.origin
+    if harness is None or not isinstance(origin, Origin):
         return ReloadTimeline(unsupported="needs a proxy that proxytest launched")
     observe = min(ctx.settings.max_hold_s, ctx.thresholds.reload_observe_s)
-    origin = ctx.origin
     try:
         await harness.runtime.reach(origin)
         async with harness.instance(origin.host, origin.port, origin.id) as inst:

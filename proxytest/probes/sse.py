@@ -69,10 +69,12 @@ class SseParser:
         return events
 
 
-def _delivery(event: SseEvent, received_at: float) -> Delivery | None:
+def _delivery(ctx: ProbeContext, event: SseEvent, received_at: float) -> Delivery | None:
+    """The event's sequence number, and its send time on the client's clock."""
     try:
         body = json.loads("\n".join(event.data))
-        return Delivery(int(body["seq"]), float(body["sent"]), received_at, event.id)
+        sent = ctx.origin.local_time(float(body["sent"]))
+        return Delivery(int(body["seq"]), sent, received_at, event.id)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -115,7 +117,7 @@ async def read_stream(
                     async for chunk in response.chunks():
                         now = time.monotonic()
                         for event in parser.feed(decoder.decode(chunk)):
-                            delivery = _delivery(event, now)
+                            delivery = _delivery(ctx, event, now)
                             if delivery is not None:
                                 deliveries.append(delivery)
                         if stop_after is not None and len(deliveries) >= stop_after:

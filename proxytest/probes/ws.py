@@ -53,7 +53,9 @@ async def handshake(ctx: ProbeContext, check: str) -> HandshakeTimeline:
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
-        "User-Agent: proxytest\r\n\r\n"
+        "User-Agent: proxytest\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in ctx.headers)
+        + "\r\n"
     ).encode()
     status: int | None = None
     reason = ""
@@ -248,7 +250,8 @@ async def push(ctx: ProbeContext, check: str, *, count: int, interval_ms: float)
                         now = time.monotonic()
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             body = json.loads(msg.data)
-                            deliveries.append(Delivery(int(body["seq"]), float(body["sent"]), now))
+                            sent = ctx.origin.local_time(float(body["sent"]))
+                            deliveries.append(Delivery(int(body["seq"]), sent, now))
                         elif msg.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.PING):
                             continue
                         else:

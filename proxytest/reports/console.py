@@ -6,6 +6,7 @@ failures, the hint naming the knob that fixes it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from rich import box
@@ -54,6 +55,17 @@ def _cell(result: CheckResult, compact: bool = False) -> Text:
     return Text(word, style=style if result.verdict == Verdict.PASS else f"bold {style}")
 
 
+_SHOW_HELD_AFTER_S = 2.0  # a check running this long shows its time held so far
+
+
+def _clock(seconds: float) -> str:
+    """1:02:03, 4:05: a held time as a person reads a stopwatch."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 class LiveProgress:
     """The live display: one line per target with its phase and checks done."""
 
@@ -63,7 +75,12 @@ class LiveProgress:
         self.total = total_checks
         self.phase: dict[str, str] = {t.id: "waiting" for t in targets}
         self.done: dict[str, list[CheckResult]] = {t.id: [] for t in targets}
-        self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+        # Checks that started and have not finished (``started``): shown with the
+        # time held so far, refreshed by the display itself (probe mode's long holds).
+        self.running: dict[str, float] = {}
+        self.live = Live(
+            console=console, refresh_per_second=4, transient=True, get_renderable=self._render
+        )
 
     def __enter__(self) -> LiveProgress:
         self.live.__enter__()
@@ -86,7 +103,21 @@ class LiveProgress:
                 Text(f"{len(results)}/{self.total}"),
                 marks,
             )
+        finished = {r.check for results in self.done.values() for r in results}
+        now = time.monotonic()
+        for check_id, since in self.running.items():
+            if check_id not in finished and now - since >= _SHOW_HELD_AFTER_S:
+                table.add_row(
+                    Text(f"  {check_id}", style="dim"),
+                    Text(f"held {_clock(now - since)}", style="cyan"),
+                    Text(""),
+                    Text(""),
+                )
         return table
+
+    def started(self, check_id: str) -> None:
+        """A check's probe started (its held time shows once it takes a while)."""
+        self.running[check_id] = time.monotonic()
 
     def _refresh(self) -> None:
         self.live.update(self._render())
