@@ -145,7 +145,9 @@ def test_a_new_user_lists_runs_and_inits_in_an_empty_folder(venv: Path, tmp_path
 def test_the_installed_origin_starts_and_asks_for_its_token(venv: Path, tmp_path: Path) -> None:
     """`proxytest origin` from the wheel: it starts on loopback, prints its token and the
     probe command, refuses a request without the token, and stops on SIGTERM."""
+    import selectors
     import signal
+    import time
     import urllib.error
     import urllib.request
 
@@ -155,26 +157,40 @@ def test_the_installed_origin_starts_and_asks_for_its_token(venv: Path, tmp_path
         "TMPDIR": str(tmp_path),
         "LANG": "C.UTF-8",
     }
-    argv = [str(venv / "bin" / "proxytest"), "origin", "--listen", "127.0.0.1:0"]
-    with subprocess.Popen(
+    token = "wheel-test-token"
+    argv = [str(venv / "bin" / "proxytest"), "origin", "--listen", "127.0.0.1:0", "--token", token]
+    process = subprocess.Popen(
         argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, text=True,
-    ) as process:  # fmt: skip
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
         assert process.stdout is not None
-        lines: list[str] = []
-        for line in process.stdout:  # bounded: the origin prints its block, then serves
-            lines.append(line)
-            if "SIGTERM stops it" in line or len(lines) > 50:
-                break
-        text = "".join(lines)
-        url = next(w for line in lines for w in line.split() if w.startswith("http://127.0.0.1:"))
-        token = next(line.split()[-1] for line in lines if line.strip().startswith("token:"))
-        assert "proxytest probe" in text
+        output = b""
+        deadline = time.monotonic() + 30  # bounded: the origin prints its block at once
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            while b"SIGTERM stops it" not in output and time.monotonic() < deadline:
+                if selector.select(timeout=1):
+                    chunk = os.read(process.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    output += chunk
+        text = output.decode()
+        assert "SIGTERM stops it" in text, text
+        assert "proxytest probe" in text and token in text
+        url = next(w for w in text.split() if w.startswith("http://127.0.0.1:"))
         ready = url.rstrip("/") + "/__proxytest/ready"
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(ready, timeout=5)
         assert refused.value.code == 401
+        refused.value.close()
         with urllib.request.urlopen(f"{ready}?token={token}", timeout=5) as answer:
             assert answer.status == 200 and answer.headers["X-Proxytest-Origin"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
