@@ -120,7 +120,10 @@ class Outcome:
     ``failure`` names the kind of failure (:class:`Failure`) so the adapter
     can pick the hint for that exact knob. ``discard`` says why this attempt
     says nothing about the proxy (the tool's own lateness explains what was
-    seen): the runner measures again, and never counts it.
+    seen): the runner measures again, and never counts it. ``not_run``: a skip
+    because something the check needs is missing on this machine (Chromium), which
+    makes the run not green unless the target is optional or the run has
+    ``--skip-missing`` (as a missing proxy binary does).
     """
 
     verdict: Verdict
@@ -128,6 +131,7 @@ class Outcome:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     failure: Failure | None = None
     discard: str | None = None
+    not_run: bool = False
 
 
 @dataclass(frozen=True)

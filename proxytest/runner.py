@@ -98,8 +98,13 @@ async def run_checks(
     target: TargetSpec | None = None,
     alive: Running | None = None,
     progress: Progress | None = None,
+    skip_missing: bool = False,
 ) -> tuple[CheckResult, ...]:
-    """Probe and judge ``checks`` concurrently against the endpoint in ``ctx``."""
+    """Probe and judge ``checks`` concurrently against the endpoint in ``ctx``.
+
+    ``skip_missing``: a check that could not run for something missing here
+    (``Outcome.not_run``) is a plain skip, not a result that keeps the run from green.
+    """
     th = ctx.thresholds
     progress = progress or _Silent()
     if not isinstance(baseline, Baseline):
@@ -159,6 +164,7 @@ async def run_checks(
             attempts=len(tries),
             timeline=timeline,
             tries=tuple(try_json(o) for o in tries) if len(tries) > 1 else (),
+            not_run=outcome.not_run and not skip_missing,
         )
         if target is not None:
             progress.check_done(target, result)
@@ -392,6 +398,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
                     target=target,
                     alive=proc,
                     progress=env.progress,
+                    skip_missing=target.optional or options.skip_missing,
                 )
 
             # Quick checks first, in a concurrency slot.

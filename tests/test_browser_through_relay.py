@@ -121,3 +121,5 @@ async def test_no_chromium_is_a_skip_or_under_require_an_error(
             results = await run(ALL, None, browsers)
         assert {r.verdict for r in results.values()} == {verdict}
         assert all("apt-get install chromium" in r.summary for r in results.values())
+        # A skip for a missing browser is not as expected: the run is not green.
+        assert not any(r.as_expected for r in results.values())

@@ -46,7 +46,8 @@ def _unusable(tl: BrowserTimeline) -> Outcome | None:
     if tl.unavailable is not None:
         if tl.required:
             return Outcome(Verdict.ERROR, f"PROXYTEST_REQUIRE_BROWSER=1 but {tl.unavailable}")
-        return Outcome(Verdict.SKIP, tl.unavailable)
+        # Not measured because the machine lacks Chromium: never green as if it had been.
+        return Outcome(Verdict.SKIP, tl.unavailable, not_run=True)
     if tl.page_error is not None:
         return Outcome(
             Verdict.FAIL,

@@ -166,6 +166,7 @@ def test_no_browser_is_a_skip_with_the_install_command_or_an_error_when_required
     ):
         skipped = evaluate(replace(tl, unavailable=reason), CTX)  # type: ignore[operator]
         assert skipped.verdict == Verdict.SKIP and "apt-get install chromium" in skipped.summary
+        assert skipped.not_run  # nothing measured: the run is not green for it
         required = evaluate(replace(tl, unavailable=reason, required=True), CTX)  # type: ignore[operator]
         assert required.verdict == Verdict.ERROR
         assert "PROXYTEST_REQUIRE_BROWSER=1" in required.summary
