@@ -50,7 +50,7 @@ CHECK_IDS = [c.id for c in CHECKS.values() if c.phase in (Phase.QUICK, Phase.LIF
 # not kinds of container.
 TARGETS = [*(f"{p}/{s}" for p in ADAPTERS for s in ("default", "realtime")), "nginx/tls"]
 RUN_ARGS = [
-    "run", "--max-hold", "2", *(f"--checks={c}" for c in CHECK_IDS),
+    "run", "--max-hold", "2", "--concurrency", "3", *(f"--checks={c}" for c in CHECK_IDS),
     *(f"--only={t}" for t in TARGETS),
 ]  # fmt: skip
 
@@ -210,7 +210,18 @@ def test_bridge_gives_the_same_verdicts_as_local(runs: Runs) -> None:
         for report in (runs.local, runs.bridge) for t in report["targets"] for r in t["results"]
     }  # fmt: skip
     assert local.keys() == bridge.keys()
-    differ = {k: (v, bridge[k], summaries[k]) for k, v in local.items() if bridge[k] != v}
+    # An error because the tool itself was late judges nothing: not compared, but rare.
+    late = {
+        (t["id"], r["check"])
+        for report in (runs.local, runs.bridge) for t in report["targets"] for r in t["results"]
+        if r["summary"].startswith("too busy to judge timing")
+    }  # fmt: skip
+    assert len(late) <= 2, late
+    differ = {
+        k: (v, bridge[k], summaries[k])
+        for k, v in local.items()
+        if bridge[k] != v and k not in late
+    }
     assert differ == {}
     # Not vacuous: failures, a degradation and both lifecycle checks are in there.
     assert bridge["nginx/default", "ws.upgrade"] == "fail"

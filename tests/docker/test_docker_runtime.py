@@ -33,7 +33,15 @@ LABEL = "proxytest.tool"
 CHECK_IDS = [c.id for c in CHECKS.values()]
 # 100 connections: well under nginx default's ~250, so the verdict cannot wobble.
 TLS_TARGETS = ("nginx/tls", "haproxy/tls")
-SETTINGS: dict[str, object] = {"max_hold": 4.0, "heartbeat": 1.0, "load_connections": 100}
+# Three targets in their quick phase at once (the default is 5): container starts
+# of the next targets compete with the timing checks for two cores.
+SETTINGS: dict[str, object] = {
+    "max_hold": 4.0, "heartbeat": 1.0, "load_connections": 100, "concurrency": 3,
+}  # fmt: skip
+# An error because the tool itself was late judges nothing: such results are not
+# compared, but more than this many would mean the comparison measured too little.
+TOO_BUSY = "too busy to judge timing"
+MAX_TOO_BUSY = 2
 
 
 def containers(setup: DockerSetup) -> list[str]:
@@ -85,10 +93,15 @@ def test_same_verdicts_as_local(both_runs: tuple[RunResult, RunResult]) -> None:
         for r in t.results
     }  # fmt: skip
     docker_verdicts = verdicts(in_docker)
+    late = {
+        (t.id, r.check) for run in (local, in_docker) for t in run.targets for r in t.results
+        if r.summary.startswith(TOO_BUSY)
+    }  # fmt: skip
+    assert len(late) <= MAX_TOO_BUSY, late
     differ = {
         (t, c): (v, docker_verdicts[t][c], summaries[t, c])
         for t, checks in verdicts(local).items() for c, v in checks.items()
-        if docker_verdicts[t][c] != v
+        if docker_verdicts[t][c] != v and (t, c) not in late
     }  # fmt: skip
     assert differ == {}
     assert verdicts(local)["nginx/default"]["ws.upgrade"] == "fail"  # not vacuous
