@@ -102,6 +102,22 @@ DROPS = {
 }
 
 
+# An `error` because the tool itself was late ("too busy to judge timing": its own
+# event loop late in every attempt) is no verdict about the proxy: it is not
+# compared, but more than this many in one run means the run measured too little.
+TOO_BUSY = "too busy to judge timing"
+MAX_TOO_BUSY = 2
+
+
+def too_busy(run: RunResult) -> set[tuple[str, str]]:
+    return {
+        (t.id, r.check)
+        for t in run.targets
+        for r in t.results
+        if r.verdict == Verdict.ERROR and r.summary.startswith(TOO_BUSY)
+    }
+
+
 def documented(target: str, check: str) -> Verdict:
     for pattern, verdict in DOCUMENTED[target].items():
         if fnmatch.fnmatchcase(check, pattern):
@@ -135,8 +151,10 @@ def test_verdicts_match_documented_behaviour(default_run: RunResult, target_id: 
     )
     selected = [c for c in CHECKS if spec.selects(c)]  # a target's own checks: in the matrix
     assert [r.check for r in result.results] == selected
-    got = {r.check: r.verdict for r in result.results}
-    want = {c: documented(target_id, c) for c in selected}
+    late = {c for t, c in too_busy(default_run) if t == target_id}
+    assert len(too_busy(default_run)) <= MAX_TOO_BUSY, too_busy(default_run)
+    got = {r.check: r.verdict for r in result.results if r.check not in late}
+    want = {c: documented(target_id, c) for c in selected if c not in late}
     detail = {r.check: r.summary for r in result.results if got[r.check] != want[r.check]}
     assert got == want, detail
     assert result.proxy_version
@@ -213,14 +231,17 @@ def test_realtime_setups_stream_promptly(default_run: RunResult) -> None:
 
 
 def test_the_default_matrix_runs_as_expected(default_run: RunResult) -> None:
+    late = too_busy(default_run)
+    assert len(late) <= MAX_TOO_BUSY, late
     unexpected = [
         (t.id, r.check, r.verdict.value, r.summary)
         for t in default_run.targets
         for r in t.results
-        if not r.as_expected or r.unexpected_pass
+        if (not r.as_expected or r.unexpected_pass) and (t.id, r.check) not in late
     ]
     assert unexpected == []
-    assert default_run.exit_code == 0
+    # Green exactly when nothing but the tool's own lateness stood in the way.
+    assert default_run.exit_code == (1 if late else 0)
 
 
 def test_the_browser_agrees_with_the_http_level_checks(default_run: RunResult) -> None:
