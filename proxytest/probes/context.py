@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from ..lag import LagMonitor
-from ..origin import OriginView
+from ..origin import Origin, OriginView
 from ..settings import Settings
 from ..timing import Thresholds
 from ..tls import Trust
@@ -61,6 +61,10 @@ class ProbeContext:
     prefix: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     trust: Trust = field(default_factory=Trust)
+    # Several backends (a config with ``{{ upstream_port_2 }}`` …): every origin the
+    # proxy fronts, backend 1 first. Empty: one backend, ``origin``.
+    # docs/architecture.md, "Several backends".
+    backends: tuple[Origin, ...] = ()
 
     @property
     def scheme(self) -> str:
