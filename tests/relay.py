@@ -51,15 +51,30 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   compressed and sent chunked; ``flush=True`` syncs the compressor after each
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
   zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
+
+Several backends (``Relay(..., more=[(host, port), ...])``): client connection
+``k`` goes to backend ``k mod N`` (round robin); a backend that refuses the
+connection is skipped for the next one (nginx's ``proxy_next_upstream error``,
+the clean path). Faults for a backend that dies (``lb.failover``):
+
+- ``no_retry``: no next backend: a request sent to a dead backend is answered
+  502 (nginx ``proxy_next_upstream off``, Traefik without the retry middleware).
+- ``hold_dead``: when a backend's connection resets or closes mid-response or
+  mid-tunnel, the client's connection is held open without a byte until the
+  client leaves (a proxy that never tells the client its upstream died).
+- ``lose_resume``: ``Last-Event-ID`` and the query parameter ``after`` are
+  removed from requests, so a reconnect starts at the newest event (a rewrite
+  that drops what resumes a stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -69,6 +84,7 @@ __all__ = ["FAULT_KINDS", "Fault", "Relay"]
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
+    "no_retry", "hold_dead", "lose_resume",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -330,11 +346,12 @@ class _Connection:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        upstream: tuple[str, int],
+        upstreams: Sequence[tuple[str, int]],
         fault: Fault,
         number: int = 1,
     ) -> None:
-        self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        # Backends in the order to try them (the first is this connection's turn).
+        self.creader, self.cwriter, self.upstreams, self.fault = reader, writer, upstreams, fault
         self.number = number  # of this client connection, from 1
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
@@ -354,7 +371,10 @@ class _Connection:
         except _Abort:
             abort = True
         except (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, _BadMessage):
-            pass  # a peer went away, stalled or spoke garbage: close both sides
+            # A peer went away, stalled or spoke garbage: close both sides (hold_dead:
+            # keep the client waiting when it was the backend that went away).
+            if self.fault.kind == "hold_dead" and self.uwriter is not None:
+                await self._hold_client()
         finally:
             await self.sink.aclose()
             await self._close(abort)
@@ -371,12 +391,17 @@ class _Connection:
             return await self._reply(400, "Bad Request")
         wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
         self._rewrite_request(req)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                self.ureader, self.uwriter = await asyncio.open_connection(
-                    *self.upstream, limit=MAX_HEAD_BYTES
-                )
-        except (OSError, TimeoutError):
+        tries = self.upstreams[:1] if self.fault.kind == "no_retry" else self.upstreams
+        for upstream in tries:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self.ureader, self.uwriter = await asyncio.open_connection(
+                        *upstream, limit=MAX_HEAD_BYTES
+                    )
+                break
+            except (OSError, TimeoutError):
+                continue  # the next backend, if any
+        if self.uwriter is None:
             return await self._reply(502, "Bad Gateway")
         _nodelay(self.uwriter)
         self.uwriter.write(req.encode())
@@ -395,10 +420,19 @@ class _Connection:
             return await self._tunnel()
         await _first_of(self._response(resp, method, wants_gzip), self._watch_client())
 
+    async def _hold_client(self) -> None:
+        """hold_dead: say nothing to the client until it leaves (bounded)."""
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await self._watch_client()
+
     def _rewrite_request(self, req: _Head) -> None:
         """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy."""
         if self.fault.kind == "strip_headers":
             req.remove(*self.fault.headers)
+        if self.fault.kind == "lose_resume":
+            req.remove("Last-Event-ID")
+            req.start = re.sub(r"([?&])after=[^& ]*&?", r"\1", req.start)
         upgrade = req.get("upgrade") is not None and "upgrade" in req.tokens("connection")
         req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
         req.remove("connection", "keep-alive", "proxy-connection")
@@ -455,6 +489,8 @@ class _Connection:
         async def downstream() -> None:
             assert self.ureader is not None
             await pump(self.ureader, self._to_client)
+            if kind == "hold_dead":
+                raise EOFError("the backend closed the tunnel")
             await self.sink.finish()
 
         await _first_of(pump(self.creader, self._to_upstream), downstream())
@@ -592,8 +628,10 @@ class Relay:
         upstream_port: int,
         fault: Fault = Fault(),  # frozen, so a shared default is safe
         host: str = "127.0.0.1",
+        more: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.backends = (self.upstream, *more)  # round robin over these
         self.fault = fault
         self.host = host
         self.port = 0
@@ -636,6 +674,8 @@ class Relay:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
         try:
-            await _Connection(reader, writer, self.upstream, self.fault, number).run()
+            turn = (number - 1) % len(self.backends)
+            order = (*self.backends[turn:], *self.backends[:turn])
+            await _Connection(reader, writer, order, self.fault, number).run()
         except Exception as exc:
             self.errors.append(exc)

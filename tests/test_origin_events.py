@@ -81,9 +81,10 @@ async def test_kill_resets_open_connections_refuses_new_ones_and_revive_listens_
     async with Origin() as origin, aiohttp.ClientSession() as session:
         url = f"{origin.url}/lb/events?topic=k&interval_ms=20"
         port = origin.port
-        async with session.get(url) as response, session.ws_connect(
-            f"{origin.url}/lb/ws?topic=k"
-        ) as ws:
+        async with (
+            session.get(url) as response,
+            session.ws_connect(f"{origin.url}/lb/ws?topic=k") as ws,
+        ):
             await response.content.readany()
             await ws.receive()
             killed = time.monotonic()
