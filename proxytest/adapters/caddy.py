@@ -34,6 +34,16 @@ class Caddy(Adapter):
     )
     upstream_example = "`reverse_proxy {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "retried_dead_backend": "Caddy tries one upstream per request unless `lb_try_duration` "
+        "(0 by default) is set: add `lb_try_duration 5s` (with `lb_try_interval`, "
+        "`lb_retries`), and passive (`fail_duration 30s`) or active (`health_uri`) health "
+        "checks",
+        "no_failover": "Caddy: `lb_try_duration` makes reverse_proxy try another upstream, "
+        "`fail_duration` (passive) or `health_uri` (active) leaves a dead one out",
+        "hung_on_dead_backend": "Caddy closes the client side when the upstream resets: look at "
+        "`stream_timeout` and at a hop in front of it",
+        "lost_events": "Caddy: look for `header_up -Last-Event-ID` or a `rewrite` that drops "
+        "the query",
         "reload_cut": "Caddy closes proxied WebSockets on every config reload "
         "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
         "streams drain instead",

@@ -33,6 +33,18 @@ class Envoy(Adapter):
         "`port_value: {{ upstream_port }}`"
     )
     hints = {
+        "retried_dead_backend": "Envoy answers 503 when the chosen host refuses: add on the "
+        "route `retry_policy: {retry_on: connect-failure,reset, num_retries: 2, "
+        "retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}]}`, and "
+        "outlier detection (`consecutive_gateway_failure`) or active `health_checks` on the "
+        "cluster",
+        "no_failover": "Envoy: a route `retry_policy` with `retry_on: connect-failure,reset` "
+        "(and the previous_hosts predicate) moves a request off a dead host; outlier detection "
+        "or active `health_checks` eject it",
+        "hung_on_dead_backend": "Envoy resets the downstream stream when the upstream resets: "
+        "look at the route `timeout`/`idle_timeout` and at a hop in front of it",
+        "lost_events": "Envoy: look for `request_headers_to_remove: [last-event-id]` or a "
+        "rewrite that drops the query",
         "limit": "Envoy's cluster circuit breakers (`max_connections`, `max_requests`, "
         "`max_pending_requests`: 1024 by default) refuse streams beyond them with 503: raise "
         "them for long-lived streams",

@@ -24,6 +24,17 @@ class HAProxy(Adapter):
     listen_example = "the frontend's `bind {{ listen_host }}:{{ listen_port }}`"
     upstream_example = "the backend's `server app {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "retried_dead_backend": "HAProxy retries a refused connect on the same server (`retries "
+        "3`) and keeps choosing a dead server without health checks: add `option redispatch` "
+        "(the last retry goes to another server) and `check inter 1s` on each server so a dead "
+        "one is marked down",
+        "no_failover": "HAProxy: `option redispatch` and `retries` move a request off a dead "
+        "server; `check` (with `inter`) on each server marks it down",
+        "hung_on_dead_backend": "HAProxy: `on-marked-down shutdown-sessions` on servers with "
+        "`check` closes the sessions of a server marked down; look at `timeout server` and "
+        "`timeout tunnel`",
+        "lost_events": "HAProxy: look for `http-request del-header Last-Event-ID` or a "
+        "`set-path`/`set-query` rule that drops `after=`",
         "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "
         "frontend; derived from the fd limit by default): size it for your streams",
         "ws.idle:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or, when that is "

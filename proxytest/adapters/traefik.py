@@ -42,6 +42,16 @@ class Traefik(Adapter):
     )
     _reloads = 0
     hints = {
+        "retried_dead_backend": "Traefik has no passive retry: a request sent to a dead server "
+        "is answered 502 unless the router has the `retry` middleware (`retry: {attempts: 3}`), "
+        "and the server stays chosen until a `healthCheck` on the service (`path`, `interval`) "
+        "marks it down",
+        "no_failover": "Traefik: add the `retry` middleware and a `healthCheck` on the service; "
+        "without them reconnects keep reaching the dead server",
+        "hung_on_dead_backend": "Traefik closes the client side when the backend resets: look "
+        "at the serversTransport's `forwardingTimeouts` and at a hop in front of it",
+        "lost_events": "Traefik: look for a `headers` middleware removing Last-Event-ID or a "
+        "`replacePathRegex` that drops the query",
         "idle": "Traefik: the entryPoint's `respondingTimeouts.readTimeout` (60 s since v3.0) and "
         "`idleTimeout` (180 s), and the serversTransport's `respondingTimeouts`, close quiet "
         "connections: raise them for long-lived streams",
