@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..probes import ProbeContext
 from ..probes import failover as probe
-from ..probes.failover import FailoverClient, FailoverTimeline
+from ..probes.failover import FailoverClient, FailoverTimeline, FailoverTry
 from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, Phase, fmt_ms
 
@@ -133,14 +133,12 @@ def evaluate_failover(tl: FailoverTimeline, ctx: EvalContext) -> Outcome:
             failure=Failure.HUNG_ON_DEAD_BACKEND,
         )
     if stranded:
-        last = [t.error for c in stranded for t in c.tries[-1:] if t.error]
-        tries = sum(len(c.tries) for c in stranded)
+        tries = [t for c in stranded for t in c.tries]
+        said = _answers(tries) or "none sent"
         return Outcome(
             Verdict.FAIL,
             f"{intro}: {len(stranded)} ({_kinds(stranded)}) got no events from a live backend "
-            f"within {tl.reconnect_limit_s:g} s of learning ({tries} attempts"
-            + (f", last: {last[0]}" if last else "")
-            + ")",
+            f"within {tl.reconnect_limit_s:g} s of learning ({len(tries)} attempts: {said})",
             metrics,
             failure=Failure.NO_FAILOVER,
         )
@@ -158,12 +156,15 @@ def evaluate_failover(tl: FailoverTimeline, ctx: EvalContext) -> Outcome:
             failure=Failure.LOST_EVENTS,
         )
     if failed_attempts:
-        errors = sorted({t.error or "?" for c, _ in affected for t in c.tries if t.backend is None})
+        failed = [t for c, _ in affected for t in c.tries if t.backend is None]
+        errors = sorted({t.error or "?" for t in failed})
+        took = [t.answered_at - t.at for t in failed if t.answered_at is not None]
+        slowest = f", the slowest after {fmt_ms(max(took) * 1000)}" if took else ""
         return Outcome(
             Verdict.DEGRADED,
             f"{intro}: {learned}; {failed_attempts} reconnect attempts answered "
-            f"{', '.join(errors)} before a live backend (the proxy kept sending them to "
-            f"the dead backend); {again}, nothing lost",
+            f"{', '.join(errors)}{slowest} before a live backend (the proxy kept sending them "
+            f"to the dead backend); {again}, nothing lost",
             metrics,
             failure=Failure.RETRIED_DEAD_BACKEND,
         )
@@ -172,6 +173,23 @@ def evaluate_failover(tl: FailoverTimeline, ctx: EvalContext) -> Outcome:
         f"{intro}: {learned}; each reconnect reached a live backend at the first attempt; "
         f"{again}, none lost or duplicated",
         metrics,
+    )
+
+
+def _answers(tries: list[FailoverTry]) -> str:
+    """'2 × status 503 (the slowest after 3.2 s), 1 × no event within the reconnect limit'."""
+    counts: dict[str, int] = {}
+    took: dict[str, list[float]] = {}
+    for t in tries:
+        what = f"events from {t.backend}" if t.backend is not None else (t.error or "?")
+        counts[what] = counts.get(what, 0) + 1
+        took.setdefault(what, [])
+        if t.answered_at is not None:
+            took[what].append(t.answered_at - t.at)
+    return ", ".join(
+        f"{n} × {what}"
+        + (f" (the slowest after {fmt_ms(max(took[what]) * 1000)})" if took[what] else "")
+        for what, n in counts.items()
     )
 
 

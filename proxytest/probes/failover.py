@@ -55,7 +55,7 @@ class FailoverTry:
     status: int | None  # the answer's HTTP status (101 for a WebSocket), None: no answer
     error: str | None = None  # why it is no stream: refused, reset, a status, no event
     backend: str | None = None  # the origin that served its first event
-    answered_at: float | None = None  # when that first event arrived
+    answered_at: float | None = None  # when its first event, or its error, arrived
 
 
 @dataclass(frozen=True)
@@ -276,11 +276,15 @@ async def _client(ctx: ProbeContext, client: _Client, topic: str, probe: str) ->
                         if time.monotonic() >= resume_until:
                             break
                     if not client.seqs_after:
-                        client.tries.append(FailoverTry(at, status, "no event before it ended"))
+                        client.tries.append(
+                            FailoverTry(
+                                at, status, "no event before it ended", None, time.monotonic()
+                            )
+                        )
                         continue
                     break
         except _NoStream as exc:
-            client.tries.append(FailoverTry(at, exc.status, exc.why))
+            client.tries.append(FailoverTry(at, exc.status, exc.why, None, time.monotonic()))
         except TimeoutError:
             if client.seqs_after:
                 break
@@ -288,7 +292,7 @@ async def _client(ctx: ProbeContext, client: _Client, topic: str, probe: str) ->
         except (aiohttp.ClientError, OSError) as exc:
             if client.seqs_after:
                 break  # cut again while resuming: what it read is judged
-            client.tries.append(FailoverTry(at, None, _cause(exc)))
+            client.tries.append(FailoverTry(at, None, _cause(exc), None, time.monotonic()))
     client.done.set()
 
 

@@ -79,6 +79,7 @@ def test_errors_before_a_live_backend_are_degraded_and_counted() -> None:
     assert out.failure == Failure.RETRIED_DEAD_BACKEND
     assert out.metrics["failed_attempts"] == 2
     assert out.metrics["reconnected_after_ms"] == 610.0
+    assert "the slowest after" not in out.summary  # no answer times: none shown
     assert "2 reconnect attempts answered connection refused, status 502" in out.summary
 
 
@@ -95,13 +96,22 @@ def test_a_client_that_learns_at_the_limit_passes_and_just_after_it_hung() -> No
 
 
 def test_no_live_backend_within_the_reconnect_limit_fails() -> None:
-    refused = tuple(FailoverTry(KILL + 0.2 * n, 503, "status 503") for n in range(1, 11))
+    refused = (
+        *(
+            FailoverTry(KILL + 0.5 * n, 503, "status 503", None, KILL + 0.5 * n + 0.3)
+            for n in range(1, 10)
+        ),
+        FailoverTry(KILL + 4.9, None, "no event within the reconnect limit"),
+    )
     out = evaluate_failover(timeline(client(tries=refused, after=()), live()), CTX)
     assert out.verdict == Verdict.FAIL
     assert out.failure == Failure.NO_FAILOVER
     assert out.metrics["reconnected_after_ms"] is None
     assert out.metrics["failed_attempts"] == 10
-    assert "10 attempts, last: status 503" in out.summary
+    assert (
+        "(10 attempts: 9 × status 503 (the slowest after 300 ms), "
+        "1 × no event within the reconnect limit)" in out.summary
+    )
     # A live answer 5 s after learning is in time; later is not.
     in_time = (FailoverTry(KILL + 4.9, 200, None, "b2", KILL + 5.01),)
     assert evaluate_failover(timeline(client(tries=in_time)), CTX).verdict == Verdict.PASS
