@@ -21,6 +21,7 @@ from proxytest.runner import run_checks
 from proxytest.timing import Thresholds
 
 from .relay import Fault, Relay
+from .test_probe_mode import PREFIX, TOKEN, probe
 
 pytestmark = pytest.mark.asyncio
 
@@ -84,3 +85,13 @@ async def test_one_backend_is_skipped_with_the_reason() -> None:
     result, _ = await failover_through(Fault("clean"), backends=1)
     assert result.verdict == Verdict.SKIP
     assert "one backend" in result.summary
+
+
+async def test_probe_mode_skips_it_the_backends_are_not_ours_to_kill() -> None:
+    async with (
+        Origin(token=TOKEN, prefix=PREFIX) as origin,
+        Relay(origin.host, origin.port, Fault("clean")) as relay,
+    ):
+        results = await probe(relay.port, ["lb.failover"])
+    assert results["lb.failover"].verdict == Verdict.SKIP
+    assert "needs control of the proxy" in results["lb.failover"].summary
