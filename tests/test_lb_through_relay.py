@@ -41,8 +41,9 @@ async def two_backends() -> AsyncIterator[tuple[Origin, Origin]]:
 async def sticky_through(balance: str) -> tuple[CheckResult, list[int]]:
     async with (
         two_backends() as (one, two),
-        Relay(one.host, one.port, Fault("clean"), more=[(two.host, two.port)], balance=balance)
-        as relay,
+        Relay(
+            one.host, one.port, Fault("clean"), more=[(two.host, two.port)], balance=balance
+        ) as relay,
         LagMonitor() as lag,
         new_session() as session,
     ):
