@@ -62,10 +62,11 @@ request goes to one of the upstreams, chosen once its head is read:
 - ``app_cookie``: by a hash of the application's session cookie
   ``proxytest_sid`` (nginx ``hash $cookie_proxytest_sid consistent``): a request
   without it, such as the long-polling handshake that sets it, lands on backend
-  1 (where the empty key hashes), the polls that carry it on another (by the
-  session id's hash; with two backends always backend 2), so the session is
-  lost; WebSocket and SSE reconnects, which all carry the same cookie, stay
-  together.
+  1, the polls that carry it on another (by the session id's hash; with two
+  backends always backend 2), so the session is lost; WebSocket and SSE
+  reconnects, which all carry the same cookie, stay together. (nginx balances
+  an empty key round robin, so it loses the session in about half of the
+  runs; the relay loses it every time, so a test of it is deterministic.)
 """
 
 from __future__ import annotations
