@@ -94,10 +94,15 @@ def test_shipped_templates_use_only_known_placeholders() -> None:
     specs = []
     for proxy_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for setup in setups_of(root, proxy_dir.name):
-            specs.extend(discover_setup(root, proxy_dir.name, setup))
+            specs.append(discover_setup(root, proxy_dir.name, setup))
     assert len(specs) >= 10
-    for path in specs:
-        render_text(path.read_text(), VALUES, source=path)  # raises on a bad placeholder
+    for files in specs:
+        # the lb-* setups front two backends: rendered with both
+        more = (("127.0.0.1", 9091),) * (backend_count(load_config(files)) - 1)
+        values = Placeholders("127.0.0.1", 8080, "127.0.0.1", 9090, Path("/tmp/run"), more)
+        for path in files:  # raises on a bad placeholder
+            render_text(path.read_text(), values.as_mapping(), source=path)
+    assert sum(backend_count(load_config(files)) == 2 for files in specs) == 10
 
 
 def test_check_targets_fails_before_anything_starts(tmp_path: Path) -> None:
