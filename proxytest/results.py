@@ -101,7 +101,8 @@ class Failure(enum.StrEnum):
     NO_RECOVERY = "no_recovery"  # still failing after the origin came back
     SLOW_LEARN = "slow_learn"  # clients told late that the origin died
     LIMIT = "limit"  # a connection limit on the path
-    # several backends (lb.failover)
+    # several backends
+    NOT_STICKY = "not_sticky"  # a session's requests or reconnects reached another backend
     HUNG_ON_DEAD_BACKEND = "hung_on_dead_backend"  # a client not told its backend died
     NO_FAILOVER = "no_failover"  # a client could not reach a live backend in time
     LOST_EVENTS = "lost_events"  # events lost or duplicated across the failover

@@ -52,10 +52,25 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
   zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
 
-Several backends (``Relay(..., more=[(host, port), ...])``): client connection
-``k`` goes to backend ``k mod N`` (round robin); a backend that refuses the
-connection is skipped for the next one (nginx's ``proxy_next_upstream error``,
-the clean path). Faults for a backend that dies (``lb.failover``):
+Several backends (``Relay(..., more=[(host, port), ...], balance=...)``): each
+request goes to one of the upstreams, chosen once its head is read:
+
+- ``round_robin``: in turn, request by request (nginx, HAProxy, Envoy, Traefik
+  with two servers and no stickiness; Caddy with ``lb_policy round_robin``).
+- ``source``: by the client's address (nginx ``ip_hash``, HAProxy ``balance
+  source``): every request of a client on loopback reaches the same backend.
+- ``app_cookie``: by a hash of the application's session cookie
+  ``proxytest_sid`` (nginx ``hash $cookie_proxytest_sid consistent``): a request
+  without it, such as the long-polling handshake that sets it, lands on backend
+  1, the polls that carry it on another (by the session id's hash; with two
+  backends always backend 2), so the session is lost; WebSocket and SSE
+  reconnects, which all carry the same cookie, stay together. (nginx balances
+  an empty key round robin, so it loses the session in about half of the
+  runs; the relay loses it every time, so a test of it is deterministic.)
+
+A backend that refuses the connection is skipped for the next one, in order
+(nginx's ``proxy_next_upstream error``: the clean path). Faults for a backend
+that dies (``lb.failover``):
 
 - ``no_retry``: no next backend: a request sent to a dead backend is answered
   502 (nginx ``proxy_next_upstream off``, Traefik without the retry middleware).
@@ -79,7 +94,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "Relay"]
+__all__ = ["BALANCE", "FAULT_KINDS", "Fault", "Relay"]
+
+BALANCE = ("round_robin", "source", "app_cookie")
 
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
@@ -346,12 +363,16 @@ class _Connection:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        upstreams: Sequence[tuple[str, int]],
+        upstream: tuple[str, int],
         fault: Fault,
         number: int = 1,
+        pick: Callable[[_Head], tuple[str, int]] | None = None,
+        upstreams: Sequence[tuple[str, int]] = (),
     ) -> None:
-        # Backends in the order to try them (the first is this connection's turn).
-        self.creader, self.cwriter, self.upstreams, self.fault = reader, writer, upstreams, fault
+        self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        self.pick = pick  # several backends: the upstream of this request
+        # Several backends: every one, in the relay's order (the next on a refused connect).
+        self.upstreams = tuple(upstreams) or (upstream,)
         self.number = number  # of this client connection, from 1
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
@@ -390,8 +411,13 @@ class _Connection:
         except _BadMessage:
             return await self._reply(400, "Bad Request")
         wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
+        if self.pick is not None:
+            self.upstream = self.pick(req)
         self._rewrite_request(req)
-        tries = self.upstreams[:1] if self.fault.kind == "no_retry" else self.upstreams
+        turn = self.upstreams.index(self.upstream) if self.upstream in self.upstreams else 0
+        tries = (*self.upstreams[turn:], *self.upstreams[:turn])
+        if self.fault.kind == "no_retry":
+            tries = tries[:1]
         for upstream in tries:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -628,10 +654,16 @@ class Relay:
         upstream_port: int,
         fault: Fault = Fault(),  # frozen, so a shared default is safe
         host: str = "127.0.0.1",
+        *,
         more: Sequence[tuple[str, int]] = (),
+        balance: str = "round_robin",
     ) -> None:
+        if balance not in BALANCE:
+            raise ValueError(f"unknown balance {balance!r}; choose one of {BALANCE}")
         self.upstream = (upstream_host, upstream_port)
-        self.backends = (self.upstream, *more)  # round robin over these
+        self.upstreams = (self.upstream, *more)  # several backends, backend 1 first
+        self.balance = balance
+        self.picked: list[int] = []  # the backend index of each request, in order
         self.fault = fault
         self.host = host
         self.port = 0
@@ -670,12 +702,32 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _pick(self, head: _Head) -> tuple[str, int]:
+        """The upstream of one request (several backends), by ``balance``."""
+        n = len(self.upstreams)
+        if self.balance == "round_robin":
+            index = len(self.picked) % n
+        elif self.balance == "source":
+            index = 0  # every client here is 127.0.0.1: one hash, one backend
+        else:
+            cookies = dict(
+                part.strip().partition("=")[::2]
+                for part in (head.get("cookie") or "").split(";")
+                if "=" in part
+            )
+            key = cookies.get("proxytest_sid", "")
+            # No cookie: backend 1; a cookie: one of the others by its hash.
+            index = 1 + zlib.crc32(key.encode()) % (n - 1) if key else 0
+        self.picked.append(index)
+        return self.upstreams[index]
+
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
+        pick = self._pick if len(self.upstreams) > 1 else None
         try:
-            turn = (number - 1) % len(self.backends)
-            order = (*self.backends[turn:], *self.backends[:turn])
-            await _Connection(reader, writer, order, self.fault, number).run()
+            await _Connection(
+                reader, writer, self.upstream, self.fault, number, pick, self.upstreams
+            ).run()
         except Exception as exc:
             self.errors.append(exc)

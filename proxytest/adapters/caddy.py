@@ -45,6 +45,11 @@ class Caddy(Adapter):
         "`stream_timeout` and at a hop in front of it",
         "lost_events": "Caddy: look for `header_up -Last-Event-ID` or a `rewrite` that drops "
         "the query",
+        "not_sticky": "Caddy's default lb_policy with several upstreams is random, and "
+        "round_robin does not stick either: `lb_policy cookie NAME` in reverse_proxy sets a "
+        "cookie (on a WebSocket's 101 too) "
+        "that sends a client back to its backend; `lb_policy ip_hash` hashes the client "
+        "address instead",
         "reload_cut": "Caddy closes proxied WebSockets on every config reload "
         "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
         "streams drain instead",
