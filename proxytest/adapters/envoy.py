@@ -39,9 +39,11 @@ class Envoy(Adapter):
         "envoy.retry_host_predicates.previous_hosts}]}` (measured: every reconnect then reached "
         "a live host at the first attempt), and outlier detection "
         "(`consecutive_gateway_failure`) or active `health_checks` on the cluster",
-        "no_failover": "Envoy: a route `retry_policy` with `retry_on: connect-failure,reset` "
-        "(and the previous_hosts predicate) moves a request off a dead host; outlier detection "
-        "or active `health_checks` eject it",
+        "no_failover": "Envoy: a ring hash on a cookie keeps choosing the dead host until "
+        "something ejects it: measured (1.40), outlier detection on the cluster "
+        "(`consecutive_5xx: 1`, `consecutive_gateway_failure: 1`, `interval: 0.5s`) made every "
+        "reconnect reach a live host at once, a route `retry_policy` with the previous_hosts "
+        "predicate alone did not; active `health_checks` also eject it",
         "hung_on_dead_backend": "Envoy resets the downstream stream when the upstream resets, "
         "but closes a WebSocket's client connection only after the HttpConnectionManager's "
         "`delayed_close_timeout` (1 s by default; measured on 1.40: clients learned after 1.0 "

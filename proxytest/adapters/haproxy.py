@@ -29,11 +29,11 @@ class HAProxy(Adapter):
         "`option redispatch` (measured: reconnects then reached the live server at once) and "
         "`check inter 1s` on each server",
         "no_failover": "HAProxy retries a refused connect on the same server (`retries 3`, "
-        "about 1 s apart) and then answers 503: measured (2.6), a reconnect sent to a dead "
-        "server waited about 3 s for that 503, and one sent there twice found no live server "
-        "within 5 s. Add `option redispatch` to the backend (measured: every reconnect then "
-        "reached the live server at once), and `check inter 1s` on each server so a dead one is "
-        "marked down",
+        "about 1 s apart) and then answers 503, and a `cookie ... insert` keeps sending a client "
+        "to the server it names: measured (2.6), reconnects waited about 3 s for that 503 and "
+        "found no live server within 5 s. Add `option redispatch` to the backend (measured: "
+        "round robin then reached the live server at once, a sticky cookie after about 2 s), "
+        "and `check inter 1s` on each server so a dead one is marked down",
         "hung_on_dead_backend": "HAProxy: `on-marked-down shutdown-sessions` on servers with "
         "`check` closes the sessions of a server marked down; look at `timeout server` and "
         "`timeout tunnel`",
