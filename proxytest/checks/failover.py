@@ -207,8 +207,7 @@ async def probe_failover(ctx: ProbeContext, check: str) -> FailoverTimeline:
 CHECKS = (
     Check(
         "lb.failover",
-        "a backend dies mid-stream: clients learn promptly, reconnect to a live backend, "
-        "SSE resumes with nothing lost",
+        "a backend dies mid-stream: clients learn promptly, reconnect to a live one, lose no event",
         probe_failover,
         evaluate_failover,
         {
