@@ -271,8 +271,7 @@ async def _client(ctx: ProbeContext, client: _Client, topic: str, probe: str) ->
         left = give_up - time.monotonic()
         if left <= 0:
             break
-        at = time.monotonic()
-        resume_until = at + left + th.failover_resume_s
+        at = resume_until = time.monotonic()  # resume_until: set by the first event
         try:
             async with asyncio.timeout(left) as limit:
                 async with _open(ctx, client.kind, topic, probe, after) as events:
@@ -284,9 +283,8 @@ async def _client(ctx: ProbeContext, client: _Client, topic: str, probe: str) ->
                             )
                             resume_until = time.monotonic() + th.failover_resume_s
                             # Reading what it resumed with is not bound by the limit.
-                            limit.reschedule(
-                                asyncio.get_running_loop().time() + 1.0 + (th.failover_resume_s)
-                            )
+                            loop_now = asyncio.get_running_loop().time()
+                            limit.reschedule(loop_now + th.failover_resume_s + 1.0)
                         client.seqs_after.append(event.seq)
                         if time.monotonic() >= resume_until:
                             break
