@@ -67,12 +67,26 @@ request goes to one of the upstreams, chosen once its head is read:
   reconnects, which all carry the same cookie, stay together. (nginx balances
   an empty key round robin, so it loses the session in about half of the
   runs; the relay loses it every time, so a test of it is deterministic.)
+
+A backend that refuses the connection is skipped for the next one, in order
+(nginx's ``proxy_next_upstream error``: the clean path). Faults for a backend
+that dies (``lb.failover``):
+
+- ``no_retry``: no next backend: a request sent to a dead backend is answered
+  502 (nginx ``proxy_next_upstream off``, Traefik without the retry middleware).
+- ``hold_dead``: when a backend's connection resets or closes mid-response or
+  mid-tunnel, the client's connection is held open without a byte until the
+  client leaves (a proxy that never tells the client its upstream died).
+- ``lose_resume``: ``Last-Event-ID`` and the query parameter ``after`` are
+  removed from requests, so a reconnect starts at the newest event (a rewrite
+  that drops what resumes a stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -87,6 +101,7 @@ BALANCE = ("round_robin", "source", "app_cookie")
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
+    "no_retry", "hold_dead", "lose_resume",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -352,9 +367,12 @@ class _Connection:
         fault: Fault,
         number: int = 1,
         pick: Callable[[_Head], tuple[str, int]] | None = None,
+        upstreams: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
         self.pick = pick  # several backends: the upstream of this request
+        # Several backends: every one, in the relay's order (the next on a refused connect).
+        self.upstreams = tuple(upstreams) or (upstream,)
         self.number = number  # of this client connection, from 1
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
@@ -374,7 +392,10 @@ class _Connection:
         except _Abort:
             abort = True
         except (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, _BadMessage):
-            pass  # a peer went away, stalled or spoke garbage: close both sides
+            # A peer went away, stalled or spoke garbage: close both sides (hold_dead:
+            # keep the client waiting when it was the backend that went away).
+            if self.fault.kind == "hold_dead" and self.uwriter is not None:
+                await self._hold_client()
         finally:
             await self.sink.aclose()
             await self._close(abort)
@@ -393,12 +414,20 @@ class _Connection:
         if self.pick is not None:
             self.upstream = self.pick(req)
         self._rewrite_request(req)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                self.ureader, self.uwriter = await asyncio.open_connection(
-                    *self.upstream, limit=MAX_HEAD_BYTES
-                )
-        except (OSError, TimeoutError):
+        turn = self.upstreams.index(self.upstream) if self.upstream in self.upstreams else 0
+        tries = (*self.upstreams[turn:], *self.upstreams[:turn])
+        if self.fault.kind == "no_retry":
+            tries = tries[:1]
+        for upstream in tries:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self.ureader, self.uwriter = await asyncio.open_connection(
+                        *upstream, limit=MAX_HEAD_BYTES
+                    )
+                break
+            except (OSError, TimeoutError):
+                continue  # the next backend, if any
+        if self.uwriter is None:
             return await self._reply(502, "Bad Gateway")
         _nodelay(self.uwriter)
         self.uwriter.write(req.encode())
@@ -417,10 +446,19 @@ class _Connection:
             return await self._tunnel()
         await _first_of(self._response(resp, method, wants_gzip), self._watch_client())
 
+    async def _hold_client(self) -> None:
+        """hold_dead: say nothing to the client until it leaves (bounded)."""
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await self._watch_client()
+
     def _rewrite_request(self, req: _Head) -> None:
         """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy."""
         if self.fault.kind == "strip_headers":
             req.remove(*self.fault.headers)
+        if self.fault.kind == "lose_resume":
+            req.remove("Last-Event-ID")
+            req.start = re.sub(r"([?&])after=[^& ]*&?", r"\1", req.start)
         upgrade = req.get("upgrade") is not None and "upgrade" in req.tokens("connection")
         req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
         req.remove("connection", "keep-alive", "proxy-connection")
@@ -477,6 +515,8 @@ class _Connection:
         async def downstream() -> None:
             assert self.ureader is not None
             await pump(self.ureader, self._to_client)
+            if kind == "hold_dead":
+                raise EOFError("the backend closed the tunnel")
             await self.sink.finish()
 
         await _first_of(pump(self.creader, self._to_upstream), downstream())
@@ -686,6 +726,8 @@ class Relay:
     ) -> None:
         pick = self._pick if len(self.upstreams) > 1 else None
         try:
-            await _Connection(reader, writer, self.upstream, self.fault, number, pick).run()
+            await _Connection(
+                reader, writer, self.upstream, self.fault, number, pick, self.upstreams
+            ).run()
         except Exception as exc:
             self.errors.append(exc)

@@ -33,6 +33,10 @@ Routes are behaviours, chosen by path and query (all GET):
     A long-polling session held in this origin's memory (origin/sessions.py): a
     poll reaching another backend is 400 ``unknown session``, as socket.io answers.
 
+``/lb/events``, ``/lb/ws``
+    Events of a topic from a log the origins of one group share (origin/events.py),
+    so a client resumes on another backend where it was cut (``lb.failover``).
+
 ``/__proxytest/records?probe=<P>``
     What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
     <origin time.monotonic()>, "records": [OriginRecord.to_json(), ...]}``, for a
@@ -72,7 +76,9 @@ import contextlib
 import hmac
 import json
 import secrets
+import socket
 import ssl
+import struct
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -82,6 +88,8 @@ from typing import Any
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
+from . import events
+from .events import EventLog
 from .page import BROWSER_PAGE
 from .sessions import HANDSHAKE_PATH, POLL_PATH, Sessions
 
@@ -319,6 +327,7 @@ class Origin:
         origin_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_probes: int | None = None,
+        log: EventLog | None = None,
         store: RecordStore | None = None,
     ) -> None:
         self.host = host
@@ -338,6 +347,10 @@ class Origin:
         self.hosts: tuple[str, ...] = ()  # every address it listens on, ``host`` first
         self.listening: tuple[tuple[str, int], ...] = ()  # every (address, port), first first
         self._adding = asyncio.Lock()
+        # The event log of /lb/events (origin/events.py): shared by the origins of
+        # one group of backends, a private one otherwise.
+        self.log = log if log is not None else EventLog()
+        self.killed = False  # kill() made it look like a dead process; revive() undoes it
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
@@ -353,6 +366,7 @@ class Origin:
             "/ws/push": self._ws_push,
             "/ws/ping": self._ws_ping,
             "/ws/close": self._ws_close,
+            **events.routes(self),
             HANDSHAKE_PATH: self._lb_handshake,
             POLL_PATH: self._lb_poll,
         }
@@ -424,6 +438,37 @@ class Origin:
                 self.hosts = (*self.hosts, host)
             self.listening = (*self.listening, (host, got))
             return got
+
+    async def kill(self) -> None:
+        """Die as a process does, without dying: stop listening (new connections are
+        refused) and reset every open connection (a TCP RST, no goodbye: no close
+        frame, no chunked terminator). :meth:`revive` listens again on the same port."""
+        if self._runner is None:
+            raise RuntimeError("the origin is not running")
+        self.killed = True
+        for site in list(self._runner.sites):
+            await site.stop()  # closes the listening socket only
+        server = self._runner.server
+        for handler in server.connections if server is not None else ():
+            transport = handler.transport
+            if transport is None:
+                continue
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # linger 0: close() sends a RST
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        self._notify()
+
+    async def revive(self) -> None:
+        """Listen again on every address and port it listened on before :meth:`kill`."""
+        if self._runner is None:
+            raise RuntimeError("the origin is not running")
+        if not self.killed:
+            return
+        for host, port in self.listening:
+            await self._site(host, port)
+        self.killed = False
 
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:

@@ -34,6 +34,23 @@ CLEARTEXT = {"ws.*@h2": S, "sse.*@h2": S}
 NO_H2C = {"sse.*@h2c": S, "h2.streams": S}
 # A TLS listener: h2c is HTTP/2 without TLS, not spoken there.
 TLS = {"sse.*@h2c": S}
+# A backend dies (lb.failover), measured with each setup's default knobs. Round
+# robin: nginx sends a refused connect to the next server (`proxy_next_upstream
+# error`, its default); HAProxy retries the dead server (`retries 3`, about 1 s
+# apart, no `option redispatch`) and answers 503 after about 3 s, so a reconnect
+# sent there twice finds no live server within 5 s; Envoy (no route
+# retry_policy), Traefik (no retry middleware) and Caddy (`lb_try_duration` 0)
+# answer a reconnect sent to the dead backend 503/502 at once, and the next one
+# reaches the live backend. Sticky: the cookie names the dead backend and nothing
+# marks it down (no health checks), so HAProxy, Envoy, Traefik and Caddy send every
+# reconnect there; nginx's ip_hash moves on to the next server.
+FAILOVER: dict[str, dict[str, Verdict]] = {
+    "haproxy/lb-round-robin": {"lb.failover": F},
+    "envoy/lb-round-robin": {"lb.failover": D},
+    "traefik/lb-round-robin": {"lb.failover": D},
+    "caddy/lb-round-robin": {"lb.failover": D},
+    **{f"{p}/lb-sticky": {"lb.failover": F} for p in ("haproxy", "envoy", "traefik", "caddy")},
+}
 DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Upgrade/Connection are hop-by-hop and not forwarded; proxy_buffering on
     # sends the headers only with the first body bytes; proxy_read_timeout 60 s
@@ -93,8 +110,11 @@ DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Two backends. Round robin (nginx, HAProxy, Envoy and Traefik by default; Caddy's
     # default is random, the setup says round_robin) sends a session's requests to
     # both; each proxy's stickiness knob keeps them on one.
-    **{f"{p}/lb-round-robin": {"lb.sticky": F} for p in ADAPTERS},
-    **{f"{p}/lb-sticky": {} for p in ADAPTERS},
+    **{
+        f"{p}/lb-round-robin": {"lb.sticky": F, **FAILOVER.get(f"{p}/lb-round-robin", {})}
+        for p in ADAPTERS
+    },
+    **{f"{p}/lb-sticky": FAILOVER.get(f"{p}/lb-sticky", {}) for p in ADAPTERS},
 }
 LB_TARGETS = sorted(t for t in DOCUMENTED if t.split("/")[1].startswith("lb-"))
 # A target with one backend has nothing to balance: lb.* checks are skips there.
