@@ -1,0 +1,276 @@
+"""The recommendation: sentences built from the rows (and the results they cite) alone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from .model import RANK, Answer, Choice, Row
+from .read import Result, Results, cite, num, secs
+from .rows import NAMES
+
+# -- the recommendation --------------------------------------------------------------------
+_SSE_CHECKS = (
+    "sse.headers",
+    "sse.stream",
+    "sse.headers@h2",
+    "sse.stream@h2",
+    "sse.headers@h2c",
+    "sse.stream@h2c",
+    "sse.compression",
+)
+_WS_CHECKS = ("ws.upgrade", "ws.upgrade@h2", "browser.websocket", "ws.push")
+# Cut even with a heartbeat: it works, with reconnects (cited after the checks above).
+_SSE_ALL = (*_SSE_CHECKS, "sse.lifetime", "sse.heartbeat")
+_WS_ALL = (*_WS_CHECKS, "ws.keepalive")
+
+
+def _usable(*answers: Answer | None) -> str:
+    """'works', 'degraded', 'broken' or 'unknown': how a protocol opens and streams."""
+    states = [a.state for a in answers if a is not None]
+    if "bad" in states:
+        return "broken"
+    if "not-measured" in states:
+        return "unknown"
+    return "degraded" if "caveat" in states else "works"
+
+
+def _fix(r: Results, checks: Sequence[str]) -> str:
+    """'; fix: <hint>' of the first of ``checks`` that did not pass and has a hint."""
+    hint = _hint(r, checks)
+    return f"; fix: {hint}" if hint else ""
+
+
+def _hint(r: Results, checks: Sequence[str]) -> str:
+    for check in checks:
+        found = r.ran(check)
+        if found is not None and found.verdict != "pass" and found.hint:
+            return " ".join(found.hint.split()).rstrip(".")
+    return ""
+
+
+def _worst(r: Results, checks: Sequence[str]) -> Result | None:
+    """The first of ``checks`` that failed, else the first that was degraded."""
+    ran = [found for c in checks if (found := r.ran(c)) is not None]
+    return next((f for f in ran if f.verdict == "fail"), None) or next(
+        (f for f in ran if f.verdict == "degraded"), None
+    )
+
+
+def _because(r: Results, checks: Sequence[str]) -> str:
+    worst = _worst(r, checks)
+    return "" if worst is None else cite(worst)
+
+
+def _to_use(r: Results, noun: str, checks: Sequence[str]) -> str:
+    """'To use SSE: <hint>.' for the worst of ``checks``, where it has a hint; else ''."""
+    worst = _worst(r, checks)
+    hint = _hint(r, [worst.check]) if worst is not None else ""
+    return f"To use {noun}: {hint}." if hint else ""
+
+
+def _cost(r: Results, noun: str, checks: Sequence[str]) -> list[str]:
+    """'SSE works with a cost (…).', then its fix."""
+    worst = _worst(r, checks)
+    hint = _hint(r, [worst.check]) if worst is not None else ""
+    return [f"{noun} works with a cost ({_because(r, checks)}).", f"Fix: {hint}." if hint else ""]
+
+
+def _phrase(
+    r: Results, state: str, up: Answer | None, stream: Answer | None, checks: Sequence[str]
+) -> str:
+    """How one protocol stands, for the sentence that cannot choose."""
+    if state == "broken":
+        return f"fails ({_because(r, checks)})"
+    if state == "degraded":
+        return f"works with a cost ({_because(r, checks)})"
+    if state == "works":
+        return "works"
+    if up is not None and up.state in RANK and stream is not None:
+        return f"opens, but its streaming is {stream.text}"
+    return next(a.text for a in (up, stream) if a is not None and a.state == "not-measured")
+
+
+def _choose(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
+    """The choice, in a first sentence short enough for one line, then what it costs."""
+    up, stream, binary = rows["upgrade"], rows["stream"], rows["binary"]
+    sse, ws = _usable(up.sse, stream.sse), _usable(up.ws, stream.ws)
+    if sse == "works" and ws == "works":
+        resumes = rows["resume"].sse.state == "good"
+        why = (
+            "no upgrade, and EventSource resumes by itself with Last-Event-ID"
+            if resumes
+            else ("no upgrade")
+        )
+        checked = " (binary not measured)" if binary.ws and binary.ws.state != "good" else ""
+        return "either", [
+            f"Either works here: SSE is simpler where traffic is server-to-client text ({why}); "
+            f"WebSocket where the client sends too, or sends binary{checked}."
+        ]
+    # A protocol that opens and streams well but is cut even with a heartbeat works,
+    # with reconnects: degraded. Its cost is then told by the sentence on holding.
+    core = {"sse": sse, "ws": ws}
+    if rows["idle"].sse.state == "bad" and sse == "works":
+        sse = "degraded"
+    if rows["idle"].ws is not None and rows["idle"].ws.state == "bad" and ws == "works":
+        ws = "degraded"
+    sse_cost = _cost(r, "SSE", _SSE_CHECKS) if core["sse"] == "degraded" else []
+    ws_cost = _cost(r, "WebSocket", _WS_CHECKS) if core["ws"] == "degraded" else []
+    usable = ("works", "degraded")
+    if sse in usable and ws == "broken":
+        return "SSE", [
+            f"SSE: WebSocket fails here ({_because(r, _WS_CHECKS)}).",
+            _to_use(r, "WebSocket", _WS_CHECKS),
+            *sse_cost,
+        ]
+    if ws in usable and sse == "broken":
+        return "WebSocket", [
+            f"WebSocket: SSE fails here ({_because(r, _SSE_CHECKS)}).",
+            _to_use(r, "SSE", _SSE_CHECKS),
+            *ws_cost,
+        ]
+    if sse == "works" and ws == "degraded":
+        return "SSE", [
+            f"SSE: WebSocket works, but worse than a direct connection ({_because(r, _WS_ALL)}).",
+            _to_use(r, "WebSocket", _WS_ALL),
+        ]
+    if ws == "works" and sse == "degraded":
+        return "WebSocket", [
+            f"WebSocket: SSE works, but worse than a direct connection ({_because(r, _SSE_ALL)}).",
+            _to_use(r, "SSE", _SSE_ALL),
+        ]
+    if sse == "degraded" and ws == "degraded":
+        return "either", ["Either, each with a cost.", *sse_cost, *ws_cost]
+    fixes = [
+        _to_use(r, "SSE", _SSE_CHECKS) if sse == "broken" else "",
+        _to_use(r, "WebSocket", _WS_CHECKS) if ws == "broken" else "",
+    ]
+    if sse == "broken" and ws == "broken":
+        return "neither", [
+            f"Neither as configured: SSE fails ({_because(r, _SSE_CHECKS)}), and "
+            f"WebSocket fails ({_because(r, _WS_CHECKS)}).",
+            *fixes,
+        ]
+    sse_says = _phrase(r, sse, up.sse, stream.sse, _SSE_CHECKS)
+    ws_says = _phrase(r, ws, up.ws, stream.ws, _WS_CHECKS)
+    if sse in usable:
+        return "SSE", [f"SSE {sse_says}; WebSocket {ws_says}.", *fixes]
+    if ws in usable:
+        return "WebSocket", [f"WebSocket {ws_says}; SSE {sse_says}.", *fixes]
+    return "not measured", [
+        f"Not measured enough to choose: SSE {sse_says}; WebSocket {ws_says}.",
+        *fixes,
+    ]
+
+
+def _hold_sentence(r: Results, noun: str, ids: tuple[str, str], beat: str) -> str | None:
+    """What a chosen protocol needs to stay open: a heartbeat, or reconnects."""
+    idle, kept = r.ran(ids[0]), r.ran(ids[1])
+    life = r.ran("sse.lifetime") if noun == "SSE" else None
+    cut = life.metric("dropped_after_s") if life is not None and life.verdict != "pass" else None
+    if isinstance(cut, int | float):
+        resume = r.ran("browser.eventsource") or r.ran("sse.last-event-id")
+        recovers = ""
+        if resume is not None and resume.verdict != "fail":
+            recovers = f", and resume after Last-Event-ID ({resume.check})"
+        return (
+            f"SSE streams are cut after {cut:.0f} s even while events flow (sse.lifetime): "
+            f"clients must reconnect{recovers}{_fix(r, ['sse.lifetime'])}."
+        )
+    if idle is None or idle.metric("dropped_after_s") is None:
+        return None
+    dropped = idle.metric("dropped_after_s")
+    if kept is not None and kept.verdict == "pass":
+        return (
+            f"{noun}: idle connections are dropped after {dropped:.0f} s ({ids[0]}): send "
+            f"{beat} every {secs(kept.metric('heartbeat_s'))} (with them it survived "
+            f"{secs(kept.metric('max_hold_s'))}, {ids[1]})."
+        )
+    if kept is not None:
+        return (
+            f"{noun}: dropped after {dropped:.0f} s idle ({ids[0]}), and {beat} do not keep "
+            f"it ({cite(kept)}){_fix(r, [ids[1]])}."
+        )
+    return (
+        f"{noun}: idle connections are dropped after {dropped:.0f} s ({ids[0]}): send {beat} "
+        f"every ≤ {num(idle.metric('suggested_heartbeat_s'))} s ({r.why_not(ids[1])})."
+    )
+
+
+def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
+    choice, chosen = _choose(r, rows)
+    sentences: list[str | None] = list(chosen)
+    uses_sse, uses_ws = choice in ("SSE", "either"), choice in ("WebSocket", "either")
+    if uses_sse:
+        sentences.append(_hold_sentence(r, "SSE", ("sse.idle", "sse.heartbeat"), "`:` comments"))
+    if uses_ws:
+        sentences.append(_hold_sentence(r, "WebSocket", ("ws.idle", "ws.keepalive"), "pings"))
+    if uses_sse and rows["resume"].sse.state == "bad":
+        sentences.append(f"EventSource does not resume cleanly here ({_because(r, _RESUME)}).")
+    limit = r.ran("browser.connection-limit")
+    if (
+        uses_sse
+        and limit is not None
+        and limit.metric("page_protocol") not in ("h2", "h3")
+        and isinstance(limit.metric("opened"), int)
+        and limit.metric("opened") < (limit.metric("streams") or 0)
+    ):
+        sentences.append(
+            f"Over HTTP/1.1 a browser opened only {limit.metric('opened')} "
+            "EventSources to this host (browser.connection-limit): serve HTTP/2 "
+            "where a page opens more."
+        )
+    sentences.append(_load_sentence(r, uses_sse, uses_ws))
+    sentences += _backend_advice(r, rows)
+    fan = rows["fanout"]
+    if fan.status != "not-measured" and fan.ws is not None:
+        sentences.append(
+            f"Fan-out: SSE {fan.sse.text.removesuffix(' (load.fanout)')}; WebSocket {fan.ws.text}."
+        )
+    missing = [NAMES[row.key] for row in rows.values() if row.status == "not-measured"]
+    if missing:
+        sentences.append("Not measured: " + ", ".join(missing) + ".")
+    return choice, [s for s in sentences if s]
+
+
+def _load_sentence(r: Results, uses_sse: bool, uses_ws: bool) -> str | None:
+    load = r.ran("load.concurrency")
+    if load is None or load.verdict == "pass":
+        return None
+    wanted = load.metric("connections_attempted")
+    short = []
+    if uses_sse and load.metric("sse_delivered") != wanted:
+        short.append(f"{num(load.metric('sse_delivered'))} of {num(wanted)} concurrent SSE streams")
+    if uses_ws and load.metric("ws_upgraded") != wanted:
+        short.append(f"{num(load.metric('ws_upgraded'))} of {num(wanted)} concurrent WebSockets")
+    if not short:
+        return None
+    return (
+        f"Under load the proxy carried only {' and '.join(short)} (load.concurrency)"
+        f"{_fix(r, ['load.concurrency'])}."
+    )
+
+
+_RESUME = ("sse.last-event-id", "sse.reconnect", "browser.eventsource")
+
+
+def _backend_advice(r: Results, rows: Mapping[str, Row]) -> list[str]:
+    out = []
+    sticky = r.ran("lb.sticky")
+    if sticky is not None and rows["sticky"].status in ("bad", "mixed"):
+        n = sticky.metric("backends")
+        several = (
+            f"with {num(n)} backends" if isinstance(n, int | float) else "with several backends"
+        )
+        out.append(
+            f"Not sticky {several} (lb.sticky): reconnects and long polling (socket.io's "
+            "fallback) need sticky sessions, or session state shared between backends"
+            f"{_fix(r, ['lb.sticky'])}."
+        )
+    elif sticky is not None and rows["sticky"].status == "good":
+        out.append(
+            f"Sticky sessions hold across {num(sticky.metric('backends'))} backends (lb.sticky)."
+        )
+    failover = r.ran("lb.failover")
+    if failover is not None and rows["failover"].status in ("bad", "mixed"):
+        out.append(f"When a backend dies: {rows['failover'].sse.text}{_fix(r, ['lb.failover'])}.")
+    return out
