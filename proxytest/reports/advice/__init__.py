@@ -26,15 +26,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...results import TargetResult
 from .model import TITLE, Advice, Answer, Row
 from .read import Results, short
 from .recommend import recommend
 from .rows import ROWS
 
-__all__ = ["TITLE", "Advice", "Answer", "Row", "advise"]
+__all__ = ["TITLE", "Advice", "Answer", "Row", "advise", "advise_result"]
 
 
-# -- entry point --------------------------------------------------------------------------
 def advise(target: Mapping[str, Any]) -> Advice:
     """The advice for one target, from its JSON form (``TargetResult.to_json()``)."""
     target_id = str(target.get("id", "?"))
@@ -43,7 +43,17 @@ def advise(target: Mapping[str, Any]) -> Advice:
     if target.get("status", "ok") != "ok":
         reason = short(str(target.get("reason") or target.get("status")), 120)
         return Advice(
-            target_id, rows, "not measured", (f"Not measured: the setup did not run ({reason}).",)
+            target_id,
+            rows,
+            "not measured",
+            "not measured (the setup did not run)",
+            (f"Not measured: the setup did not run ({reason}).",),
         )
-    choice, sentences = recommend(results, {row.key: row for row in rows})
-    return Advice(target_id, rows, choice, tuple(sentences))
+    choice, brief, sentences = recommend(results, {row.key: row for row in rows})
+    return Advice(target_id, rows, choice, brief, tuple(sentences))
+
+
+def advise_result(target: TargetResult) -> Advice:
+    """The advice of a ``TargetResult`` (a live run's, or a report's read back): from its
+    JSON form, so a report redrawn from results.json says exactly what the run said."""
+    return advise(target.to_json())

@@ -60,6 +60,7 @@ class Advice:
     target: str
     rows: tuple[Row, ...]
     choice: Choice
+    brief: str  # the choice in one short line (the console's line for a run of many)
     recommendation: tuple[str, ...]  # sentences; the first one carries the choice
 
     def row(self, key: str) -> Row:
@@ -72,6 +73,7 @@ class Advice:
     def to_json(self) -> dict[str, Any]:
         return {
             "choice": self.choice,
+            "brief": self.brief,
             "recommendation": list(self.recommendation),
             "rows": [r.to_json() for r in self.rows],
         }

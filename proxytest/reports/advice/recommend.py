@@ -20,8 +20,8 @@ _SSE_CHECKS = (
 )
 _WS_CHECKS = ("ws.upgrade", "ws.upgrade@h2", "browser.websocket", "ws.push")
 # Cut even with a heartbeat: it works, with reconnects (cited after the checks above).
-_SSE_ALL = (*_SSE_CHECKS, "sse.lifetime", "sse.heartbeat")
-_WS_ALL = (*_WS_CHECKS, "ws.keepalive")
+_SSE_ALL = (*_SSE_CHECKS, "sse.lifetime", "sse.heartbeat", "sse.idle")
+_WS_ALL = (*_WS_CHECKS, "ws.keepalive", "ws.idle")
 
 
 def _usable(*answers: Answer | None) -> str:
@@ -196,7 +196,41 @@ def _hold_sentence(r: Results, noun: str, ids: tuple[str, str], beat: str) -> st
     )
 
 
-def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
+def _brief(r: Results, rows: Mapping[str, Row], choice: Choice) -> str:
+    """The choice in one short line: what stands against each protocol, by check ID."""
+    up, stream, idle = rows["upgrade"], rows["stream"], rows["idle"]
+    sides = [
+        ("SSE", (up.sse, stream.sse), idle.sse, _SSE_CHECKS, _SSE_ALL),
+        ("WebSocket", (up.ws, stream.ws), idle.ws, _WS_CHECKS, _WS_ALL),
+    ]
+    if choice == "SSE":
+        sides.reverse()  # first why not the other
+    parts = []
+    for noun, answers, held, core, every in sides:
+        state = _usable(*answers)
+        worst = _worst(r, core) or _worst(r, every)
+        if state == "broken" and worst is not None:
+            parts.append(f"{noun} fails: {worst.check}")
+        elif state == "unknown":
+            opens = answers[0] is not None and answers[0].state in RANK
+            parts.append(
+                f"{noun} {'opens, streaming' if opens else ''} not measured".replace("  ", " ")
+            )
+        elif worst is not None and worst.check not in ("sse.idle", "ws.idle"):
+            parts.append(f"{noun} works with a cost: {worst.check} {worst.verdict}")
+        chosen = choice in ("either", noun)
+        kept = r.ran("sse.heartbeat" if noun == "SSE" else "ws.keepalive")
+        if chosen and held is not None and held.state == "caveat" and kept is not None:
+            beat = "`:` comments" if noun == "SSE" else "pings"
+            parts.append(f"{noun} needs {beat} every {secs(kept.metric('heartbeat_s'))}")
+    head = "neither as configured" if choice == "neither" else choice
+    if choice == "either" and not parts:
+        return "either: SSE for server-to-client text, WebSocket for client-to-server or binary"
+    return f"{head} ({'; '.join(parts)})" if parts else head
+
+
+def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, str, list[str]]:
+    """The choice, its one-line form, and the sentences of the recommendation."""
     choice, chosen = _choose(r, rows)
     sentences: list[str | None] = list(chosen)
     uses_sse, uses_ws = choice in ("SSE", "either"), choice in ("WebSocket", "either")
@@ -229,7 +263,7 @@ def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
     missing = [NAMES[row.key] for row in rows.values() if row.status == "not-measured"]
     if missing:
         sentences.append("Not measured: " + ", ".join(missing) + ".")
-    return choice, [s for s in sentences if s]
+    return choice, _brief(r, rows, choice), [s for s in sentences if s]
 
 
 def _load_sentence(r: Results, uses_sse: bool, uses_ws: bool) -> str | None:

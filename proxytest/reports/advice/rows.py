@@ -57,6 +57,8 @@ def _upgrade(r: Results) -> Row:
         way = "HTTP/2" if browser.metric("websocket_over_h2") is True else "HTTP/1.1"
         if browser.verdict == "pass":
             ws.add(f"Chromium's opened over {way} (browser.websocket)", "good")
+        elif ws.states and ws.states[0] == "bad":
+            ws.add("Chromium's fails too (browser.websocket)", browser.state)
         else:
             ws.add(f"Chromium's: {said(browser)}", browser.state)
     checks = (
@@ -90,7 +92,8 @@ def _stream_clause(result: Result, noun: str) -> tuple[str, State]:
             f"delayed or coalesced: p95 {ms(p95)} vs direct {ms(direct)}{share} ({result.check})",
             "caveat",
         )
-    return f"held or cut: {said(result)}", "bad"
+    text = said(result)
+    return (text if text.startswith("no WebSocket") else f"held or cut: {text}"), "bad"
 
 
 def _streaming(r: Results) -> Row:
@@ -164,8 +167,12 @@ def _hold(r: Results, idle_id: str, kept_id: str, beat: str) -> Side:
                 f"with {beat} every {secs(every)} it survives {secs(hold)} ({kept_id})", "good"
             )
         else:
-            every_s = f" every {secs(every)}" if every is not None else ""
-            side.add(f"with {beat}{every_s}: {said(kept)}", kept.state)
+            dropped = kept.metric("dropped_after_s")
+            if isinstance(dropped, int | float) and every is not None:
+                text = f"with {beat} every {secs(every)} still dropped after {dropped:.0f} s"
+                side.add(f"{text} ({kept_id})", kept.state)
+            else:
+                side.add(f"with {beat}: {said(kept)}", kept.state)
     elif idle is not None and idle.metric("dropped_after_s") is not None:
         suggested = idle.metric("suggested_heartbeat_s")
         side.facts.append(
