@@ -94,6 +94,13 @@ def _choose(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
     """The choice, in a first sentence short enough for one line, then what it costs."""
     up, stream, binary = rows["upgrade"], rows["stream"], rows["binary"]
     sse, ws = _usable(up.sse, stream.sse), _usable(up.ws, stream.ws)
+    # A protocol that opens and streams well but is cut even with a heartbeat works,
+    # with reconnects: degraded. Its cost is then told by the sentence on holding.
+    core = {"sse": sse, "ws": ws}
+    if rows["idle"].sse.state == "bad" and sse == "works":
+        sse = "degraded"
+    if rows["idle"].ws is not None and rows["idle"].ws.state == "bad" and ws == "works":
+        ws = "degraded"
     if sse == "works" and ws == "works":
         resumes = rows["resume"].sse.state == "good"
         why = (
@@ -106,13 +113,6 @@ def _choose(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
             f"Either works here: SSE is simpler where traffic is server-to-client text ({why}); "
             f"WebSocket where the client sends too, or sends binary{checked}."
         ]
-    # A protocol that opens and streams well but is cut even with a heartbeat works,
-    # with reconnects: degraded. Its cost is then told by the sentence on holding.
-    core = {"sse": sse, "ws": ws}
-    if rows["idle"].sse.state == "bad" and sse == "works":
-        sse = "degraded"
-    if rows["idle"].ws is not None and rows["idle"].ws.state == "bad" and ws == "works":
-        ws = "degraded"
     sse_cost = _cost(r, "SSE", _SSE_CHECKS) if core["sse"] == "degraded" else []
     ws_cost = _cost(r, "WebSocket", _WS_CHECKS) if core["ws"] == "degraded" else []
     usable = ("works", "degraded")

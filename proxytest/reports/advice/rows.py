@@ -174,9 +174,11 @@ def _hold(r: Results, idle_id: str, kept_id: str, beat: str) -> Side:
             else:
                 side.add(f"with {beat}: {said(kept)}", kept.state)
     elif idle is not None and idle.metric("dropped_after_s") is not None:
+        # An idle timeout, and a heartbeat inside it is the usual cure: a condition.
+        side.states[-1] = "caveat"
         suggested = idle.metric("suggested_heartbeat_s")
         side.facts.append(
-            f"{beat} every ≤ {num(suggested)} s should keep it ({kept_id}: {r.why_not(kept_id)})"
+            f"{beat} every ≤ {num(suggested)} s should keep it ({r.why_not(kept_id)})"
         )
     return side
 
@@ -200,7 +202,7 @@ def _idle(r: Results) -> Row:
     checks = ("sse.idle", "sse.heartbeat", "sse.lifetime", "ws.idle", "ws.keepalive")
     return Row(
         "idle",
-        "How long does each survive idle, and with which heartbeat?",
+        "How long does it survive idle, with which heartbeat?",
         sse.answer(),
         ws.answer(),
         r.present(checks) or ("sse.idle", "ws.idle"),
@@ -255,7 +257,7 @@ def _resume(r: Results) -> Row:
     checks = ("sse.last-event-id", "sse.reconnect", "browser.eventsource")
     return Row(
         "resume",
-        "Does the client recover from a cut on its own?",
+        "Does the client resume after a cut on its own?",
         sse.answer(),
         ws.answer(),
         r.present(checks) or ("sse.last-event-id",),
@@ -380,7 +382,7 @@ def _sticky(r: Results) -> Row:
                 side.add(said(sticky), sticky.state)
     return Row(
         "sticky",
-        "Do reconnects stay on their backend (sticky sessions)?",
+        "Do reconnects stay on their backend (sticky)?",
         sse.answer(),
         ws.answer(),
         ("lb.sticky",),
@@ -416,7 +418,7 @@ def _failover(r: Results) -> Row:
         )
     return Row(
         "failover",
-        "When a backend dies, do clients move on without loss?",
+        "A backend dies: do clients move on, losing nothing?",
         sse.answer(),
         ws.answer(),
         ("lb.failover",),
@@ -449,7 +451,7 @@ def _fanout(r: Results) -> Row:
             side.add(text + " (load.fanout)", state)
     return Row(
         "fanout",
-        "Fan-out: one publisher to many subscribers?",
+        "Fan-out: one publisher, many subscribers?",
         sse.answer(),
         ws.answer(),
         ("load.fanout",),
