@@ -425,3 +425,18 @@ def test_a_partial_run_says_what_was_not_measured() -> None:
         "Not measured enough to choose: SSE not measured (sse.headers not in this run); "
         "WebSocket opens, but its streaming is not measured (ws.push not in this run)."
     )
+
+
+@pytest.mark.parametrize("value", [None, "x", True, -1, 0, 1e9, [], {}])
+@pytest.mark.parametrize("verdict", ["pass", "degraded", "fail"])
+def test_odd_metric_values_never_break_the_advice(verdict: str, value: Any) -> None:
+    """A report from another version may carry other types: the advice still renders."""
+    names = {name for _, metrics in GOOD.values() for name in metrics} | {
+        "suggested_heartbeat_s", "detected_after_ms", "sse_p99_ms", "sse_knee_n", "backends",
+        "sticky_ws", "sse_lost", "events_lost", "advertised_max_streams",
+    }  # fmt: skip
+    checks = [*GOOD, "lb.sticky", "lb.failover", "load.fanout", "h2.streams", "ws.upgrade@h2"]
+    odd = {check: (verdict, dict.fromkeys(names, value)) for check in checks}
+    advice = advise(target(odd))
+    assert len(advice.rows) == 9 and advice.recommendation
+    assert advise({"id": "x", "results": [{"check": "ws.upgrade"}, "junk", {"verdict": 1}]}).rows

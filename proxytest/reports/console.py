@@ -292,6 +292,16 @@ def _advice_table(advice: Advice) -> Table:
     return table
 
 
+def _bullets(sentences: Sequence[str]) -> Table:
+    """One sentence a line, wrapped under itself (a hanging indent)."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for sentence in sentences:
+        table.add_row("  •", sentence)
+    return table
+
+
 def render_advice(run: RunResult) -> Group:
     """The section: in full for one target, one line per target for several."""
     advices = [advise_result(target) for target in run.targets]
@@ -303,7 +313,7 @@ def render_advice(run: RunResult) -> Group:
             Text.assemble((TITLE, "bold"), "  ", (advice.target, "bold cyan")),
             _advice_table(advice),
             Text("Recommendation", style="bold"),
-            *(Text(f"  • {sentence}") for sentence in advice.recommendation),
+            _bullets(advice.recommendation),
         ]
         return Group(*lines)
     out: list[Text | Table] = [

@@ -126,6 +126,11 @@ def size(value: Any) -> str:
     return f"{value} B"
 
 
+def whole(value: Any) -> str:
+    """A number rounded to a whole one, or '?' for what is not a number."""
+    return f"{value:.0f}" if isinstance(value, int | float) else "?"
+
+
 def num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "?"
 

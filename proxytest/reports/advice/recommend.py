@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .model import RANK, Answer, Choice, Row
-from .read import Result, Results, cite, num, secs
+from .read import Result, Results, cite, num, secs, whole
 from .rows import NAMES
 
 # -- the recommendation --------------------------------------------------------------------
@@ -173,7 +173,7 @@ def _hold_sentence(r: Results, noun: str, ids: tuple[str, str], beat: str) -> st
         if resume is not None and resume.verdict != "fail":
             recovers = f", and resume after Last-Event-ID ({resume.check})"
         return (
-            f"SSE streams are cut after {cut:.0f} s even while events flow (sse.lifetime): "
+            f"SSE streams are cut after {whole(cut)} s even while events flow (sse.lifetime): "
             f"clients must reconnect{recovers}{_fix(r, ['sse.lifetime'])}."
         )
     if idle is None or idle.metric("dropped_after_s") is None:
@@ -181,17 +181,17 @@ def _hold_sentence(r: Results, noun: str, ids: tuple[str, str], beat: str) -> st
     dropped = idle.metric("dropped_after_s")
     if kept is not None and kept.verdict == "pass":
         return (
-            f"{noun}: idle connections are dropped after {dropped:.0f} s ({ids[0]}): send "
+            f"{noun}: idle connections are dropped after {whole(dropped)} s ({ids[0]}): send "
             f"{beat} every {secs(kept.metric('heartbeat_s'))} (with them it survived "
             f"{secs(kept.metric('max_hold_s'))}, {ids[1]})."
         )
     if kept is not None:
         return (
-            f"{noun}: dropped after {dropped:.0f} s idle ({ids[0]}), and {beat} do not keep "
+            f"{noun}: dropped after {whole(dropped)} s idle ({ids[0]}), and {beat} do not keep "
             f"it ({cite(kept)}){_fix(r, [ids[1]])}."
         )
     return (
-        f"{noun}: idle connections are dropped after {dropped:.0f} s ({ids[0]}): send {beat} "
+        f"{noun}: idle connections are dropped after {whole(dropped)} s ({ids[0]}): send {beat} "
         f"every ≤ {num(idle.metric('suggested_heartbeat_s'))} s ({r.why_not(ids[1])})."
     )
 
@@ -246,7 +246,8 @@ def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, str, list[st
         and limit is not None
         and limit.metric("page_protocol") not in ("h2", "h3")
         and isinstance(limit.metric("opened"), int)
-        and limit.metric("opened") < (limit.metric("streams") or 0)
+        and isinstance(limit.metric("streams"), int)
+        and limit.metric("opened") < limit.metric("streams")
     ):
         sentences.append(
             f"Over HTTP/1.1 a browser opened only {limit.metric('opened')} "

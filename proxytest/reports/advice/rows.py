@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .model import RANK, Row, State
-from .read import Result, Results, Side, ms, num, said, secs, size
+from .read import Result, Results, Side, ms, num, said, secs, size, whole
 
 _FANOUT_MS = 100  # load.fanout's knee: where p99 passes 100 ms
 
@@ -157,7 +157,7 @@ def _hold(r: Results, idle_id: str, kept_id: str, beat: str) -> Side:
         elif dropped is None:
             side.add(f"idle: {said(idle)}", idle.state)
         else:
-            side.add(f"dropped after {dropped:.0f} s idle ({idle_id})", "bad")
+            side.add(f"dropped after {whole(dropped)} s idle ({idle_id})", "bad")
     if kept is not None:
         every, hold = kept.metric("heartbeat_s"), kept.metric("max_hold_s")
         if kept.verdict == "pass":
@@ -169,7 +169,7 @@ def _hold(r: Results, idle_id: str, kept_id: str, beat: str) -> Side:
         else:
             dropped = kept.metric("dropped_after_s")
             if isinstance(dropped, int | float) and every is not None:
-                text = f"with {beat} every {secs(every)} still dropped after {dropped:.0f} s"
+                text = f"with {beat} every {secs(every)} still dropped after {whole(dropped)} s"
                 side.add(f"{text} ({kept_id})", kept.state)
             else:
                 side.add(f"with {beat}: {said(kept)}", kept.state)
@@ -193,7 +193,7 @@ def _idle(r: Results) -> Row:
             sse.add(f"a stream with an event a second lasted {secs(hold)} (sse.lifetime)", "good")
         elif isinstance(dropped, int | float):
             sse.add(
-                f"a stream with events is cut after {dropped:.0f} s: a limit on total "
+                f"a stream with events is cut after {whole(dropped)} s: a limit on total "
                 "duration (sse.lifetime)",
                 "bad",
             )
