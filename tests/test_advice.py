@@ -440,3 +440,49 @@ def test_odd_metric_values_never_break_the_advice(verdict: str, value: Any) -> N
     advice = advise(target(odd))
     assert len(advice.rows) == 9 and advice.recommendation
     assert advise({"id": "x", "results": [{"check": "ws.upgrade"}, "junk", {"verdict": 1}]}).rows
+
+
+def test_an_http2_websocket_that_fails_counts_although_http1_passes() -> None:
+    """Browsers use RFC 8441 where it is advertised and do not fall back: a failed
+    ws.upgrade@h2 makes WebSocket fail here, whatever ws.upgrade says."""
+    advertised = advise(
+        target(
+            {
+                "ws.upgrade@h2": ("pass", {"extended_connect": True, "status": 200}),
+                "ws.echo@h2": ("pass", {"extended_connect": True, "largest_ok_bytes": 1048576}),
+            }
+        )
+    )
+    assert (
+        "over HTTP/2 too, by extended CONNECT (ws.upgrade@h2)" in advertised.row("upgrade").ws.text
+    )
+    assert "both ways over HTTP/2, up to 1 MiB byte-exact (ws.echo@h2)" in (
+        advertised.row("binary").ws.text
+    )
+    not_advertised = advise(
+        target(
+            {
+                "ws.echo@h2": ("pass", {"extended_connect": False}, "not advertised", None),
+            },
+            drop=("ws.echo",),
+        )
+    )
+    assert not_advertised.row("binary").ws.text == (
+        "not measured (ws.echo not in this run); HTTP/2: extended CONNECT not advertised, "
+        "browsers use HTTP/1.1 (ws.echo@h2)"
+    )
+    failed = advise(
+        target(
+            {
+                "ws.upgrade@h2": (
+                    "fail",
+                    {"extended_connect": True, "status": 501},
+                    "extended CONNECT advertised, but status 501",
+                    "unset `GODEBUG`",
+                ),
+            }
+        )
+    )
+    assert failed.row("upgrade").ws.state == "bad"
+    assert failed.choice == "SSE"
+    assert "To use WebSocket: unset `GODEBUG`." in failed.recommendation

@@ -94,7 +94,7 @@ class Side:
     def answer(self) -> Answer:
         judged = [s for s in self.states if s in RANK]
         parts = list(self.clauses)
-        if not judged and self.missing:
+        if self.missing:  # the main check did not measure: said first, whatever else did
             parts.insert(0, self.missing)
         parts += self.facts
         text = "; ".join(parts) if parts else (self.missing or "not measured")

@@ -49,7 +49,7 @@ def _upgrade(r: Results) -> Row:
                 "good",
             )
         else:
-            ws.add(f"over HTTP/2 it fails and browsers do not fall back: {said(h2)}", h2.state)
+            ws.add(f"over HTTP/2 it fails: {said(h2)}", h2.state)
     elif "ws.upgrade@h2" in r.by_id and r.by_id["ws.upgrade@h2"].verdict == "error":
         ws.facts.append("HTTP/2: " + r.why_not("ws.upgrade@h2"))
     browser = r.ran("browser.websocket")
@@ -57,7 +57,7 @@ def _upgrade(r: Results) -> Row:
         way = "HTTP/2" if browser.metric("websocket_over_h2") is True else "HTTP/1.1"
         if browser.verdict == "pass":
             ws.add(f"Chromium's opened over {way} (browser.websocket)", "good")
-        elif ws.states and ws.states[0] == "bad":
+        elif "bad" in ws.states:
             ws.add("Chromium's fails too (browser.websocket)", browser.state)
         else:
             ws.add(f"Chromium's: {said(browser)}", browser.state)
@@ -336,6 +336,10 @@ def _binary(r: Results) -> Row:
         if echo is None:
             if not over:
                 ws.missing = r.why_not(check)
+        elif echo.verdict == "pass" and echo.metric("extended_connect") is False:
+            ws.add(
+                f"HTTP/2: extended CONNECT not advertised, browsers use HTTP/1.1 ({check})", "good"
+            )
         elif echo.verdict == "pass":
             largest = size(echo.metric("largest_ok_bytes"))
             ws.add(f"text and binary both ways{over}, up to {largest} byte-exact ({check})", "good")
