@@ -375,6 +375,7 @@ def test_failover_and_fanout_read_their_metrics() -> None:
                         "sse_lost": 0,
                         "ws_lost": 0,
                         "max_n": 4800,
+                        "at_n": 4800,
                         "direct_sse_p99_ms": 20.0,
                         "direct_ws_p99_ms": 15.0,
                     },
@@ -390,11 +391,15 @@ def test_failover_and_fanout_read_their_metrics() -> None:
     assert failover.sse.state == "bad"
     fan = advice.row("fanout")
     assert (
-        fan.sse.text == "p99 180 ms (direct 20 ms), past 100 ms from 1200 subscribers (load.fanout)"
+        fan.sse.text
+        == "p99 180 ms at 4800 subscribers (direct 20 ms), past 100 ms from 1200 subscribers "
+        "(load.fanout)"
     )
     assert fan.ws is not None
     assert (
-        fan.ws.text == "p99 40 ms (direct 15 ms), under 100 ms up to 4800 subscribers (load.fanout)"
+        fan.ws.text
+        == "p99 40 ms at 4800 subscribers (direct 15 ms), under 100 ms up to 4800 subscribers "
+        "(load.fanout)"
     )
     assert (fan.sse.state, fan.ws.state, fan.status) == ("caveat", "good", "mixed")
     assert any(

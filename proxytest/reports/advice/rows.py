@@ -442,7 +442,9 @@ def _fanout(r: Results) -> Row:
             if p99 is None and knee is None and lost is None:
                 side.add(said(fan), fan.state)
                 continue
-            text = f"p99 {ms(p99)} (direct {ms(direct)})"
+            at = fan.metric("at_n")  # the largest N where every protocol delivered all
+            where = f" at {num(at)} subscribers" if at is not None else ""
+            text = f"p99 {ms(p99)}{where} (direct {ms(direct)})"
             if knee is None:
                 text += f", under {_FANOUT_MS} ms up to {num(most)} subscribers"
                 state: State = "good"
