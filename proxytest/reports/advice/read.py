@@ -135,11 +135,12 @@ def num(value: Any) -> str:
     return f"{value:g}" if isinstance(value, int | float) else "?"
 
 
-def said(result: Result) -> str:
+def said(result: Result, limit: int = 90) -> str:
+    """The result's summary, short, with its check ID."""
     if "see ws.upgrade" in result.summary and result.check != "ws.upgrade":
         # Every WebSocket check repeats the failed upgrade: say so once, in its row.
         return f"no WebSocket to measure, the upgrade fails ({result.check})"
-    return f"{short(result.summary)} ({result.check})"
+    return f"{short(result.summary, limit)} ({result.check})"
 
 
 def cite(result: Result) -> str:

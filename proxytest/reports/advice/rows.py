@@ -396,30 +396,30 @@ def _sticky(r: Results) -> Row:
 def _failover(r: Results) -> Row:
     sse, ws = Side(), Side()
     over = r.ran("lb.failover")
+    detected, reconnected = (
+        (None, None)
+        if over is None
+        else (over.metric("detected_after_ms"), over.metric("reconnected_after_ms"))
+    )
     if over is None:
         sse.missing = ws.missing = r.why_not("lb.failover")
+    elif detected is None or reconnected is None:
+        # Someone never learned, or never got a live backend: the summary says who.
+        sse.add(said(over, 240), over.state)
+        ws.add(said(over, 240), over.state)
     else:
         learned = (
-            f"clients learned in {ms(over.metric('detected_after_ms'))}, reconnected to "
-            f"a live backend in {ms(over.metric('reconnected_after_ms'))}"
+            f"clients learned in {ms(detected)}, reconnected to a live backend in {ms(reconnected)}"
         )
         failed = over.metric("failed_attempts")
         if isinstance(failed, int) and failed:
             learned += f" after {failed} failed attempt(s)"
         lost = over.metric("events_lost")
         state: State = over.state
-        sse_text = f"{learned}, {num(lost)} events lost (lb.failover)"
         if isinstance(lost, int) and lost and state == "good":
             state = "bad"
-        if over.verdict != "pass" and over.metric("detected_after_ms") is None:
-            sse_text = said(over)
-        sse.add(sse_text, state)
-        ws.add(
-            f"{learned} (lb.failover)"
-            if over.metric("detected_after_ms") is not None
-            else said(over),
-            over.state,
-        )
+        sse.add(f"{learned}, {num(lost)} events lost (lb.failover)", state)
+        ws.add(f"{learned} (lb.failover)", over.state)
     return Row(
         "failover",
         "A backend dies: do clients move on, losing nothing?",
