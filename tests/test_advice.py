@@ -491,3 +491,14 @@ def test_an_http2_websocket_that_fails_counts_although_http1_passes() -> None:
     assert failed.row("upgrade").ws.state == "bad"
     assert failed.choice == "SSE"
     assert "To use WebSocket: unset `GODEBUG`." in failed.recommendation
+
+
+def test_either_says_where_binary_fails() -> None:
+    big = ("fail", {"largest_ok_bytes": 65536}, "binary message of 1048576 bytes: closed 1009")
+    advice = advise(target({"ws.echo": (*big, "raise the frame limit")}))
+    assert advice.row("binary").ws is not None and advice.row("binary").ws.state == "bad"
+    assert advice.recommendation[0].endswith(
+        "or sends binary (but ws.echo: binary message of 1048576 bytes: closed 1009)."
+    )
+    unmeasured = advise(target(drop=("ws.echo",)))
+    assert unmeasured.recommendation[0].endswith("or sends binary (binary not measured).")

@@ -108,7 +108,10 @@ def _choose(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, list[str]]:
             if resumes
             else ("no upgrade")
         )
-        checked = " (binary not measured)" if binary.ws and binary.ws.state != "good" else ""
+        echo = binary.ws.state if binary.ws else "not-measured"
+        checked = {"good": "", "bad": f" (but {_because(r, ['ws.echo', 'ws.echo@h2'])})"}.get(
+            echo, " (binary not measured)"
+        )
         return "either", [
             f"Either works here: SSE is simpler where traffic is server-to-client text ({why}); "
             f"WebSocket where the client sends too, or sends binary{checked}."
@@ -214,7 +217,7 @@ def _brief(r: Results, rows: Mapping[str, Row], choice: Choice) -> str:
         elif state == "unknown":
             opens = answers[0] is not None and answers[0].state in RANK
             parts.append(
-                f"{noun} {'opens, streaming' if opens else ''} not measured".replace("  ", " ")
+                f"{noun} opens, streaming not measured" if opens else f"{noun} not measured"
             )
         elif worst is not None and worst.check not in ("sse.idle", "ws.idle"):
             parts.append(f"{noun} works with a cost: {worst.check} {worst.verdict}")

@@ -107,13 +107,12 @@ def _streaming(r: Results) -> Row:
         over = r.ran(variant)
         if over is None:
             continue
-        text, state = _stream_clause(over, "events")
+        way = variant.partition("@")[2]
         if over.verdict == "pass":
-            text = f"over {variant.partition('@')[2]} too (p95 {ms(over.metric('p95_delay_ms'))})"
-        sse.add(
-            f"{text}" if over.verdict == "pass" else f"over {variant.partition('@')[2]}: {text}",
-            state,
-        )
+            sse.add(f"over {way} too (p95 {ms(over.metric('p95_delay_ms'))})", "good")
+        else:
+            text, state = _stream_clause(over, "events")
+            sse.add(f"over {way}: {text}", state)
     gzip = r.ran("sse.compression")
     if gzip is not None:
         if gzip.metric("compressed") is True:
