@@ -502,3 +502,29 @@ def test_either_says_where_binary_fails() -> None:
     )
     unmeasured = advise(target(drop=("ws.echo",)))
     assert unmeasured.recommendation[0].endswith("or sends binary (binary not measured).")
+
+
+def test_a_delay_is_cited_before_an_idle_drop_that_a_heartbeat_cures() -> None:
+    """haproxy/default in the default run: coalesced SSE (http-no-delay) and a 30 s idle
+    timeout that `:` comments cure; the recommendation names the delay and its knob."""
+    advice = advise(target({
+        "sse.stream": ("degraded", {"p95_delay_ms": 207.0, "baseline_p95_delay_ms": 0.4},
+                       "20/20 events, p95 delay 207 ms", "add `option http-no-delay`"),
+        "sse.idle": ("fail", {"max_hold_s": 75.0, "dropped_after_s": 29.7},
+                     "dropped after 29.7 s of silence", "heartbeat more often"),
+        "ws.idle": ("fail", {"max_hold_s": 75.0, "dropped_after_s": 30.0},
+                    "dropped after 30.0 s", "`timeout tunnel 1h`"),
+    }))  # fmt: skip
+    assert advice.choice == "WebSocket"
+    assert advice.recommendation[:2] == (
+        "WebSocket: SSE works, but worse than a direct connection (sse.stream: 20/20 events, "
+        "p95 delay 207 ms).",
+        "To use SSE: add `option http-no-delay`.",
+    )
+    assert advice.recommendation[2] == (
+        "WebSocket: idle connections are dropped after 30 s (ws.idle): send pings every 10 s "
+        "(with them it survived 75 s, ws.keepalive)."
+    )
+    assert advice.brief == (
+        "WebSocket (SSE works with a cost: sse.stream degraded; WebSocket needs pings every 10 s)"
+    )

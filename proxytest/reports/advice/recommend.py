@@ -20,8 +20,9 @@ _SSE_CHECKS = (
 )
 _WS_CHECKS = ("ws.upgrade", "ws.upgrade@h2", "browser.websocket", "ws.push")
 # Cut even with a heartbeat: it works, with reconnects (cited after the checks above).
-_SSE_ALL = (*_SSE_CHECKS, "sse.lifetime", "sse.heartbeat", "sse.idle")
-_WS_ALL = (*_WS_CHECKS, "ws.keepalive", "ws.idle")
+_HOLDING = ("sse.lifetime", "sse.heartbeat", "sse.idle", "ws.keepalive", "ws.idle")
+_SSE_ALL = (*_SSE_CHECKS, *_HOLDING[:3])
+_WS_ALL = (*_WS_CHECKS, *_HOLDING[3:])
 
 
 def _usable(*answers: Answer | None) -> str:
@@ -49,11 +50,19 @@ def _hint(r: Results, checks: Sequence[str]) -> str:
 
 
 def _worst(r: Results, checks: Sequence[str]) -> Result | None:
-    """The first of ``checks`` that failed, else the first that was degraded."""
-    ran = [found for c in checks if (found := r.ran(c)) is not None]
-    return next((f for f in ran if f.verdict == "fail"), None) or next(
-        (f for f in ran if f.verdict == "degraded"), None
-    )
+    """The first of ``checks`` that failed, else the first that was degraded; the
+    checks of how a protocol opens and streams before those of how long it holds."""
+    for group in (
+        [c for c in checks if c not in _HOLDING],
+        [c for c in checks if c in _HOLDING],
+    ):
+        ran = [found for c in group if (found := r.ran(c)) is not None]
+        worst = next((f for f in ran if f.verdict == "fail"), None) or next(
+            (f for f in ran if f.verdict == "degraded"), None
+        )
+        if worst is not None:
+            return worst
+    return None
 
 
 def _because(r: Results, checks: Sequence[str]) -> str:
@@ -203,15 +212,15 @@ def _brief(r: Results, rows: Mapping[str, Row], choice: Choice) -> str:
     """The choice in one short line: what stands against each protocol, by check ID."""
     up, stream, idle = rows["upgrade"], rows["stream"], rows["idle"]
     sides = [
-        ("SSE", (up.sse, stream.sse), idle.sse, _SSE_CHECKS, _SSE_ALL),
-        ("WebSocket", (up.ws, stream.ws), idle.ws, _WS_CHECKS, _WS_ALL),
+        ("SSE", (up.sse, stream.sse), idle.sse, _SSE_ALL),
+        ("WebSocket", (up.ws, stream.ws), idle.ws, _WS_ALL),
     ]
     if choice == "SSE":
         sides.reverse()  # first why not the other
     parts = []
-    for noun, answers, held, core, every in sides:
+    for noun, answers, held, every in sides:
         state = _usable(*answers)
-        worst = _worst(r, core) or _worst(r, every)
+        worst = _worst(r, every)
         if state == "broken" and worst is not None:
             parts.append(f"{noun} fails: {worst.check}")
         elif state == "unknown":
