@@ -1,11 +1,17 @@
-"""The "SSE or WebSocket behind this setup?": rows and a recommendation from one target's results.
+"""The "SSE or WebSocket behind this setup?" section: rows and a recommendation per target.
 
 ``advise(target)`` reads ONE target's JSON form (an item of ``"targets"`` in the
 JSON report, or ``TargetResult.to_json()``) and returns an ``Advice``: rows in a
 fixed order, each a claim people bring to the choice, answered for SSE and for
 WebSocket from this run's results, with the check IDs it comes from; then a
-recommendation built from those rows alone. Nothing here knows a proxy by
-name: two targets with the same results get the same advice.
+recommendation built from those rows and the results they cite (summaries,
+hints), with ``choice`` and a one-line ``brief``. Nothing here knows a proxy
+by name: two targets with the same results get the same advice.
+
+    model.py      Answer, Row, Advice
+    read.py       one target's results by check ID and metric name; the words
+    rows.py       the rows, in order
+    recommend.py  the choice, the brief and the sentences
 
 It is pure (a dict in, frozen data out) and reads results by check ID and
 metric name only, so a check that is absent, skipped, errored or not run
@@ -14,7 +20,7 @@ makes its answer "not measured (why)", and checks added later (``lb.sticky``,
 appear in the JSON.
 
 Each side of a row has a *state*: ``good`` (as a direct connection),
-``caveat`` (works, with a condition: a heartbeat, a delay, HTTP/2), ``bad``
+``caveat`` (works, with a condition: a heartbeat, a delay, 6 per host), ``bad``
 (broken), ``not-measured``, or ``fact`` (true of the protocol, not a
 measurement: SSE carries server-to-client text only). A row's *status* is
 ``good``/``bad`` when every measured side is, ``mixed`` otherwise, and

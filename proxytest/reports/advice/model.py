@@ -66,10 +66,6 @@ class Advice:
     def row(self, key: str) -> Row:
         return next(r for r in self.rows if r.key == key)
 
-    @property
-    def headline(self) -> str:
-        return self.recommendation[0]
-
     def to_json(self) -> dict[str, Any]:
         return {
             "choice": self.choice,
