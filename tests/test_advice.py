@@ -406,7 +406,10 @@ def test_failover_and_fanout_read_their_metrics() -> None:
         s.startswith("When a backend dies: clients learned in 120 ms")
         for s in advice.recommendation
     )
-    assert any(s.startswith("Fan-out: SSE p99 180 ms") for s in advice.recommendation)
+    assert any(
+        s.startswith("Fan-out to many subscribers (load.fanout): SSE p99 180 ms at 4800")
+        for s in advice.recommendation
+    )
     assert advice.recommendation[-1] == "Not measured: sticky sessions."
 
 
@@ -527,4 +530,40 @@ def test_a_delay_is_cited_before_an_idle_drop_that_a_heartbeat_cures() -> None:
     )
     assert advice.brief == (
         "WebSocket (SSE works with a cost: sse.stream degraded; WebSocket needs pings every 10 s)"
+    )
+
+
+def test_fanout_as_the_fanout_branch_reports_it() -> None:
+    """Metrics and summaries as load.fanout reported them on the fanout branch (nginx/default:
+    WebSocket not proxied, SSE subscriptions refused at N=250; haproxy/default: SSE past
+    100 ms from N=10, WebSocket under it)."""
+    refused = {
+        "sse_p99_ms": 2.57, "ws_p99_ms": None, "sse_lost": 0, "ws_lost": None, "sse_knee_n": 250,
+        "ws_knee_n": None, "max_n": 250, "direct_sse_p99_ms": 2.6, "direct_ws_p99_ms": 2.67,
+        "at_n": 100,
+    }  # fmt: skip
+    summary = (
+        "SSE at N=250: 241/250 subscribed (9 connection closed before it subscribed), where the "
+        "direct path delivered every message: a connection limit on the path (WebSocket not "
+        "proxied (status 400, see ws.upgrade): SSE alone judged)"
+    )
+    row = advise(target({"load.fanout": ("fail", refused, summary, "raise it")})).row("fanout")
+    assert row.sse.text == (
+        "p99 2.6 ms at 100 subscribers (direct 2.6 ms); delivery fails from 250 subscribers "
+        "(load.fanout)"
+    )
+    assert row.ws is not None and row.ws.state == row.sse.state == "bad"
+    assert row.ws.text == "no WebSocket to measure, the upgrade fails (load.fanout)"
+    coalesced = {
+        "sse_p99_ms": 222.82, "ws_p99_ms": 10.61, "sse_lost": 0, "ws_lost": 0, "sse_knee_n": 10,
+        "ws_knee_n": None, "max_n": 250, "direct_sse_p99_ms": 11.04, "direct_ws_p99_ms": 10.83,
+        "at_n": 250,
+    }  # fmt: skip
+    advice = advise(target({"load.fanout": ("degraded", coalesced, "fan-out slower", None)}))
+    fan = advice.row("fanout")
+    assert (fan.sse.state, fan.ws and fan.ws.state) == ("caveat", "good")
+    assert (
+        "Fan-out to many subscribers (load.fanout): SSE p99 223 ms at 250 subscribers (direct "
+        "11 ms), past 100 ms from 10 subscribers; WebSocket p99 11 ms at 250 subscribers "
+        "(direct 11 ms), under 100 ms up to 250 subscribers." in advice.recommendation
     )

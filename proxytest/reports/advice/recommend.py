@@ -268,15 +268,27 @@ def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, str, list[st
         )
     sentences.append(_load_sentence(r, uses_sse, uses_ws))
     sentences += _backend_advice(r, rows)
-    fan = rows["fanout"]
-    if fan.status != "not-measured" and fan.ws is not None:
-        sentences.append(
-            f"Fan-out: SSE {fan.sse.text.removesuffix(' (load.fanout)')}; WebSocket {fan.ws.text}."
-        )
+    undecided = choice in ("neither", "not measured")  # then what fan-out measured, for both
+    sentences.append(
+        _fanout_sentence(r, rows["fanout"], uses_sse or undecided, uses_ws or undecided)
+    )
     missing = [NAMES[row.key] for row in rows.values() if row.status == "not-measured"]
     if missing:
         sentences.append("Not measured: " + ", ".join(missing) + ".")
     return choice, _brief(r, rows, choice), [s for s in sentences if s]
+
+
+def _fanout_sentence(r: Results, fan: Row, uses_sse: bool, uses_ws: bool) -> str | None:
+    """Fan-out for the chosen protocol(s) that it measured (the live-comments case)."""
+    parts = [
+        f"{noun} {side.text.removesuffix(' (load.fanout)')}"
+        for noun, side, used in (("SSE", fan.sse, uses_sse), ("WebSocket", fan.ws, uses_ws))
+        if used and side is not None and side.state in RANK and not side.text.startswith("no ")
+    ]
+    if not parts:
+        return None
+    fix = _fix(r, ["load.fanout"]) if fan.status in ("bad", "mixed") else ""
+    return f"Fan-out to many subscribers (load.fanout): {'; '.join(parts)}{fix}."
 
 
 def _load_sentence(r: Results, uses_sse: bool, uses_ws: bool) -> str | None:

@@ -434,19 +434,25 @@ def _fanout(r: Results) -> Row:
     if fan is None:
         sse.missing = ws.missing = r.why_not("load.fanout")
     else:
-        most = fan.metric("max_n")
-        for side, p in ((sse, "sse"), (ws, "ws")):
+        most, at = fan.metric("max_n"), fan.metric("at_n")
+        for side, p, noun in ((sse, "sse", "SSE"), (ws, "ws", "WebSocket")):
             p99, direct = fan.metric(f"{p}_p99_ms"), fan.metric(f"direct_{p}_p99_ms")
             knee, lost = fan.metric(f"{p}_knee_n"), fan.metric(f"{p}_lost")
+            if p == "ws" and lost is None and "see ws.upgrade" in fan.summary:
+                side.add(said(fan), "bad")  # WebSocket not proxied: SSE alone was judged
+                continue
             if p99 is None and knee is None and lost is None:
                 side.add(said(fan), fan.state)
                 continue
-            at = fan.metric("at_n")  # the largest N where every protocol delivered all
+            # p99 at the largest N where every protocol delivered everything (at_n).
             where = f" at {num(at)} subscribers" if at is not None else ""
             text = f"p99 {ms(p99)}{where} (direct {ms(direct)})"
+            state: State = "good"
             if knee is None:
                 text += f", under {_FANOUT_MS} ms up to {num(most)} subscribers"
-                state: State = "good"
+            elif fan.verdict == "fail" and f"{noun} at N={knee}:" in fan.summary:
+                text += f"; delivery fails from {num(knee)} subscribers"
+                state = "bad"
             else:
                 text += f", past {_FANOUT_MS} ms from {num(knee)} subscribers"
                 state = "caveat"
