@@ -101,6 +101,8 @@ class Failure(enum.StrEnum):
     NO_RECOVERY = "no_recovery"  # still failing after the origin came back
     SLOW_LEARN = "slow_learn"  # clients told late that the origin died
     LIMIT = "limit"  # a connection limit on the path
+    # several backends
+    NOT_STICKY = "not_sticky"  # a session's requests or reconnects reached another backend
     # HTTP/2
     H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
     STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused

@@ -51,6 +51,22 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   compressed and sent chunked; ``flush=True`` syncs the compressor after each
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
   zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
+
+Several backends (``Relay(..., more=[(host, port), ...], balance=...)``): each
+request goes to one of the upstreams, chosen once its head is read:
+
+- ``round_robin``: in turn, request by request (nginx, HAProxy, Envoy, Traefik
+  with two servers and no stickiness; Caddy with ``lb_policy round_robin``).
+- ``source``: by the client's address (nginx ``ip_hash``, HAProxy ``balance
+  source``): every request of a client on loopback reaches the same backend.
+- ``app_cookie``: by a hash of the application's session cookie
+  ``proxytest_sid`` (nginx ``hash $cookie_proxytest_sid consistent``): a request
+  without it, such as the long-polling handshake that sets it, lands on backend
+  1, the polls that carry it on another (by the session id's hash; with two
+  backends always backend 2), so the session is lost; WebSocket and SSE
+  reconnects, which all carry the same cookie, stay together. (nginx balances
+  an empty key round robin, so it loses the session in about half of the
+  runs; the relay loses it every time, so a test of it is deterministic.)
 """
 
 from __future__ import annotations
@@ -59,12 +75,14 @@ import asyncio
 import contextlib
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "Relay"]
+__all__ = ["BALANCE", "FAULT_KINDS", "Fault", "Relay"]
+
+BALANCE = ("round_robin", "source", "app_cookie")
 
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
@@ -333,8 +351,10 @@ class _Connection:
         upstream: tuple[str, int],
         fault: Fault,
         number: int = 1,
+        pick: Callable[[_Head], tuple[str, int]] | None = None,
     ) -> None:
         self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        self.pick = pick  # several backends: the upstream of this request
         self.number = number  # of this client connection, from 1
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
@@ -370,6 +390,8 @@ class _Connection:
         except _BadMessage:
             return await self._reply(400, "Bad Request")
         wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
+        if self.pick is not None:
+            self.upstream = self.pick(req)
         self._rewrite_request(req)
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -592,8 +614,16 @@ class Relay:
         upstream_port: int,
         fault: Fault = Fault(),  # frozen, so a shared default is safe
         host: str = "127.0.0.1",
+        *,
+        more: Sequence[tuple[str, int]] = (),
+        balance: str = "round_robin",
     ) -> None:
+        if balance not in BALANCE:
+            raise ValueError(f"unknown balance {balance!r}; choose one of {BALANCE}")
         self.upstream = (upstream_host, upstream_port)
+        self.upstreams = (self.upstream, *more)  # several backends, backend 1 first
+        self.balance = balance
+        self.picked: list[int] = []  # the backend index of each request, in order
         self.fault = fault
         self.host = host
         self.port = 0
@@ -632,10 +662,30 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _pick(self, head: _Head) -> tuple[str, int]:
+        """The upstream of one request (several backends), by ``balance``."""
+        n = len(self.upstreams)
+        if self.balance == "round_robin":
+            index = len(self.picked) % n
+        elif self.balance == "source":
+            index = 0  # every client here is 127.0.0.1: one hash, one backend
+        else:
+            cookies = dict(
+                part.strip().partition("=")[::2]
+                for part in (head.get("cookie") or "").split(";")
+                if "=" in part
+            )
+            key = cookies.get("proxytest_sid", "")
+            # No cookie: backend 1; a cookie: one of the others by its hash.
+            index = 1 + zlib.crc32(key.encode()) % (n - 1) if key else 0
+        self.picked.append(index)
+        return self.upstreams[index]
+
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
+        pick = self._pick if len(self.upstreams) > 1 else None
         try:
-            await _Connection(reader, writer, self.upstream, self.fault, number).run()
+            await _Connection(reader, writer, self.upstream, self.fault, number, pick).run()
         except Exception as exc:
             self.errors.append(exc)

@@ -34,6 +34,11 @@ class Caddy(Adapter):
     )
     upstream_example = "`reverse_proxy {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "not_sticky": "Caddy's default lb_policy with several upstreams is random, and "
+        "round_robin does not stick either: `lb_policy cookie NAME` in reverse_proxy sets a "
+        "cookie (on a WebSocket's 101 too) "
+        "that sends a client back to its backend; `lb_policy ip_hash` hashes the client "
+        "address instead",
         "reload_cut": "Caddy closes proxied WebSockets on every config reload "
         "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
         "streams drain instead",

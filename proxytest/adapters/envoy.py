@@ -33,6 +33,10 @@ class Envoy(Adapter):
         "`port_value: {{ upstream_port }}`"
     )
     hints = {
+        "not_sticky": "Envoy's ROUND_ROBIN ignores hashes: set the cluster's `lb_policy: "
+        "RING_HASH` (or MAGLEV) and on the route `hash_policy: [{cookie: {name: NAME, ttl: "
+        "3600s, path: /}}]`; with a ttl Envoy sets the cookie itself, without one it only "
+        "hashes a cookie the application set (a request without it is balanced at random)",
         "limit": "Envoy's cluster circuit breakers (`max_connections`, `max_requests`, "
         "`max_pending_requests`: 1024 by default) refuse streams beyond them with 503: raise "
         "them for long-lived streams",

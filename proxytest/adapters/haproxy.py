@@ -24,6 +24,9 @@ class HAProxy(Adapter):
     listen_example = "the frontend's `bind {{ listen_host }}:{{ listen_port }}`"
     upstream_example = "the backend's `server app {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "not_sticky": "HAProxy balances round robin: in the backend, `cookie SERVERID insert "
+        "indirect nocache` and `cookie s1`, `cookie s2` … on each `server` line (HAProxy sets "
+        "the cookie, on a WebSocket's 101 too), or `balance source` to hash the client address",
         "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "
         "frontend; derived from the fd limit by default): size it for your streams",
         "ws.idle:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or, when that is "

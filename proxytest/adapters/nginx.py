@@ -50,6 +50,11 @@ class Nginx(Adapter):
         "`proxy_pass http://{{ upstream_host }}:{{ upstream_port }};`"
     )
     hints = {
+        "not_sticky": "nginx balances an upstream round robin: add `ip_hash;` (or "
+        "`hash $remote_addr consistent;`) to the upstream block. `hash $cookie_<app cookie> "
+        "consistent;` keeps WebSocket and SSE reconnects together but misroutes a "
+        "long-polling session: its handshake carries no cookie yet and is balanced round "
+        "robin, so use the client address for long polling",
         "limit": "nginx's `worker_connections` (512 by default) counts both sides of each "
         "proxied connection, so about 256 streams per worker: raise it together with "
         "`worker_rlimit_nofile`",

@@ -42,6 +42,9 @@ class Traefik(Adapter):
     )
     _reloads = 0
     hints = {
+        "not_sticky": "Traefik balances a service's servers in turn: add `sticky: {cookie: "
+        "{name: NAME, httpOnly: true}}` to its loadBalancer (without a name the cookie is "
+        "called after a hash of the service, e.g. _fa7fb)",
         "idle": "Traefik: the entryPoint's `respondingTimeouts.readTimeout` (60 s since v3.0) and "
         "`idleTimeout` (180 s), and the serversTransport's `respondingTimeouts`, close quiet "
         "connections: raise them for long-lived streams",
