@@ -428,11 +428,36 @@ def test_the_proxy_name_changes_nothing(change: dict[str, Any]) -> None:
 
 def test_a_partial_run_says_what_was_not_measured() -> None:
     only_ws = advise(target(drop=tuple(c for c in GOOD if not c.startswith("ws.upgrade"))))
-    assert only_ws.choice == "not measured"
-    assert only_ws.recommendation[0] == (
-        "Not measured enough to choose: SSE not measured (sse.headers not in this run); "
-        "WebSocket opens, but its streaming is not measured (ws.push not in this run)."
+    assert only_ws.recommendation[:2] == (
+        "WebSocket works; SSE not measured (sse.headers not in this run).",
+        "Not weighed, as not measured: WebSocket's streaming (ws.push not in this run).",
     )
+    assert only_ws.brief == "WebSocket (SSE not measured)"
+    nothing = advise(target(drop=tuple(GOOD)))
+    assert nothing.choice == "not measured"
+    assert nothing.recommendation[0] == (
+        "Not measured enough to choose: SSE not measured (sse.headers not in this run); "
+        "WebSocket not measured (ws.upgrade not in this run)."
+    )
+
+
+def test_the_lb_setups_checks_choose_and_name_what_they_did_not_weigh() -> None:
+    """matrix.yaml's lb-* targets run lb.*, ws.upgrade, ws.echo, sse.stream and
+    sse.last-event-id: a passing stream shows SSE opens; ws.push was not run."""
+    sticky = {"backends": 2, "sticky_polling": False, "sticky_ws": False, "sticky_sse": False,
+              "moved_polls": 4, "backends_seen": 2}  # fmt: skip
+    kept = ("ws.upgrade", "ws.echo", "sse.stream", "sse.last-event-id")
+    advice = advise(target(
+        {"lb.sticky": ("fail", sticky, "polls 4/8 on another backend", "a sticky cookie")},
+        drop=tuple(c for c in GOOD if c not in kept),
+    ))  # fmt: skip
+    assert advice.choice == "either"
+    assert advice.recommendation[1] == (
+        "Not weighed, as not measured: SSE's opening (sse.headers not in this run); "
+        "WebSocket's streaming (ws.push not in this run)."
+    )
+    assert any(s.startswith("Not sticky with 2 backends (lb.sticky)") for s in
+               advice.recommendation)  # fmt: skip
 
 
 @pytest.mark.parametrize("value", [None, "x", True, -1, 0, 1e9, [], {}])

@@ -26,13 +26,34 @@ _WS_ALL = (*_WS_CHECKS, *_HOLDING[3:])
 
 
 def _usable(*answers: Answer | None) -> str:
-    """'works', 'degraded', 'broken' or 'unknown': how a protocol opens and streams."""
+    """'works', 'degraded', 'broken' or 'unknown': how a protocol opens and streams,
+    from what was measured of it (a passing stream shows that it opened; what was
+    not measured is named by ``_unweighed``)."""
     states = [a.state for a in answers if a is not None]
     if "bad" in states:
         return "broken"
-    if "not-measured" in states:
+    measured = [s for s in states if s in RANK]
+    if not measured:
         return "unknown"
-    return "degraded" if "caveat" in states else "works"
+    return "degraded" if "caveat" in measured else "works"
+
+
+def _unweighed(rows: Mapping[str, Row], choice: Choice) -> str | None:
+    """The sentence naming what a choice could not weigh: half of a protocol measured."""
+    up, stream = rows["upgrade"], rows["stream"]
+    gaps = []
+    for noun, pair in (("SSE", (up.sse, stream.sse)), ("WebSocket", (up.ws, stream.ws))):
+        states = [a.state for a in pair if a is not None]
+        if not any(s in RANK for s in states):
+            continue  # nothing of it measured: the choice sentence says so
+        gaps += [
+            f"{noun}'s {what} ({a.text.removeprefix('not measured (').removesuffix(')')})"
+            for a, what in zip(pair, ("opening", "streaming"), strict=True)
+            if a is not None and a.state == "not-measured"
+        ]
+    if not gaps or choice == "not measured":
+        return None
+    return "Not weighed, as not measured: " + "; ".join(gaps) + "."
 
 
 def _fix(r: Results, checks: Sequence[str]) -> str:
@@ -244,7 +265,7 @@ def _brief(r: Results, rows: Mapping[str, Row], choice: Choice) -> str:
 def recommend(r: Results, rows: Mapping[str, Row]) -> tuple[Choice, str, list[str]]:
     """The choice, its one-line form, and the sentences of the recommendation."""
     choice, chosen = _choose(r, rows)
-    sentences: list[str | None] = list(chosen)
+    sentences: list[str | None] = [*chosen, _unweighed(rows, choice)]
     uses_sse, uses_ws = choice in ("SSE", "either"), choice in ("WebSocket", "either")
     if uses_sse:
         sentences.append(_hold_sentence(r, "SSE", ("sse.idle", "sse.heartbeat"), "`:` comments"))
