@@ -458,6 +458,7 @@ def test_the_lb_setups_checks_choose_and_name_what_they_did_not_weigh() -> None:
     )
     assert any(s.startswith("Not sticky with 2 backends (lb.sticky)") for s in
                advice.recommendation)  # fmt: skip
+    assert advice.brief == "either (not sticky across backends: lb.sticky fail)"
 
 
 @pytest.mark.parametrize("value", [None, "x", True, -1, 0, 1e9, [], {}])

@@ -256,6 +256,14 @@ def _brief(r: Results, rows: Mapping[str, Row], choice: Choice) -> str:
         if chosen and held is not None and held.state == "caveat" and kept is not None:
             beat = "`:` comments" if noun == "SSE" else "pings"
             parts.append(f"{noun} needs {beat} every {secs(kept.metric('heartbeat_s'))}")
+    for key, words, check in (
+        ("sticky", "not sticky across backends", "lb.sticky"),
+        ("failover", "failover", "lb.failover"),
+        ("fanout", "fan-out", "load.fanout"),
+    ):
+        found = r.ran(check)
+        if rows[key].status in ("bad", "mixed") and found is not None:
+            parts.append(f"{words}: {check} {found.verdict}")
     head = "neither as configured" if choice == "neither" else choice
     if choice == "either" and not parts:
         return "either: SSE for server-to-client text, WebSocket for client-to-server or binary"
