@@ -109,7 +109,7 @@ def _streaming(r: Results) -> Row:
             continue
         way = variant.partition("@")[2]
         if over.verdict == "pass":
-            sse.add(f"over {way} too (p95 {ms(over.metric('p95_delay_ms'))})", "good")
+            sse.add(f"over {way} one by one (p95 {ms(over.metric('p95_delay_ms'))})", "good")
         else:
             text, state = _stream_clause(over, "events")
             sse.add(f"over {way}: {text}", state)
