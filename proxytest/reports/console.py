@@ -1,7 +1,11 @@
 """Console output: a live progress display, then a grid of targets × checks.
 
 Below the grid, everything that is not a pass gets its summary and, for
-failures, the hint naming the knob that fixes it.
+failures, the hint naming the knob that fixes it. Then "SSE or WebSocket behind
+this setup?" (reports/advice/): in full (rows and recommendation) for a run of
+one target (`proxytest check`, `probe`, a one-target report); for several, one
+line per target with its choice, since 19 targets × 9 rows would bury the grid:
+the rows are in summary.md and report.html.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ from rich.text import Text
 
 from ..matrix import TargetSpec
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
+from .advice import TITLE, Advice, advise_result
 from .grid import TINY as _TINY
 from .grid import TINY_FAMILY as _TINY_FAMILY
 from .grid import check_ids as _check_ids
 from .grid import target_label
 
-__all__ = ["LiveProgress", "render_details", "render_grid"]
+__all__ = ["LiveProgress", "render_advice", "render_details", "render_grid"]
 
 _STYLE = {
     Verdict.PASS: ("pass", "green"),
@@ -260,6 +265,74 @@ def render_details(run: RunResult) -> Group:
     return Group(*lines)
 
 
+_SIDE_STYLE = {"good": "green", "caveat": "yellow", "bad": "red", "not-measured": "dim"}
+_ROW_MARK = {
+    "good": ("✓", "green"),
+    "mixed": ("≈", "yellow"),
+    "bad": ("✗", "red"),
+    "not-measured": ("·", "dim"),
+}
+
+
+def _advice_table(advice: Advice) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=True)
+    table.add_column("", no_wrap=True, width=1)
+    table.add_column("claim", style="bold", ratio=2)
+    table.add_column("SSE", ratio=4)
+    table.add_column("WebSocket", ratio=4)
+    for row in advice.rows:
+        mark, style = _ROW_MARK[row.status]
+        sides = [
+            Text("(SSE only)", style="dim")
+            if side is None
+            else Text(side.text, style=_SIDE_STYLE.get(side.state, ""))
+            for side in (row.sse, row.ws)
+        ]
+        table.add_row(Text(mark, style=style), row.claim, *sides)
+    return table
+
+
+def _bullets(sentences: Sequence[str]) -> Table:
+    """One sentence a line, wrapped under itself (a hanging indent)."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for sentence in sentences:
+        table.add_row("  •", sentence)
+    return table
+
+
+def render_advice(run: RunResult) -> Group:
+    """The section: in full for one target, one line per target for several."""
+    advices = [advise_result(target) for target in run.targets]
+    if not advices:
+        return Group()
+    if len(advices) == 1:
+        advice = advices[0]
+        lines: list[Text | Table] = [
+            Text.assemble((TITLE, "bold"), "  ", (advice.target, "bold cyan")),
+            _advice_table(advice),
+            Text("Recommendation", style="bold"),
+            _bullets(advice.recommendation),
+        ]
+        return Group(*lines)
+    out: list[Text | Table] = [
+        Text.assemble(
+            (TITLE, "bold"),
+            (" (the rows of each target: summary.md and report.html of --report-dir)", "dim"),
+        )
+    ]
+    width = max(len(a.target) for a in advices) + 2
+    for advice in advices:
+        style = "dim" if advice.choice == "not measured" else ""
+        out.append(
+            Text.assemble(
+                (f"  {advice.target:<{width}}", "bold"), (advice.brief, style), no_wrap=False
+            )
+        )
+    return Group(*out)
+
+
 def print_report(console: Console, run: RunResult) -> None:
     ids = _check_ids(run)
     console.print(render_grid(run, console.width))
@@ -268,6 +341,10 @@ def print_report(console: Console, run: RunResult) -> None:
     if details.renderables:
         console.print()
         console.print(details)
+    advice = render_advice(run)
+    if advice.renderables:
+        console.print()
+        console.print(advice)
     kept = [(t.id, d) for t in run.targets for d in t.run_dirs]
     if kept:
         console.print()

@@ -5,7 +5,10 @@ checks (each cell a ``td.cell`` with ``data-target``, ``data-check``,
 ``data-verdict`` and ``data-state``), and for each cell a details panel: summary,
 hint, metrics, expectation, duration, the proxy's version and runtime, the
 setup's config files, and for stream checks a ladder chart of send vs arrival
-time (``svg.timeline``, one ``g.event`` per event).
+time (``svg.timeline``, one ``g.event`` per event). Below the problems, "SSE or
+WebSocket behind this setup?" (reports/advice/): per setup a ``details.advice``
+(``data-choice``), its rows (``tr[data-row]``, each side a ``td`` with
+``data-state``) and the recommendation.
 
 Clicking a cell follows a link to its panel; CSS ``:target`` shows it, so the
 page works without script. The script only marks the chosen cell and copies
@@ -25,6 +28,7 @@ import jinja2
 import markupsafe
 
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus
+from .advice import TITLE, advise_result
 from .badges import overall_badge, target_badge
 from .charts import PROMPT_MS, Ladder, ladder
 from .grid import STATES, by_cause, cell_state, check_ids, overall, short_label
@@ -133,6 +137,8 @@ def render_html(run: RunResult) -> str:
         rows=rows,
         details=details,
         problems=problems,
+        advices=[(t, f"setup-{ti}", advise_result(t)) for ti, t in enumerate(run.targets)],
+        advice_title=TITLE,
         states=STATES,
         symbols=SYMBOLS,
         prompt_ms=PROMPT_MS,

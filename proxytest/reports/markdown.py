@@ -3,16 +3,21 @@
 Rows are setups, columns the checks present (four-letter labels under their
 family), one emoji per cell. Below: a legend, the overall line, and one line
 per result that is not a plain pass, with its summary and the knob that fixes it.
+Last, "SSE or WebSocket behind this setup?" (reports/advice/): per target, its
+choice in one line, and in a ``<details>`` block (open for a run of one target)
+the rows and the recommendation.
 When ``GITHUB_STEP_SUMMARY`` is set, the same text is appended to that file.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from pathlib import Path
 
 from ..results import RunResult, TargetStatus
+from .advice import TITLE, Advice, advise_result
 from .grid import by_cause, cell_state, check_ids, overall, short_label
 
 __all__ = ["EMOJI", "append_step_summary", "render_markdown"]
@@ -51,6 +56,15 @@ def _prose(text: str) -> str:
     return "".join(part if part.startswith("`") else _markup(part) for part in parts)
 
 
+def _inline_html(text: str) -> str:
+    """Text inside an HTML element (a ``<summary>``: no Markdown there), `code` kept."""
+    text = " ".join(_CONTROL.sub("", text).split())
+    parts = re.split(r"`([^`]+)`", text)
+    return "".join(
+        f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts)
+    )
+
+
 def _code(text: str) -> str:
     return "`" + text.replace("`", "'") + "`"
 
@@ -80,7 +94,32 @@ def render_markdown(run: RunResult) -> str:
     details = _details(run)
     if details:
         lines += ["", "### Not passing", "", *details]
+    advices = [advise_result(target) for target in run.targets]
+    if advices:
+        lines += ["", f"### {TITLE}", ""]
+        for advice in advices:
+            lines += _advice(advice, opened=len(advices) == 1)
     return "\n".join(lines) + "\n"
+
+
+ADVICE_EMOJI = {"good": "✅", "caveat": "🟡", "bad": "❌", "not-measured": "➖", "fact": "ℹ️"}
+
+
+def _advice(advice: Advice, opened: bool) -> list[str]:
+    """One target's section: a ``<details>`` block whose summary is the choice in a line."""
+    summary = f"<b>{_inline_html(advice.target)}</b>: {_inline_html(advice.brief)}"
+    lines = [f"<details{' open' if opened else ''}><summary>{summary}</summary>", ""]
+    lines += ["| claim | SSE | WebSocket |", "|:--|:--|:--|"]
+    for row in advice.rows:
+        cells = [
+            "(SSE only)" if side is None else f"{ADVICE_EMOJI[side.state]} {_prose(side.text)}"
+            for side in (row.sse, row.ws)
+        ]
+        lines.append(f"| {_escape(row.claim)} | {cells[0]} | {cells[1]} |")
+    lines += ["", "**Recommendation**", ""]
+    lines += [f"- {_prose(sentence)}" for sentence in advice.recommendation]
+    lines += ["", "</details>", ""]
+    return lines
 
 
 def _details(run: RunResult) -> list[str]:

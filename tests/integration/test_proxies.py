@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import re
 
 import pytest
 
@@ -16,6 +17,9 @@ from proxytest.adapters import ADAPTERS
 from proxytest.checks import CHECKS
 from proxytest.matrix import load_matrix
 from proxytest.options import RunOptions
+from proxytest.reports.advice import advise_result
+from proxytest.reports.html import render_html
+from proxytest.reports.markdown import render_markdown
 from proxytest.results import RunResult, TargetResult, TargetStatus, Verdict
 from proxytest.runner import run_targets
 
@@ -335,3 +339,38 @@ def test_the_browser_agrees_with_the_http_level_checks(default_run: RunResult) -
         )  # fmt: skip
         compared += 1
     assert compared >= 15
+
+
+MEASURED = (Verdict.PASS, Verdict.DEGRADED, Verdict.FAIL)
+NOT_MEASURED = re.compile(r"not measured \(([\w.@-]+) (?:not in this run|skip|error)")
+
+
+def test_every_target_gets_advice_and_what_ran_is_never_not_measured(
+    default_run: RunResult,
+) -> None:
+    """The "SSE or WebSocket behind this setup?" section on a real run: every target has
+    one in summary.md and report.html, and no answer says "not measured" for a check
+    that measured something (pass, degraded, fail)."""
+    markdown, html = render_markdown(default_run), render_html(default_run)
+    choices = {}
+    for result in default_run.targets:
+        assert f"<b>{result.id}</b>" in markdown
+        assert f'data-target="{result.id}" data-choice=' in html
+        advice = advise_result(result)
+        choices[result.id] = advice.choice
+        if result.status != TargetStatus.OK:
+            continue
+        ran = {r.check for r in result.results if r.verdict in MEASURED}
+        for row in advice.rows:
+            if row.status == "not-measured":
+                assert not ran & set(row.checks), (result.id, row)
+            for side in (row.sse, row.ws):
+                for check in NOT_MEASURED.findall(side.text if side else ""):
+                    assert check not in ran, (result.id, row.key, side)
+    # What the documented behaviour implies (DOCUMENTED above), where the run measured it:
+    # no upgrade (nginx 400, Envoy 403) while SSE streams.
+    for target_id in ("nginx/default", "envoy/default"):
+        found = next((t for t in default_run.targets if t.id == target_id), None)
+        measured = {r.check for r in found.results if r.verdict in MEASURED} if found else set()
+        if {"ws.upgrade", "sse.stream"} <= measured:
+            assert choices[target_id] == "SSE", target_id
