@@ -101,6 +101,8 @@ class Failure(enum.StrEnum):
     NO_RECOVERY = "no_recovery"  # still failing after the origin came back
     SLOW_LEARN = "slow_learn"  # clients told late that the origin died
     LIMIT = "limit"  # a connection limit on the path
+    FANOUT_SLOW = "fanout_slow"  # a broadcast to many subscribers reaches them late
+    FANOUT_LOST = "fanout_lost"  # broadcast messages lost while the connections stayed open
     # HTTP/2
     H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
     STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused

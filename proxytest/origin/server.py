@@ -1,6 +1,6 @@
 """The origin behind the proxy under test.
 
-Routes are behaviours, chosen by path and query (all GET):
+Routes are behaviours, chosen by path and query (all GET but the publisher):
 
 ``/__proxytest/ready``
     200 with the origin's id: proves a request through the proxy reached *this*
@@ -29,6 +29,10 @@ Routes are behaviours, chosen by path and query (all GET):
     answers the client's pings itself so they can be recorded too.
 ``/ws/close``
     Closes with ``code`` and ``reason`` after ``delay_ms``.
+
+``/fanout/sse``, ``/fanout/ws``, ``POST /fanout/publish``
+    Broadcast: subscribers of ``topic`` over SSE or WebSocket receive every
+    message the publisher posts (origin/fanout.py; ``load.fanout``). Not recorded.
 
 ``/__proxytest/records?probe=<P>``
     What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
@@ -79,6 +83,7 @@ from typing import Any
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
+from .fanout import Fanout
 from .page import BROWSER_PAGE
 
 __all__ = [
@@ -284,6 +289,7 @@ class Origin:
         self.hosts: tuple[str, ...] = ()  # every address it listens on, ``host`` first
         self.listening: tuple[tuple[str, int], ...] = ()  # every (address, port), first first
         self._adding = asyncio.Lock()
+        self._fanout = Fanout()  # the broadcast routes' topics (fanout.py)
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
@@ -299,9 +305,12 @@ class Origin:
             "/ws/push": self._ws_push,
             "/ws/ping": self._ws_ping,
             "/ws/close": self._ws_close,
+            "/fanout/sse": self._fanout.sse,
+            "/fanout/ws": self._fanout.ws,
         }
         for path, handler in routes.items():
             app.router.add_get(self.prefix + path, handler)
+        app.router.add_post(self.prefix + "/fanout/publish", self._fanout.publish)
         return app
 
     @web.middleware
