@@ -142,6 +142,8 @@ def _curve(tl: FanoutTimeline) -> list[dict[str, Any]]:
             "ws_lost": s.ws.lost if s.ws else None,
             "direct_sse_p99_ms": s.direct_sse.p99_ms,
             "direct_ws_p99_ms": s.direct_ws.p99_ms,
+            "origin_write_ms": s.sse.origin_write_ms,
+            "direct_origin_write_ms": s.direct_sse.origin_write_ms,
             "loop_lag_ms": s.loop_lag_ms,
         }
         for s in tl.steps
@@ -294,7 +296,7 @@ def evaluate_fanout(tl: FanoutTimeline, ctx: EvalContext) -> Outcome:
         if (side := _side(top, k)) is not None and (direct := _side(top, k, direct=True))
     ]
     tail = (
-        f"; p99 past {fmt_ms(knee_ms)} at {knee_text}, as directly within "
+        f"; p99 past {fmt_ms(knee_ms)} ({knee_text}), as directly within "
         f"{fmt_ms(margin)}: the machine's limit, not the proxy's"
         if knee_text
         else f"; no knee up to N={top.n}"

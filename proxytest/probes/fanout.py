@@ -22,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import os
 import re
+import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -44,6 +47,13 @@ LADDER = (10, 50, 100, 250, 500, 1000, 1500, 2000, 3000, 4000)
 CLIENT_FDS_PER_N = 4
 _MESSAGE = re.compile(rb'"seq":(\d+),"sent":([0-9.eE+-]+)')
 _CLOSE_FRAME = b"\x88\x82\x00\x00\x00\x00\x03\xe8"  # masked (key 0), code 1000
+READ_SIZE = 65536
+# Linux: a read's kernel receive time as a struct timespec (SCM_TIMESTAMPNS has the
+# option's number); Python's socket module does not name them.
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_LINGER_0 = struct.pack("ii", 1, 0)
 
 
 def ladder(max_n: int) -> tuple[int, ...]:
@@ -67,12 +77,17 @@ class _Watch:
     all_in: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class _Subscriber(asyncio.Protocol):
-    """One subscription: a request, a response head, then reads kept with their times."""
+class _Subscriber:
+    """One subscription: a request, a response head, then reads kept with their times.
+
+    Transport-neutral: a driver (``_RawSocket`` in cleartext, ``_Protocol`` over
+    TLS) hands it each read with its arrival time and tells it when the
+    connection ends; it writes and closes through the driver.
+    """
 
     def __init__(self, kind: str, request: bytes, watch: _Watch) -> None:
         self.kind, self.request, self.watch = kind, request, watch
-        self.transport: asyncio.Transport | None = None
+        self.driver: _RawSocket | _Protocol | None = None
         self.head = b""
         self.status: int | None = None
         self.chunked = False
@@ -83,13 +98,8 @@ class _Subscriber(asyncio.Protocol):
         self.waiting = False  # counted in watch.left for the current burst
         self.parser = _SseParser() if kind == "sse" else _WsParser()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
+    def feed(self, at: float, data: bytes) -> None:
+        """Bytes that arrived at ``at`` (this machine's monotonic clock)."""
         if self.status is None:
             self.head += data
             end = self.head.find(b"\r\n\r\n")
@@ -104,16 +114,19 @@ class _Subscriber(asyncio.Protocol):
                 return
             if not data:
                 return
-        self.reads.append((now, data))
+        self.reads.append((at, data))
         seen = self.tail + data
         self.tail = seen[-40:]
         if not self.ready.done() and b"subscribed" in seen:
             self.ready.set_result(None)
         if self.waiting and self.watch.needle in seen:
-            self.waiting = False
-            self.watch.left -= 1
-            if self.watch.left <= 0:
-                self.watch.all_in.set()
+            self._arrived()
+
+    def _arrived(self) -> None:
+        self.waiting = False
+        self.watch.left -= 1
+        if self.watch.left <= 0:
+            self.watch.all_in.set()
 
     def _parse_head(self, head: bytes) -> None:
         lines = head.split(b"\r\n")
@@ -138,18 +151,16 @@ class _Subscriber(asyncio.Protocol):
     def _fail(self, why: str) -> None:
         if not self.ready.done():
             self.ready.set_exception(_Refused(why))
-        if self.transport is not None:
-            self.transport.abort()
+        if self.driver is not None:
+            self.driver.abort()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self) -> None:
+        """The connection ended."""
         self.ended = True
         if not self.ready.done():
             self.ready.set_exception(_Refused("connection closed before it subscribed"))
         if self.waiting:
-            self.waiting = False
-            self.watch.left -= 1
-            if self.watch.left <= 0:
-                self.watch.all_in.set()
+            self._arrived()
 
     def take(self) -> list[tuple[int, float, float]]:
         """(seq, sent, arrived) of every whole message read since the last call."""
@@ -162,9 +173,126 @@ class _Subscriber(asyncio.Protocol):
         return out
 
     def close(self) -> None:
+        if self.driver is not None:
+            self.driver.close(_CLOSE_FRAME if self.kind == "ws" and self.status == 101 else b"")
+
+
+class _Clock:
+    """This machine's realtime clock (kernel receive stamps) on its monotonic clock."""
+
+    offset = time.time() - time.monotonic()
+
+    @classmethod
+    def sync(cls) -> None:
+        """Measure the offset again (before each burst): the closest of a few readings."""
+        best = None
+        for _ in range(5):
+            before = time.monotonic()
+            wall = time.time()
+            after = time.monotonic()
+            if best is None or after - before < best[0]:
+                best = (after - before, wall - (before + after) / 2)
+        assert best is not None
+        cls.offset = best[1]
+
+
+class _RawSocket:
+    """A cleartext subscriber on a plain non-blocking socket, read with ``recvmsg``.
+
+    The kernel stamps each read with when its data reached the socket
+    (SO_TIMESTAMPNS): the latency a subscriber on its own machine would see, not
+    including the time this process took to come round to reading it.
+    """
+
+    def __init__(self, sub: _Subscriber, sock: socket.socket) -> None:
+        self.sub, self.sock = sub, sock
+        self.loop = asyncio.get_running_loop()
+        self.stamped = False
+        self.open = True
+
+    @classmethod
+    async def connect(cls, sub: _Subscriber, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        driver = cls(sub, sock)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                driver.stamped = True
+            await loop.sock_connect(sock, (host, port))
+            await loop.sock_sendall(sock, sub.request)
+        except BaseException:
+            sock.close()
+            raise
+        sub.driver = driver
+        loop.add_reader(sock.fileno(), driver.readable)
+
+    def readable(self) -> None:
+        try:
+            data, ancillary, _flags, _addr = self.sock.recvmsg(READ_SIZE, _ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data, ancillary = b"", []
+        if not data:
+            self._end()
+            return
+        at = None
+        for level, kind, cdata in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(cdata)
+                at = seconds + nanoseconds / 1e9 - _Clock.offset
+        self.sub.feed(time.monotonic() if at is None else at, data)
+
+    def _end(self) -> None:
+        if self.open:
+            self.open = False
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sub.lost()
+
+    def abort(self) -> None:
+        if self.open:
+            with contextlib.suppress(OSError):  # RST, not FIN: as a transport's abort()
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_0)
+            self._end()
+
+    def close(self, goodbye: bytes) -> None:
+        if self.open and goodbye:
+            with contextlib.suppress(OSError):
+                self.sock.send(goodbye)
+        self._end()
+
+
+class _Protocol(asyncio.Protocol):
+    """A subscriber over TLS: asyncio's transport, each read stamped when it is handed over."""
+
+    def __init__(self, sub: _Subscriber) -> None:
+        self.sub = sub
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.sub.driver = self
+        transport.write(self.sub.request)
+
+    def data_received(self, data: bytes) -> None:
+        self.sub.feed(time.monotonic(), data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.sub.lost()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def close(self, goodbye: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            if self.kind == "ws" and self.status == 101:
-                self.transport.write(_CLOSE_FRAME)
+            if goodbye:
+                self.transport.write(goodbye)
             self.transport.close()
 
 
@@ -270,6 +398,9 @@ class _Path:
     )
     attempted: dict[str, int] = field(default_factory=lambda: {"sse": 0, "ws": 0})
     seq: int = 0
+    # Cleartext subscribers on raw sockets with the kernel's receive times; False
+    # (both paths, when the target speaks TLS): asyncio transports, stamped when read.
+    kernel_stamps: bool = True
 
     def request(self, kind: str) -> bytes:
         ctx = self.ctx
@@ -290,8 +421,7 @@ class _Path:
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     def live(self, kind: str) -> list[_Subscriber]:
-        return [s for s in self.subs[kind] if s.ready.done() and not s.ready.exception()
-                and not s.ended]  # fmt: skip
+        return [s for s in self.subs[kind] if _subscribed(s.ready) and not s.ended]
 
     def close(self) -> None:
         for subs in self.subs.values():
@@ -309,11 +439,15 @@ async def _open(path: _Path, kind: str, count: int, timeout_s: float) -> None:
         async with gate:
             sub = _Subscriber(kind, path.request(kind), path.watch)
             path.subs[kind].append(sub)
+            tls = ctx.ssl_context()
             try:
                 async with asyncio.timeout(timeout_s):
-                    await loop.create_connection(
-                        lambda: sub, ctx.host, ctx.port, ssl=ctx.ssl_context()
-                    )
+                    if tls is None and path.kernel_stamps:
+                        await _RawSocket.connect(sub, ctx.host, ctx.port)
+                    else:
+                        await loop.create_connection(
+                            lambda: _Protocol(sub), ctx.host, ctx.port, ssl=tls
+                        )
                     await sub.ready
             except _Refused as exc:
                 path.refused[kind][str(exc)] += 1
@@ -329,8 +463,9 @@ async def _open(path: _Path, kind: str, count: int, timeout_s: float) -> None:
 
 async def _burst(
     path: _Path, n: int, kinds: Sequence[str], count: int, interval_s: float, drain_s: float
-) -> tuple[dict[str, FanoutSide], str | None]:
-    """Publish ``count`` messages on ``path``'s topic; what each kind's subscribers got."""
+) -> tuple[dict[str, FanoutSide], str | None, float]:
+    """Publish ``count`` messages on ``path``'s topic: what each kind's subscribers got,
+    why the publisher failed (None), and when the burst began."""
     ctx = path.ctx
     members = {kind: path.live(kind) for kind in kinds}
     first, last = path.seq + 1, path.seq + count
@@ -339,6 +474,12 @@ async def _burst(
     watch.needle = b'"seq":%d,' % last
     watch.all_in.clear()
     watch.left = 0
+    # A full collection now rather than during the burst; then a tick, so that the
+    # lag monitor files the pause before the burst's window opens.
+    gc.collect()
+    await asyncio.sleep(0.02)
+    _Clock.sync()
+    began = time.monotonic()
     for subs in members.values():
         for sub in subs:
             sub.take()  # anything before the burst is not part of it
@@ -346,7 +487,7 @@ async def _burst(
             watch.left += 1
     if watch.left == 0:
         watch.all_in.set()
-    published, error = 0, None
+    published, error, origin_ms = 0, None, 0.0
     url = f"{ctx.base_url}{ctx.prefix}/fanout/publish"
     started = time.monotonic()
     for index in range(count):
@@ -358,14 +499,15 @@ async def _burst(
                 async with ctx.session.post(
                     url, params=query, data=b"a comment", headers=list(ctx.headers) or None
                 ) as response:
-                    await response.read()
+                    body = await response.read()
                     if response.status == 200:
                         published += 1
+                        origin_ms = max(origin_ms, _took_ms(body))
                     elif error is None:
                         error = f"the publisher got status {response.status}"
         except TimeoutError:
             error = error or "the publisher got no answer in time"
-        except (OSError, Exception) as exc:  # aiohttp.ClientError and the like
+        except Exception as exc:  # aiohttp.ClientError, OSError and the like
             error = error or f"the publisher's request failed: {_kind(exc)}"
     if published:
         with contextlib.suppress(TimeoutError):
@@ -397,8 +539,9 @@ async def _burst(
             p50_ms=round(percentile(latencies, 0.5), 2) if latencies else None,
             p99_ms=round(percentile(latencies, 0.99), 2) if latencies else None,
             max_ms=round(latencies[-1], 2) if latencies else None,
+            origin_write_ms=round(origin_ms, 2),
         )
-    return sides, error
+    return sides, error, began
 
 
 def _knee(side: FanoutSide | None, knee_ms: float) -> bool:
@@ -453,7 +596,12 @@ async def _fanout(
             f"open only {limit} files ({per_n} per N): stepped up to {max_n}"
         )
     token = target.token(check)
-    paths = {"target": _Path(target, f"{token}-target"), "direct": _Path(direct, f"{token}-direct")}
+    # Both paths stamp reads alike: by the kernel, unless the target speaks TLS.
+    stamps = not target.tls
+    paths = {
+        "target": _Path(target, f"{token}-target", kernel_stamps=stamps),
+        "direct": _Path(direct, f"{token}-direct", kernel_stamps=stamps),
+    }
     count, interval = th.fanout_messages, th.fanout_interval_ms / 1000
     steps: list[FanoutStep] = []
     ws_refused: str | None = None
@@ -475,13 +623,13 @@ async def _fanout(
             if not steps and ws_refused is None:
                 ws_refused = _not_proxied(target_path, n)
             kinds = ("sse",) if ws_refused else ("sse", "ws")
-            since = time.monotonic()
-            direct_sides, direct_error = await _burst(
+            direct_sides, direct_error, since = await _burst(
                 paths["direct"], n, ("sse", "ws"), count, interval, th.fanout_drain_s
             )
             direct_lag = target.lag.max_lag_ms(since)
-            since = time.monotonic()
-            sides, error = await _burst(target_path, n, kinds, count, interval, th.fanout_drain_s)
+            sides, error, since = await _burst(
+                target_path, n, kinds, count, interval, th.fanout_drain_s
+            )
             lag = target.lag.max_lag_ms(since)
             step = FanoutStep(
                 n=n, sse=sides["sse"], ws=sides.get("ws"),
@@ -524,3 +672,13 @@ def _not_proxied(path: _Path, n: int) -> str | None:
         return None
     ((why, times),) = refused.items()
     return why if why.startswith("status 4") and times >= n else None
+
+
+def _took_ms(body: bytes) -> float:
+    """The origin's longest broadcast loop, from the publish route's answer (0 if unsaid)."""
+    match = re.search(rb'"took_ms":\s*([0-9.eE+-]+)', body)
+    return float(match[1]) if match else 0.0
+
+
+def _subscribed(ready: asyncio.Future[None]) -> bool:
+    return ready.done() and not ready.cancelled() and ready.exception() is None

@@ -337,6 +337,9 @@ class FanoutSide:
     p50_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
+    # The origin's longest loop writing one message to every subscriber of the topic
+    # (both protocols), from the publisher's answers: its own share of the latency.
+    origin_write_ms: float = 0.0
 
     @property
     def lost(self) -> int:

@@ -73,7 +73,7 @@ def test_as_prompt_as_directly_at_every_n_passes_with_the_metrics_at_the_top() -
     assert m["curve"][2] == {
         "n": 100, "sse_p50_ms": 2.0, "sse_p99_ms": 4.0, "ws_p50_ms": 2.5, "ws_p99_ms": 5.0,
         "sse_lost": 0, "ws_lost": 0, "direct_sse_p99_ms": 2.0, "direct_ws_p99_ms": 2.0,
-        "loop_lag_ms": 0.0,
+        "origin_write_ms": 0.0, "direct_origin_write_ms": 0.0, "loop_lag_ms": 0.0,
     }  # fmt: skip
 
 
