@@ -589,9 +589,9 @@ async def _fanout(
     per_n = CLIENT_FDS_PER_N * (1 if origin_process else 2)
     room = max(0, (limit - _open_fds() - FD_RESERVE) // per_n)
     max_n = min(requested, room)
-    tool_limit = None
+    notes: list[str] = []
     if max_n < requested:
-        tool_limit = (
+        notes.append(
             f"asked for up to {requested} subscribers of each protocol, but this process may "
             f"open only {limit} files ({per_n} per N): stepped up to {max_n}"
         )
@@ -609,9 +609,7 @@ async def _fanout(
     try:
         for n in ladder(max_n) if max_n else ():
             if time.monotonic() > deadline:
-                tool_limit = tool_limit or (
-                    f"stopped after {th.fanout_deadline_s:g} s of stepping, before N={n}"
-                )
+                notes.append(f"stopped after {th.fanout_deadline_s:g} s of stepping, before N={n}")
                 break
             for name, path in paths.items():
                 kinds = ("sse",) if name == "target" and ws_refused else ("sse", "ws")
@@ -642,7 +640,7 @@ async def _fanout(
                 step.direct_ws, th.fanout_knee_ms
             ):
                 if n < max_n:
-                    tool_limit = tool_limit or (
+                    notes.append(
                         f"the direct path itself did not keep up at N={n}: the tool's own limit"
                     )
                 break
@@ -659,7 +657,7 @@ async def _fanout(
         interval_ms=th.fanout_interval_ms,
         messages_per_step=count,
         ws_refused=ws_refused,
-        tool_limit=tool_limit,
+        tool_limit="; ".join(notes) or None,
         fd_limit=limit,
         origin_process=origin_process,
     )
