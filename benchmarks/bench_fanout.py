@@ -11,8 +11,10 @@ proxy, the messages lost, the direct path's p99 (the baseline, measured at the
 same N just before), the origin's longest loop writing one message to every
 subscriber (``origin``, ms) and the tool's worst event-loop lag (``lag``, ms).
 Latencies are the kernel's receive times of the subscribers' sockets minus the
-origin's send times (cleartext), so the tool's own reading is not in them. ``--direct`` first measures the tool alone (both paths
-straight to the origin process): how far one client process keeps up.
+origin's send times (cleartext), so the tool's own reading is not in them.
+``--direct`` first measures the tool alone (both paths straight to the origin
+process): how far one client process keeps up. 20 messages a step here (the
+check's default is 5, to keep the default matrix short).
 
 Numbers, not assertions: the machine is shared, so run it when it is quiet.
 """
@@ -45,7 +47,9 @@ from proxytest.timing import Thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 # One attempt per setup, and patience for minutes of stepping.
-PATIENT = Thresholds(timing_retries=0, check_timeout_s=600.0, fanout_deadline_s=1500.0)
+PATIENT = Thresholds(
+    timing_retries=0, check_timeout_s=600.0, fanout_deadline_s=1500.0, fanout_messages=20
+)
 
 
 def ms(value: Any) -> str:

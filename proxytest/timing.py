@@ -68,7 +68,7 @@ class Thresholds:
     browser_streams: int = 7  # browser.connection-limit: one more than HTTP/1.1 allows
     # load.fanout: each step is a burst of this many messages, one every interval,
     # directly and then through the target.
-    fanout_messages: int = 10
+    fanout_messages: int = 5
     fanout_interval_ms: float = 100.0
 
     # -- patience: scaled by PROXYTEST_TIME_SCALE ------------------------------------
