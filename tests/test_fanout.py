@@ -72,7 +72,7 @@ async def test_a_relay_that_slows_down_with_many_streams_is_degraded_at_its_knee
 
 @pytest.mark.asyncio
 async def test_a_relay_that_drops_messages_fails() -> None:
-    result = await through(Fault("drop_messages", drop_every=7))
+    result = await through(Fault("drop_messages", drop_every=3))
     assert result.verdict == Verdict.FAIL, result.summary
     assert result.metrics["sse_lost"] > 0 and result.metrics["ws_lost"] > 0
     assert result.metrics["sse_knee_n"] == 10  # the first step already
