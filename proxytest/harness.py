@@ -11,6 +11,10 @@ listens, and where the proxy reaches the origin, are the runtime's to say (a
 container on a bridge network listens on 0.0.0.0 inside it and reaches this
 machine through the bridge's gateway); ``runtime.reach(origin)`` makes the
 origin listen there too.
+
+A config with numbered placeholders (``{{ upstream_port_2 }}`` …) fronts
+:attr:`Harness.backends` origins: :meth:`Harness.instance` takes backends 2 … N
+as ``more``, and a request reaching any of them proves the instance ready.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from .runtimes import (
     make_run_dir,
     remove_run_dir,
 )
-from .templates import Placeholders, load_config, render_config
+from .templates import Placeholders, backend_count, load_config, render_config
 from .timing import Thresholds
 
 __all__ = ["Harness", "Instance", "Reloaded", "ask_ready"]
@@ -69,6 +73,9 @@ class Instance:
     process: Running
     config: RenderedConfig
     ready_s: float
+    # The ids of the origins behind it, backend 1 first: a request reaching any proves
+    # it passes traffic (readiness, a reload's confirmation).
+    origin_ids: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -93,6 +100,15 @@ class Harness:
     env: Mapping[str, str] = field(default_factory=dict)
     # The run dirs kept (keep_run_dirs), in the order they were made.
     kept: list[Path] = field(default_factory=list)
+    _backends: int | None = field(default=None, repr=False)
+
+    @property
+    def backends(self) -> int:
+        """How many origins the config fronts: its highest ``{{ upstream_port_N }}``
+        (1 without numbered placeholders). Raises TemplateError for a bad number."""
+        if self._backends is None:
+            self._backends = backend_count(load_config(self.sources, self.adapter))
+        return self._backends
 
     async def version(self) -> str | None:
         """The proxy's version, from its own version command where it runs."""
@@ -121,33 +137,59 @@ class Harness:
         return {**self.adapter.env(config), **self.env}
 
     def placeholders(
-        self, upstream_host: str, upstream_port: int, run_dir: Path, listen_port: int
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        run_dir: Path,
+        listen_port: int,
+        more: Sequence[tuple[str, int]] = (),
     ) -> Placeholders:
-        """The values rendered into the config: the runtime decides both hosts."""
+        """The values rendered into the config: the runtime decides the hosts (the
+        listener's, and every backend's)."""
         return Placeholders(
             self.runtime.listen_host,
             listen_port,
             self.runtime.upstream_host or upstream_host,
             upstream_port,
             run_dir,
+            tuple((self.runtime.upstream_host or host, port) for host, port in more),
         )
 
     @contextlib.asynccontextmanager
     async def instance(
-        self, upstream_host: str, upstream_port: int, origin_id: str, *, validate: bool = False
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        origin_id: str,
+        *,
+        validate: bool = False,
+        more: Sequence[tuple[str, int, str]] = (),
     ) -> AsyncIterator[Instance]:
         """Render the config for a new port and ``upstream``, start it, wait until ready.
 
         ``upstream_host`` is where the origin listens on this machine (loopback); the
-        origin must also listen at ``runtime.origin_hosts`` of it.
+        origin must also listen at ``runtime.origin_hosts`` of it. ``more``: backends
+        2 … N of a config that fronts several, ``(host, port, origin_id)`` each.
         """
+        if len(more) + 1 != self.backends:
+            raise LaunchError(
+                f"the config fronts {self.backends} backends (its highest "
+                f"{{{{ upstream_port_N }}}}), but {len(more) + 1} origins were given for it"
+            )
+        origin_ids = (origin_id, *(oid for _, _, oid in more))
         # Private (0700) and marked as this run's: a later run sweeps it, and what
         # runs in it, should this one be killed outright (runtimes/local.py).
         run_dir = make_run_dir(self.adapter.name, keep=self.keep_run_dirs)
         if self.keep_run_dirs:
             self.kept.append(run_dir)
         try:
-            placeholders = self.placeholders(upstream_host, upstream_port, run_dir, free_port())
+            placeholders = self.placeholders(
+                upstream_host,
+                upstream_port,
+                run_dir,
+                free_port(),
+                [(host, port) for host, port, _ in more],
+            )
             # Neutralised as check_targets did before the run (which showed the notices).
             template = load_config(self.sources, self.adapter)
             config = replace(render_config(template, placeholders), as_root=self.runtime.as_root)
@@ -164,14 +206,17 @@ class Harness:
                 label=self.label,
             )
             async with self.runtime.launch(spec) as process:
-                ready = await self._wait_ready(process, config, origin_id)
+                ready = await self._wait_ready(process, config, origin_ids)
                 # process.port: where clients connect (a published port may differ).
-                yield Instance(LOOPBACK, process.port, process, config, ready)
+                yield Instance(LOOPBACK, process.port, process, config, ready, origin_ids)
         finally:
             await finish(asyncio.to_thread(remove_run_dir, run_dir))
 
-    async def _wait_ready(self, proc: Running, config: RenderedConfig, origin_id: str) -> float:
-        """Poll through the proxy until a request reaches *our* origin; seconds taken."""
+    async def _wait_ready(
+        self, proc: Running, config: RenderedConfig, origin_ids: tuple[str, ...]
+    ) -> float:
+        """Poll through the proxy until a request reaches *our* origin (any of them, with
+        several backends: whichever the proxy picked); seconds taken."""
         adapter, th = self.adapter, self.thresholds
         started = time.monotonic()
         deadline = started + th.ready_timeout_s
@@ -190,7 +235,7 @@ class Harness:
             status, body = await ask_ready(
                 self.session, f"{scheme}://{proc.host}:{proc.port}", th.ready_poll_timeout_s
             )
-            if status == 200 and body == origin_id:
+            if status == 200 and body in origin_ids:
                 return time.monotonic() - started
             last = f"status {status}" if status is not None else body
             await asyncio.sleep(0.05)
@@ -242,8 +287,10 @@ class Harness:
         th = self.thresholds
         deadline = time.monotonic() + th.reload_confirm_timeout_s
         while time.monotonic() < deadline:
-            answer = await ask_ready(self.session, instance.base_url, th.ready_poll_timeout_s, path)
-            if answer == (200, origin_id):
+            status, body = await ask_ready(
+                self.session, instance.base_url, th.ready_poll_timeout_s, path
+            )
+            if status == 200 and (body == origin_id or body in instance.origin_ids):
                 return f"{path}, routed only by the changed config, answers"
             await asyncio.sleep(0.1)
         return None

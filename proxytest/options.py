@@ -31,7 +31,13 @@ from .matrix import Matrix, TargetSpec
 from .runtimes import LocalRuntime
 from .runtimes.base import DEFAULT_NETWORK, DOCKER_NETWORKS, RUNTIMES, NetworkMode, RuntimeName
 from .settings import DEFAULT_CONCURRENCY, SettingError, Settings, parse_setting
-from .templates import PLACEHOLDERS, load_config, render_text, require_placeholders
+from .templates import (
+    PLACEHOLDERS,
+    backend_count,
+    load_config,
+    render_text,
+    require_placeholders,
+)
 from .timing import Thresholds
 
 __all__ = ["RunOptions", "check_images", "check_targets", "cli_flag"]
@@ -208,8 +214,13 @@ def check_targets(targets: Sequence[TargetSpec], options: RunOptions) -> tuple[N
                     raise UsageError(exc.problem, fix=exc.fix, **where) from None
                 verify_binary(adapter, binary, options.thresholds.version_timeout_s)
         template = load_config(target.configs, adapter)
+        numbered = {  # backends 1 … N of a config with numbered placeholders
+            f"upstream_{what}_{n}": "x"
+            for n in range(1, backend_count(template) + 1)
+            for what in ("host", "port")
+        }
         for config_file in template.files:
-            render_text(config_file.text, dummy, source=config_file.source)
+            render_text(config_file.text, {**dummy, **numbered}, source=config_file.source)
         require_placeholders(template, adapter)
         notices.extend(n for n in template.notices if n not in notices)
     if options.images and not runs_docker:

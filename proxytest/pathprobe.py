@@ -11,9 +11,9 @@ launched from a config file, so proxytest only drives its client side:
 2. **Clock offset**: from the same round trips (``RemoteOrigin.clock``); event
    send times are converted into the client's clock.
 3. **The checks**, by phase as ``runner`` schedules them: quick ones, then the
-   long holds beside the browser checks, then ``h2.streams``. ``lifecycle.*``
-   and ``load.*`` need control of the proxy (a reload, an origin that dies, a
-   private instance) and are skipped with the reason.
+   long holds beside the browser checks, then ``h2.streams``. ``lifecycle.*``,
+   ``load.*`` and ``lb.failover`` need control of the proxy (a reload, an origin
+   or a backend that dies, a private instance) and are skipped with the reason.
 
 Timing: there is no direct origin-to-client baseline (the origin is behind the
 path), so the baseline is documented as absent (``Baseline.problem``): a stream
@@ -53,12 +53,17 @@ from .tls import Trust
 
 __all__ = ["NEEDS_CONTROL", "DeployedPath", "PathRun", "probe_path"]
 
-# Check families that need control of the proxy: skipped in probe mode.
+# Check families that need control of the proxy: skipped in probe mode, as is every
+# check of the lifecycle phase (a private instance: lb.failover kills a backend).
 NEEDS_CONTROL = ("lifecycle", "load")
 SKIP_REASON = "needs control of the proxy: use proxytest check"
 RUNTIME = "remote"  # the target's runtime in reports
 # A deployed path has a public certificate: the system's CAs (not the run's).
 SYSTEM_TRUST = Trust(system=True)
+
+
+def _needs_control(check: Check[Any]) -> bool:
+    return check.family in NEEDS_CONTROL or check.phase == Phase.LIFECYCLE
 
 
 @dataclass(frozen=True)
@@ -225,12 +230,8 @@ async def probe_path(
     watched = _Watched(run, progress)
     target = path.target
     th = options.thresholds
-    skipped = [c for c in options.checks if c.family in NEEDS_CONTROL]
-    runnable = [
-        _timed(c, started) if started else c
-        for c in options.checks
-        if c.family not in NEEDS_CONTROL
-    ]
+    skipped = [c for c in options.checks if _needs_control(c)]
+    runnable = [_timed(c, started) if started else c for c in options.checks if c not in skipped]
     browsers = Browsers(start_timeout_s=th.browser_start_timeout_s)
     async with (
         new_session(path.trust, path.request_headers) as session,

@@ -103,6 +103,12 @@ class Failure(enum.StrEnum):
     LIMIT = "limit"  # a connection limit on the path
     FANOUT_SLOW = "fanout_slow"  # a broadcast to many subscribers reaches them late
     FANOUT_LOST = "fanout_lost"  # broadcast messages lost while the connections stayed open
+    # several backends
+    NOT_STICKY = "not_sticky"  # a session's requests or reconnects reached another backend
+    HUNG_ON_DEAD_BACKEND = "hung_on_dead_backend"  # a client not told its backend died
+    NO_FAILOVER = "no_failover"  # a client could not reach a live backend in time
+    LOST_EVENTS = "lost_events"  # events lost or duplicated across the failover
+    RETRIED_DEAD_BACKEND = "retried_dead_backend"  # reconnects sent to the dead backend first
     # HTTP/2
     H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
     STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused

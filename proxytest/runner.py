@@ -10,8 +10,9 @@ late (measure.py says how attempts add up).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,7 @@ from .matrix import TargetSpec
 from .measure import Baseline, combine, measure_again, measure_baseline
 from .options import RunOptions
 from .origin import Origin
+from .origin.server import RecordStore
 from .probes import ProbeContext
 from .probes.cdp import Browsers
 from .probes.context import new_session
@@ -339,6 +341,34 @@ async def prepare_target(
     return PreparedTarget(target, adapter, runtime, version, harness)
 
 
+@contextlib.asynccontextmanager
+async def target_origins(
+    run_origin: Origin, harness: Harness, runtime: Runtime
+) -> AsyncIterator[tuple[Origin, ...]]:
+    """The origins a target's main instance fronts, backend 1 first.
+
+    One backend: the run's shared origin. Several (a config with numbered
+    placeholders): N origins of the target's own, on loopback, reachable from
+    where the proxy runs, with ids ``<run origin id>-b1`` … and ONE record store,
+    so a probe waiting for its records sees them whichever backend got them
+    (``OriginRecord.origin_id`` says which). They end after the target.
+    """
+    count = harness.backends
+    if count <= 1:
+        await runtime.reach(run_origin)
+        yield (run_origin,)
+        return
+    store = RecordStore()
+    async with contextlib.AsyncExitStack() as stack:
+        origins = []
+        for n in range(1, count + 1):
+            origin = Origin(LOOPBACK, origin_id=f"{run_origin.id}-b{n}", store=store)
+            await stack.enter_async_context(origin)
+            await runtime.reach(origin)
+            origins.append(origin)
+        yield tuple(origins)
+
+
 async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
     th = env.options.thresholds
     # The run's checks that this target selects (its own `checks:` in the matrix).
@@ -369,16 +399,22 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
         slot_held = True
         env.active_since[target.id] = time.monotonic()
         env.progress.target_phase(target, "starting")
-        await prepared.runtime.reach(env.origin)
-        async with harness.instance(
-            env.origin.host, env.origin.port, env.origin.id, validate=True
-        ) as main:
+        async with (
+            target_origins(env.origin, harness, prepared.runtime) as origins,
+            harness.instance(
+                origins[0].host,
+                origins[0].port,
+                origins[0].id,
+                validate=True,
+                more=[(o.host, o.port, o.id) for o in origins[1:]],
+            ) as main,
+        ):
             proc, tls = main.process, main.tls
             env.progress.target_phase(target, "checking")
             ctx = ProbeContext(
                 LOOPBACK,
                 main.port,
-                env.origin,
+                origins[0],
                 env.session,
                 th,
                 env.lag,
@@ -387,6 +423,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
                 harness=harness,
                 tls=main.tls,
                 browsers=env.browsers,
+                backends=origins if len(origins) > 1 else (),
             )
 
             def phase(*phases: Phase) -> Awaitable[tuple[CheckResult, ...]]:

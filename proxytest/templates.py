@@ -3,7 +3,10 @@
 Placeholders (docs/architecture.md, "Contracts"): ``listen_host``,
 ``listen_port``, ``upstream_host``, ``upstream_port`` and ``run_dir``; for TLS
 ``tls_cert``, ``tls_key``, ``tls_pem`` (both in one file) and ``tls_ca``, PEM
-files of the run's certificate written into the run dir (tls.py). Spaces
+files of the run's certificate written into the run dir (tls.py). Several
+backends: ``upstream_host_N`` and ``upstream_port_N`` for N = 1 … 16
+(``upstream_*`` without a number is backend 1); :func:`backend_count` reads a
+config's highest N, which is how many origins its run starts. Spaces
 inside the braces are optional. Any other ``{{ … }}`` is an error naming the
 file and line. Values never contain a newline, so a rendered file keeps its
 source's line numbers and a proxy's error about the rendered copy can be
@@ -31,10 +34,12 @@ from .errors import TemplateError
 from .tls import TlsFiles, authority
 
 __all__ = [
+    "MAX_BACKENDS",
     "PLACEHOLDERS",
     "ConfigTemplate",
     "Placeholders",
     "TemplateFile",
+    "backend_count",
     "load_config",
     "read_template",
     "render_config",
@@ -59,6 +64,29 @@ PLACEHOLDERS = (
 # A config that names one of these has a TLS listener.
 TLS_PLACEHOLDERS = ("tls_cert", "tls_key", "tls_pem")
 _NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
+# Several backends (docs/architecture.md, "Several backends"): upstream_host_N and
+# upstream_port_N, N from 1; more than this many origins behind one proxy is a typo.
+MAX_BACKENDS = 16
+_NUMBERED = re.compile(r"upstream_(host|port)_([0-9A-Za-z_]*)")
+_NUMBERED_HELP = (
+    "{{ upstream_host_N }}, {{ upstream_port_N }} for backend N = 1 … "
+    f"{MAX_BACKENDS} (without a number: backend 1)"
+)
+
+
+def backend_number(name: str) -> int | None:
+    """N of a numbered backend placeholder (``upstream_port_2`` → 2), None for any other
+    name; raises ValueError for a number that cannot be (0, 01, > MAX_BACKENDS, text)."""
+    match = _NUMBERED.fullmatch(name)
+    if match is None:
+        return None
+    digits = match.group(2)
+    if not digits.isdigit() or digits.startswith("0") or int(digits) > MAX_BACKENDS:
+        raise ValueError(
+            f"backends are numbered 1 to {MAX_BACKENDS}: {{{{ upstream_{match.group(1)}_N }}}} "
+            f"with N = {digits!r} names none"
+        )
+    return int(digits)
 
 
 @dataclass(frozen=True)
@@ -68,12 +96,21 @@ class Placeholders:
     upstream_host: str
     upstream_port: int
     run_dir: Path
+    # Backends 2 … N of a config with numbered placeholders: (host, port) each.
+    more: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def backends(self) -> tuple[tuple[str, int], ...]:
+        """Every backend, backend 1 (``upstream_host``/``upstream_port``) first."""
+        return ((self.upstream_host, self.upstream_port), *self.more)
 
     def as_mapping(self) -> dict[str, str]:
         tls = TlsFiles.at(self.run_dir)  # written there by render_config
         values = {
             name: str(getattr(self, name)) for name in PLACEHOLDERS if not name.startswith("tls_")
         }
+        for n, (host, port) in enumerate(self.backends, 1):
+            values[f"upstream_host_{n}"], values[f"upstream_port_{n}"] = host, str(port)
         values.update(
             tls_cert=str(tls.cert), tls_key=str(tls.key), tls_pem=str(tls.pem), tls_ca=str(tls.ca)
         )
@@ -92,11 +129,30 @@ def render_text(text: str, values: Mapping[str, str], *, source: Path | str) -> 
         if name is None or name not in values:
             line = text.count("\n", 0, match.start()) + 1
             shown = match.group(0)
+            try:
+                number = backend_number(name) if name else None
+            except ValueError as exc:
+                raise TemplateError(
+                    f"{shown}: {exc}", file=source, line=line, fix="use " + _NUMBERED_HELP
+                ) from None
+            if number is not None:  # a backend beyond the config's own count (in a comment)
+                given = sum(1 for key in values if key.startswith("upstream_port_"))
+                raise TemplateError(
+                    f"{shown} names backend {number}, but this config fronts {given} "
+                    "(its highest N outside comments)",
+                    file=source,
+                    line=line,
+                    fix=f"use {{{{ upstream_port_{number} }}}} outside a comment too, or take "
+                    "it out of the comment",
+                )
             raise TemplateError(
                 f"unknown placeholder {shown}",
                 file=source,
                 line=line,
-                fix="use one of " + ", ".join(f"{{{{ {n} }}}}" for n in PLACEHOLDERS),
+                fix="use one of "
+                + ", ".join(f"{{{{ {n} }}}}" for n in PLACEHOLDERS)
+                + "; several backends: "
+                + _NUMBERED_HELP,
             )
         return values[name]
 
@@ -242,11 +298,14 @@ def require_placeholders(template: ConfigTemplate, adapter: Adapter) -> None:
     listens, a dynamic file names the origin); one inside a comment does not count.
     """
     code = [_COMMENT.sub("", file.text) for file in template.files]
+    backend_count(template)  # numbered placeholders: valid numbers, no gap
     for name, what, where in (
         ("listen_port", "where the proxy listens", adapter.listen_example),
         ("upstream_port", "where the proxy reaches the origin", adapter.upstream_example),
     ):
         if any(has_placeholder(text, name) for text in code):
+            continue
+        if name == "upstream_port" and any(has_placeholder(t, "upstream_port_1") for t in code):
             continue
         files = [f.source for f in template.files]
         several = len(files) > 1
@@ -261,3 +320,54 @@ def require_placeholders(template: ConfigTemplate, adapter: Adapter) -> None:
             file=files[0],
             fix=fix,
         )
+
+
+def backend_count(template: ConfigTemplate) -> int:
+    """How many origins the config fronts: its highest N of ``{{ upstream_host_N }}``
+    and ``{{ upstream_port_N }}`` outside comments, over all its files (1 without them).
+
+    Raises TemplateError, naming the file and line, for a number that names no
+    backend (0, 01, above MAX_BACKENDS) anywhere, and for a gap: backends are
+    numbered 1 … N, each with its port (``upstream_port`` is backend 1's), so a
+    ``{{ upstream_port_3 }}`` without ``{{ upstream_port_2 }}`` is refused.
+    """
+    highest = 1
+    first: dict[int, tuple[str, Path, int]] = {}  # N -> its first placeholder (code only)
+    ports: set[int] = set()
+    for file in template.files:
+        code = _COMMENT.sub("", file.text)  # the same offsets line by line: comments cut
+        for text, counted in ((file.text, False), (code, True)):
+            for match in PLACEHOLDER.finditer(text):
+                inner = _NAME.fullmatch(match.group(1))
+                if inner is None:
+                    continue  # render_text names it
+                line = text.count("\n", 0, match.start()) + 1
+                try:
+                    number = backend_number(inner.group(1))
+                except ValueError as exc:
+                    raise TemplateError(
+                        f"{match.group(0)}: {exc}",
+                        file=file.source,
+                        line=line,
+                        fix="use " + _NUMBERED_HELP,
+                    ) from None
+                if inner.group(1) == "upstream_port":
+                    number = 1 if counted else None
+                if number is None or not counted:
+                    continue
+                highest = max(highest, number)
+                first.setdefault(number, (match.group(0), file.source, line))
+                if "port" in inner.group(1):
+                    ports.add(number)
+    for number in range(2, highest + 1):
+        if number not in ports:
+            shown, source, line = first[highest]
+            raise TemplateError(
+                f"{shown} names backend {highest}, but there is no {{{{ upstream_port_{number} }}}}"
+                ": backends are numbered 1 to N without a gap, each with its port",
+                file=source,
+                line=line,
+                fix=f"add backend {number} ({{{{ upstream_host_{number} }}}}:"
+                f"{{{{ upstream_port_{number} }}}}), or renumber the backends from 1",
+            )
+    return highest

@@ -143,6 +143,15 @@ class Thresholds:
     origin_prompt_s: float = 2.0
     origin_learn_limit_s: float = 10.0
     origin_recover_limit_s: float = 15.0
+    # lb.failover: a client on the backend that died must learn it within
+    # learn_limit_s (else its connection hung), and get events again from a live
+    # backend within reconnect_limit_s of learning, retrying like EventSource
+    # every retry_ms, at most max_tries times; resume_s: how long it then reads.
+    failover_learn_limit_s: float = 5.0
+    failover_reconnect_limit_s: float = 5.0
+    failover_retry_ms: float = 200.0
+    failover_max_tries: int = 10
+    failover_resume_s: float = 1.0
     # load.concurrency: connections that time out while the tool's own loop lagged
     # this long may be the tool's doing (half the connect timeout's default).
     load_tool_lag_limit_ms: float = 5000.0

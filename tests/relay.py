@@ -59,25 +59,57 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   compressed and sent chunked; ``flush=True`` syncs the compressor after each
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
   zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
+
+Several backends (``Relay(..., more=[(host, port), ...], balance=...)``): each
+request goes to one of the upstreams, chosen once its head is read:
+
+- ``round_robin``: in turn, request by request (nginx, HAProxy, Envoy, Traefik
+  with two servers and no stickiness; Caddy with ``lb_policy round_robin``).
+- ``source``: by the client's address (nginx ``ip_hash``, HAProxy ``balance
+  source``): every request of a client on loopback reaches the same backend.
+- ``app_cookie``: by a hash of the application's session cookie
+  ``proxytest_sid`` (nginx ``hash $cookie_proxytest_sid consistent``): a request
+  without it, such as the long-polling handshake that sets it, lands on backend
+  1, the polls that carry it on another (by the session id's hash; with two
+  backends always backend 2), so the session is lost; WebSocket and SSE
+  reconnects, which all carry the same cookie, stay together. (nginx balances
+  an empty key round robin, so it loses the session in about half of the
+  runs; the relay loses it every time, so a test of it is deterministic.)
+
+A backend that refuses the connection is skipped for the next one, in order
+(nginx's ``proxy_next_upstream error``: the clean path). Faults for a backend
+that dies (``lb.failover``):
+
+- ``no_retry``: no next backend: a request sent to a dead backend is answered
+  502 (nginx ``proxy_next_upstream off``, Traefik without the retry middleware).
+- ``hold_dead``: when a backend's connection resets or closes mid-response or
+  mid-tunnel, the client's connection is held open without a byte until the
+  client leaves (a proxy that never tells the client its upstream died).
+- ``lose_resume``: ``Last-Event-ID`` and the query parameter ``after`` are
+  removed from requests, so a reconnect starts at the newest event (a rewrite
+  that drops what resumes a stream).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "Relay"]
+__all__ = ["BALANCE", "FAULT_KINDS", "Fault", "Relay"]
+
+BALANCE = ("round_robin", "source", "app_cookie")
 
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
-    "crowd_delay", "drop_messages",
+    "no_retry", "hold_dead", "lose_resume", "crowd_delay", "drop_messages",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -360,9 +392,14 @@ class _Connection:
         upstream: tuple[str, int],
         fault: Fault,
         number: int = 1,
+        pick: Callable[[_Head], tuple[str, int]] | None = None,
+        upstreams: Sequence[tuple[str, int]] = (),
         crowd: Callable[[], int] = lambda: 0,
     ) -> None:
         self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
+        self.pick = pick  # several backends: the upstream of this request
+        # Several backends: every one, in the relay's order (the next on a refused connect).
+        self.upstreams = tuple(upstreams) or (upstream,)
         self.number = number  # of this client connection, from 1
         self.crowd = crowd  # client connections open at the relay now
         self.ureader: asyncio.StreamReader | None = None
@@ -385,7 +422,10 @@ class _Connection:
         except _Abort:
             abort = True
         except (OSError, EOFError, TimeoutError, asyncio.LimitOverrunError, _BadMessage):
-            pass  # a peer went away, stalled or spoke garbage: close both sides
+            # A peer went away, stalled or spoke garbage: close both sides (hold_dead:
+            # keep the client waiting when it was the backend that went away).
+            if self.fault.kind == "hold_dead" and self.uwriter is not None:
+                await self._hold_client()
         finally:
             await self.sink.aclose()
             await self._close(abort)
@@ -401,13 +441,23 @@ class _Connection:
         except _BadMessage:
             return await self._reply(400, "Bad Request")
         wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
+        if self.pick is not None:
+            self.upstream = self.pick(req)
         self._rewrite_request(req)
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                self.ureader, self.uwriter = await asyncio.open_connection(
-                    *self.upstream, limit=MAX_HEAD_BYTES
-                )
-        except (OSError, TimeoutError):
+        turn = self.upstreams.index(self.upstream) if self.upstream in self.upstreams else 0
+        tries = (*self.upstreams[turn:], *self.upstreams[:turn])
+        if self.fault.kind == "no_retry":
+            tries = tries[:1]
+        for upstream in tries:
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self.ureader, self.uwriter = await asyncio.open_connection(
+                        *upstream, limit=MAX_HEAD_BYTES
+                    )
+                break
+            except (OSError, TimeoutError):
+                continue  # the next backend, if any
+        if self.uwriter is None:
             return await self._reply(502, "Bad Gateway")
         _nodelay(self.uwriter)
         self.uwriter.write(req.encode())
@@ -426,10 +476,19 @@ class _Connection:
             return await self._tunnel()
         await _first_of(self._response(resp, method, wants_gzip), self._watch_client())
 
+    async def _hold_client(self) -> None:
+        """hold_dead: say nothing to the client until it leaves (bounded)."""
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                await self._watch_client()
+
     def _rewrite_request(self, req: _Head) -> None:
         """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy."""
         if self.fault.kind == "strip_headers":
             req.remove(*self.fault.headers)
+        if self.fault.kind == "lose_resume":
+            req.remove("Last-Event-ID")
+            req.start = re.sub(r"([?&])after=[^& ]*&?", r"\1", req.start)
         upgrade = req.get("upgrade") is not None and "upgrade" in req.tokens("connection")
         req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
         req.remove("connection", "keep-alive", "proxy-connection")
@@ -491,6 +550,8 @@ class _Connection:
             assert self.ureader is not None
             every = self.fault.drop_every if kind == "drop_messages" else 0
             await pump(self.ureader, self._to_client, every)
+            if kind == "hold_dead":
+                raise EOFError("the backend closed the tunnel")
             await self.sink.finish()
 
         await _first_of(pump(self.creader, self._to_upstream), downstream())
@@ -642,8 +703,16 @@ class Relay:
         upstream_port: int,
         fault: Fault = Fault(),  # frozen, so a shared default is safe
         host: str = "127.0.0.1",
+        *,
+        more: Sequence[tuple[str, int]] = (),
+        balance: str = "round_robin",
     ) -> None:
+        if balance not in BALANCE:
+            raise ValueError(f"unknown balance {balance!r}; choose one of {BALANCE}")
         self.upstream = (upstream_host, upstream_port)
+        self.upstreams = (self.upstream, *more)  # several backends, backend 1 first
+        self.balance = balance
+        self.picked: list[int] = []  # the backend index of each request, in order
         self.fault = fault
         self.host = host
         self.port = 0
@@ -682,12 +751,39 @@ class Relay:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _pick(self, head: _Head) -> tuple[str, int]:
+        """The upstream of one request (several backends), by ``balance``."""
+        n = len(self.upstreams)
+        if self.balance == "round_robin":
+            index = len(self.picked) % n
+        elif self.balance == "source":
+            index = 0  # every client here is 127.0.0.1: one hash, one backend
+        else:
+            cookies = dict(
+                part.strip().partition("=")[::2]
+                for part in (head.get("cookie") or "").split(";")
+                if "=" in part
+            )
+            key = cookies.get("proxytest_sid", "")
+            # No cookie: backend 1; a cookie: one of the others by its hash.
+            index = 1 + zlib.crc32(key.encode()) % (n - 1) if key else 0
+        self.picked.append(index)
+        return self.upstreams[index]
+
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
+        pick = self._pick if len(self.upstreams) > 1 else None
         try:
             await _Connection(
-                reader, writer, self.upstream, self.fault, number, lambda: len(self._tasks)
+                reader,
+                writer,
+                self.upstream,
+                self.fault,
+                number,
+                pick,
+                self.upstreams,
+                crowd=lambda: len(self._tasks),
             ).run()
         except Exception as exc:
             self.errors.append(exc)

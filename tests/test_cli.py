@@ -250,3 +250,57 @@ def test_python_dash_m_and_version(cli: Cli) -> None:
     assert done.returncode == 0
     assert done.stdout.startswith("proxytest ")
     assert os.path.exists(ROOT / "proxytest" / "__main__.py")
+
+
+def test_check_a_config_with_two_backends(cli: Cli, tmp_path: Path) -> None:
+    """A user's nginx config in front of two backends, round robin: the run starts two
+    origins for it; checks that wait for the origin's records (sse.last-event-id) and
+    the lifecycle checks' private instances (which need both backends rendered) work,
+    and lb.sticky fails with nginx's knob."""
+    config = tmp_path / "pair.conf"
+    config.write_text("""\
+worker_processes 1;
+pid {{ run_dir }}/pair.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+    upstream app {
+        server {{ upstream_host_1 }}:{{ upstream_port_1 }};
+        server {{ upstream_host_2 }}:{{ upstream_port_2 }};
+    }
+    server {
+        listen {{ listen_host }}:{{ listen_port }};
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+        }
+    }
+}
+""")
+    report = tmp_path / "report.json"
+    done = cli(
+        "check", "--proxy", "nginx", "--config", str(config), "--json", str(report),
+        "--checks", "lb.*", "--checks", "sse.last-event-id", "--checks", "ws.echo",
+        "--checks", "lifecycle.*",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr  # lb.sticky fails
+    (target,) = json.loads(report.read_text())["targets"]
+    assert target["status"] == "ok", target["reason"]
+    results = {r["check"]: r for r in target["results"]}
+    assert {c: r["verdict"] for c, r in results.items() if c != "lb.sticky"} == {
+        "sse.last-event-id": "pass",
+        "ws.echo": "pass",
+        "lifecycle.reload": "pass",
+        "lifecycle.origin-restart": "pass",
+        # a refused connect goes to the next server (proxy_next_upstream's default)
+        "lb.failover": "pass",
+    }, {c: r["summary"] for c, r in results.items()}
+    sticky = results["lb.sticky"]
+    assert sticky["verdict"] == "fail"
+    assert sticky["metrics"]["backends"] == 2 and sticky["metrics"]["backends_seen"] == 2
+    assert "ip_hash" in sticky["hint"]
+    assert cli.leftovers() == []

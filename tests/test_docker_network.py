@@ -144,6 +144,19 @@ def test_bridge_renders_listen_on_all_and_upstream_on_the_gateway(tmp_path: Path
     assert "127.0.0.1" not in text
 
 
+def test_bridge_renders_every_backend_of_a_two_backend_config_on_the_gateway(
+    tmp_path: Path,
+) -> None:
+    bridged = harness(DockerRuntime(FakeEngine(), "envoy:test", BRIDGE))  # type: ignore[arg-type]
+    values = bridged.placeholders("127.0.0.1", 8080, tmp_path, 4000, [("127.0.0.1", 8081)])
+    assert values.backends == ((GATEWAY, 8080), (GATEWAY, 8081))
+    (main,) = render_files((ROOT / "proxies/envoy/lb-sticky.yaml",), values)
+    text = main.read_text()
+    assert text.count(f"address: {GATEWAY}") == 2
+    assert "port_value: 8080" in text and "port_value: 8081" in text
+    assert "127.0.0.1" not in text
+
+
 @pytest.mark.parametrize("runtime", [LocalRuntime(), "docker-host"])
 def test_host_and_local_render_loopback_both_ways(runtime: Any, tmp_path: Path) -> None:
     if runtime == "docker-host":

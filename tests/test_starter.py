@@ -111,7 +111,9 @@ def test_run_without_a_matrix_here_uses_the_packaged_one_and_says_so(
 def test_list_outside_a_clone_shows_the_packaged_setups(cli: Cli, tmp_path: Path) -> None:
     done = cli("list", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "default, realtime" in done.stdout
+    # listed in order, wrapped in the table's cell: default, lb-round-robin, lb-sticky, realtime
+    assert "default, lb-round-robin," in done.stdout
+    assert "lb-sticky, realtime" in done.stdout
     assert "shipped with proxytest" in done.stdout
 
 

@@ -11,6 +11,7 @@ from proxytest.errors import TemplateError, UsageError
 from proxytest.options import RunOptions, check_targets
 from proxytest.templates import (
     Placeholders,
+    backend_count,
     load_config,
     read_template,
     render_config,
@@ -93,10 +94,15 @@ def test_shipped_templates_use_only_known_placeholders() -> None:
     specs = []
     for proxy_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         for setup in setups_of(root, proxy_dir.name):
-            specs.extend(discover_setup(root, proxy_dir.name, setup))
+            specs.append(discover_setup(root, proxy_dir.name, setup))
     assert len(specs) >= 10
-    for path in specs:
-        render_text(path.read_text(), VALUES, source=path)  # raises on a bad placeholder
+    for files in specs:
+        # the lb-* setups front two backends: rendered with both
+        more = (("127.0.0.1", 9091),) * (backend_count(load_config(files)) - 1)
+        values = Placeholders("127.0.0.1", 8080, "127.0.0.1", 9090, Path("/tmp/run"), more)
+        for path in files:  # raises on a bad placeholder
+            render_text(path.read_text(), values.as_mapping(), source=path)
+    assert sum(backend_count(load_config(files)) == 2 for files in specs) == 10
 
 
 def test_check_targets_fails_before_anything_starts(tmp_path: Path) -> None:
@@ -227,3 +233,116 @@ def test_a_tls_placeholder_only_in_a_comment_is_not_a_tls_listener(tmp_path: Pat
     assert not uses_tls(load_config([source]))
     source.write_text("listen {{ listen_port }} ssl;\nssl_certificate {{ tls_cert }};\n")
     assert uses_tls(load_config([source]))
+
+
+# -- several backends: numbered placeholders ------------------------------------------
+
+
+def _config(tmp_path: Path, *texts: str) -> list[Path]:
+    files = []
+    for n, text in enumerate(texts):
+        path = tmp_path / f"f{n}.cfg"
+        path.write_text(text)
+        files.append(path)
+    return files
+
+
+def test_numbered_placeholders_render_each_backend(tmp_path: Path) -> None:
+    ph = Placeholders(
+        "127.0.0.1", 1, "127.0.0.1", 2001, Path("/tmp/run"), (("10.0.0.2", 2002), ("h3", 2003))
+    )
+    text = (
+        "{{ upstream_host }}:{{ upstream_port }} {{ upstream_host_1 }}:{{upstream_port_1}} "
+        "{{ upstream_host_2 }}:{{ upstream_port_2 }} {{ upstream_host_3 }}:{{ upstream_port_3 }}"
+    )
+    assert render_text(text, ph.as_mapping(), source="x") == (
+        "127.0.0.1:2001 127.0.0.1:2001 10.0.0.2:2002 h3:2003"
+    )
+
+
+@pytest.mark.parametrize(
+    ("texts", "count"),
+    [
+        (("listen {{ listen_port }} {{ upstream_port }}",), 1),
+        (("{{ listen_port }} {{ upstream_port_1 }}",), 1),  # backend 1, numbered
+        (("{{ listen_port }} {{ upstream_port }}\n{{ upstream_port_2 }}",), 2),
+        # over all files (Traefik: the dynamic file names the servers)
+        (
+            (
+                "{{ listen_port }}",
+                "{{ upstream_port_1 }}\n{{ upstream_port_2 }} {{ upstream_port_3 }}",
+            ),
+            3,
+        ),
+        # a backend in a comment only does not count
+        (("{{ listen_port }} {{ upstream_port }}\n# {{ upstream_port_2 }}",), 1),
+    ],
+)
+def test_the_highest_number_outside_comments_is_how_many_backends(
+    tmp_path: Path, texts: tuple[str, ...], count: int
+) -> None:
+    template = load_config(_config(tmp_path, *texts))
+    require_placeholders(template, ADAPTERS["haproxy"])
+    assert backend_count(template) == count
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        ("{{ listen_port }}\n{{ upstream_port_0 }}", 2, "with N = '0' names none"),
+        ("{{ listen_port }}\n\n{{ upstream_host_17 }}", 3, "numbered 1 to 16"),
+        ("{{ listen_port }}\n{{ upstream_port_02 }}", 2, "N = '02'"),
+        ("{{ listen_port }}\n{{ upstream_port_two }}", 2, "N = 'two'"),
+        # an impossible number is refused in a comment too: it is a typo either way
+        ("{{ listen_port }} {{ upstream_port }}\n# {{ upstream_port_99 }}", 2, "N = '99'"),
+        # a gap: backend 3 without backend 2's port
+        (
+            "{{ listen_port }} {{ upstream_port }}\n\n{{ upstream_port_3 }}",
+            3,
+            "no {{ upstream_port_2 }}",
+        ),
+        # a host without its port
+        (
+            "{{ listen_port }} {{ upstream_port }}\n{{ upstream_host_2 }}:80",
+            2,
+            "no {{ upstream_port_2 }}",
+        ),
+    ],
+)
+def test_numbered_placeholders_that_name_no_backend_are_errors_at_file_and_line(
+    tmp_path: Path, text: str, line: int, says: str
+) -> None:
+    files = _config(tmp_path, text)
+    template = load_config(files)
+    with pytest.raises(TemplateError) as info:
+        backend_count(template)
+    assert (info.value.file, info.value.line) == (files[0], line)
+    assert says in info.value.problem
+    assert info.value.fix
+    with pytest.raises(TemplateError):  # check_targets' road
+        require_placeholders(template, ADAPTERS["haproxy"])
+
+
+def test_the_unknown_placeholder_error_lists_the_numbered_forms() -> None:
+    with pytest.raises(TemplateError) as info:
+        render_text("{{ upstream_url }}", VALUES, source="f")
+    assert "{{ upstream_host_N }}, {{ upstream_port_N }}" in (info.value.fix or "")
+
+
+def test_a_backend_beyond_the_config_s_count_in_a_comment_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError) as info:
+        render_text("# {{ upstream_port_2 }}", VALUES, source="f")
+    assert "names backend 2, but this config fronts 1" in info.value.problem
+
+
+def test_check_targets_accepts_a_two_backend_config(tmp_path: Path) -> None:
+    from proxytest.matrix import TargetSpec
+
+    conf = tmp_path / "lb.cfg"
+    conf.write_text(
+        "frontend f\n  bind {{ listen_host }}:{{ listen_port }}\n  default_backend b\n"
+        "backend b\n  server s1 {{ upstream_host_1 }}:{{ upstream_port_1 }}\n"
+        "  server s2 {{ upstream_host_2 }}:{{ upstream_port_2 }}\n"
+    )
+    target = TargetSpec(proxy="haproxy", setup="lb", configs=(conf,))
+    check_targets([target], RunOptions.from_matrix())

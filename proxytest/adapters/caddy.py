@@ -34,6 +34,24 @@ class Caddy(Adapter):
     )
     upstream_example = "`reverse_proxy {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "retried_dead_backend": "Caddy tries one upstream per request unless `lb_try_duration` "
+        "(0 by default) is set: a request sent to a dead upstream is answered 502 (measured, "
+        "2.11). Add `lb_try_duration 5s` (measured: every reconnect then reached the live "
+        "upstream at once; `lb_try_interval`, `lb_retries`), and passive (`fail_duration 30s`) "
+        "or active (`health_uri`) health checks",
+        "no_failover": "Caddy: `lb_policy cookie` keeps choosing the upstream its cookie names, "
+        "dead or not: measured (2.11), `lb_try_duration 5s` alone retried the dead one for 5 s; "
+        "with passive health checks too (`fail_duration 30s`) every reconnect reached the live "
+        "upstream at once; active ones (`health_uri`) also leave a dead one out",
+        "hung_on_dead_backend": "Caddy closes the client side when the upstream resets: look at "
+        "`stream_timeout` and at a hop in front of it",
+        "lost_events": "Caddy: look for `header_up -Last-Event-ID` or a `rewrite` that drops "
+        "the query",
+        "not_sticky": "Caddy's default lb_policy with several upstreams is random, and "
+        "round_robin does not stick either: `lb_policy cookie NAME` in reverse_proxy sets a "
+        "cookie (on a WebSocket's 101 too) "
+        "that sends a client back to its backend; `lb_policy ip_hash` hashes the client "
+        "address instead",
         "reload_cut": "Caddy closes proxied WebSockets on every config reload "
         "(`stream_close_delay` is 0): set `stream_close_delay 1h` in reverse_proxy so old "
         "streams drain instead",

@@ -33,6 +33,28 @@ class Envoy(Adapter):
         "`port_value: {{ upstream_port }}`"
     )
     hints = {
+        "retried_dead_backend": "Envoy answers 503 at once when the chosen host refuses "
+        "(measured, 1.40): add on the route `retry_policy: {retry_on: connect-failure,reset, "
+        "num_retries: 2, retry_host_predicate: [{name: "
+        "envoy.retry_host_predicates.previous_hosts}]}` (measured: every reconnect then reached "
+        "a live host at the first attempt), and outlier detection "
+        "(`consecutive_gateway_failure`) or active `health_checks` on the cluster",
+        "no_failover": "Envoy: a ring hash on a cookie keeps choosing the dead host until "
+        "something ejects it: measured (1.40), outlier detection on the cluster "
+        "(`consecutive_5xx: 1`, `consecutive_gateway_failure: 1`, `interval: 0.5s`) made every "
+        "reconnect reach a live host at once, a route `retry_policy` with the previous_hosts "
+        "predicate alone did not; active `health_checks` also eject it",
+        "hung_on_dead_backend": "Envoy resets the downstream stream when the upstream resets, "
+        "but closes a WebSocket's client connection only after the HttpConnectionManager's "
+        "`delayed_close_timeout` (1 s by default; measured on 1.40: clients learned after 1.0 "
+        "s, after 2 ms with `0s`): lower it; look also at the route `timeout`/`idle_timeout` "
+        "and at a hop in front of it",
+        "lost_events": "Envoy: look for `request_headers_to_remove: [last-event-id]` or a "
+        "rewrite that drops the query",
+        "not_sticky": "Envoy's ROUND_ROBIN ignores hashes: set the cluster's `lb_policy: "
+        "RING_HASH` (or MAGLEV) and on the route `hash_policy: [{cookie: {name: NAME, ttl: "
+        "3600s, path: /}}]`; with a ttl Envoy sets the cookie itself, without one it only "
+        "hashes a cookie the application set (a request without it is balanced at random)",
         "limit": "Envoy's cluster circuit breakers (`max_connections`, `max_requests`, "
         "`max_pending_requests`: 1024 by default) refuse streams beyond them with 503: raise "
         "them for long-lived streams",

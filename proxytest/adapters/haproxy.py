@@ -24,6 +24,24 @@ class HAProxy(Adapter):
     listen_example = "the frontend's `bind {{ listen_host }}:{{ listen_port }}`"
     upstream_example = "the backend's `server app {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        "retried_dead_backend": "HAProxy retries a refused connect on the same server (`retries "
+        "3`, about 1 s apart) and keeps choosing a dead server without health checks: add "
+        "`option redispatch` (measured: reconnects then reached the live server at once) and "
+        "`check inter 1s` on each server",
+        "no_failover": "HAProxy retries a refused connect on the same server (`retries 3`, "
+        "about 1 s apart) and then answers 503, and a `cookie ... insert` keeps sending a client "
+        "to the server it names: measured (2.6), reconnects waited about 3 s for that 503 and "
+        "found no live server within 5 s. Add `option redispatch` to the backend (measured: "
+        "round robin then reached the live server at once, a sticky cookie after about 2 s), "
+        "and `check inter 1s` on each server so a dead one is marked down",
+        "hung_on_dead_backend": "HAProxy: `on-marked-down shutdown-sessions` on servers with "
+        "`check` closes the sessions of a server marked down; look at `timeout server` and "
+        "`timeout tunnel`",
+        "lost_events": "HAProxy: look for `http-request del-header Last-Event-ID` or a "
+        "`set-path`/`set-query` rule that drops `after=`",
+        "not_sticky": "HAProxy balances round robin: in the backend, `cookie SERVERID insert "
+        "indirect nocache` and `cookie s1`, `cookie s2` … on each `server` line (HAProxy sets "
+        "the cookie, on a WebSocket's 101 too), or `balance source` to hash the client address",
         "limit": "HAProxy queues or refuses connections beyond `maxconn` (global and per "
         "frontend; derived from the fd limit by default): size it for your streams",
         "ws.idle:idle": "HAProxy closes an idle WebSocket at `timeout tunnel`, or, when that is "

@@ -50,6 +50,11 @@ class Nginx(Adapter):
         "`proxy_pass http://{{ upstream_host }}:{{ upstream_port }};`"
     )
     hints = {
+        "not_sticky": "nginx balances an upstream round robin: add `ip_hash;` (or "
+        "`hash $remote_addr consistent;`) to the upstream block. `hash $cookie_<app cookie> "
+        "consistent;` keeps WebSocket and SSE reconnects together but misroutes a "
+        "long-polling session: its handshake carries no cookie yet and is balanced round "
+        "robin, so use the client address for long polling",
         "limit": "nginx's `worker_connections` (512 by default) counts both sides of each "
         "proxied connection, so about 256 streams per worker: raise it together with "
         "`worker_rlimit_nofile`",
@@ -57,6 +62,17 @@ class Nginx(Adapter):
         "set too short; old workers should keep streams for a drain period",
         "hung": "nginx kept the client connection open after the origin died: check "
         "`proxy_read_timeout` and `proxy_next_upstream`",
+        "retried_dead_backend": "nginx sends a request whose server refuses to the next one by "
+        "default (`proxy_next_upstream error timeout`) and keeps a failed server out for "
+        "`fail_timeout` (10 s) after `max_fails` (1) errors: look for `proxy_next_upstream off` "
+        "or `max_fails=0`",
+        "no_failover": "nginx: keep `proxy_next_upstream error timeout` (the default) so a "
+        "reconnect sent to a dead server goes to the next, and `max_fails`/`fail_timeout` so a "
+        "dead one is left out; a `hash` or `ip_hash` upstream also moves on to the next server",
+        "hung_on_dead_backend": "nginx closes the client side when the upstream resets: look at "
+        "`proxy_read_timeout` and at a hop in front of it",
+        "lost_events": "nginx forwards Last-Event-ID and the query unchanged unless a "
+        '`proxy_set_header Last-Event-ID ""` or a rewrite drops them',
         "no_recovery": "nginx marks an origin down after `max_fails` errors for "
         "`fail_timeout` (10 s): lower it, or add a backup server",
         "idle": "nginx closes a proxied connection after `proxy_read_timeout` (60 s by default) "

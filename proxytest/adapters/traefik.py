@@ -42,6 +42,21 @@ class Traefik(Adapter):
     )
     _reloads = 0
     hints = {
+        "retried_dead_backend": "Traefik has no passive retry: a request sent to a dead server "
+        "is answered 502 (measured, 3.7) unless the router has the `retry` middleware (`retry: "
+        "{attempts: 3}`; measured: every reconnect then reached the live server at once); a "
+        "`healthCheck` on the service (`path`, `interval`) marks a dead server down",
+        "no_failover": "Traefik: a sticky cookie keeps choosing the dead server, and the "
+        "`retry` middleware retries that same server (measured, 3.7: every reconnect 502). A "
+        "`healthCheck` on the service marks it down (measured with `interval: 500ms` and the "
+        "retry middleware: one 502 per client, then the live server)",
+        "hung_on_dead_backend": "Traefik closes the client side when the backend resets: look "
+        "at the serversTransport's `forwardingTimeouts` and at a hop in front of it",
+        "lost_events": "Traefik: look for a `headers` middleware removing Last-Event-ID or a "
+        "`replacePathRegex` that drops the query",
+        "not_sticky": "Traefik balances a service's servers in turn: add `sticky: {cookie: "
+        "{name: NAME, httpOnly: true}}` to its loadBalancer (without a name the cookie is "
+        "called after a hash of the service, e.g. _fa7fb)",
         "idle": "Traefik: the entryPoint's `respondingTimeouts.readTimeout` (60 s since v3.0) and "
         "`idleTimeout` (180 s), and the serversTransport's `respondingTimeouts`, close quiet "
         "connections: raise them for long-lived streams",

@@ -29,6 +29,13 @@ Routes are behaviours, chosen by path and query (all GET but the publisher):
     answers the client's pings itself so they can be recorded too.
 ``/ws/close``
     Closes with ``code`` and ``reason`` after ``delay_ms``.
+``/lb/handshake``, ``/lb/poll?sid=…``
+    A long-polling session held in this origin's memory (origin/sessions.py): a
+    poll reaching another backend is 400 ``unknown session``, as socket.io answers.
+
+``/lb/events``, ``/lb/ws``
+    Events of a topic from a log the origins of one group share (origin/events.py),
+    so a client resumes on another backend where it was cut (``lb.failover``).
 
 ``/fanout/sse``, ``/fanout/ws``, ``POST /fanout/publish``
     Broadcast: subscribers of ``topic`` over SSE or WebSocket receive every
@@ -73,7 +80,9 @@ import contextlib
 import hmac
 import json
 import secrets
+import socket
 import ssl
+import struct
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -83,8 +92,11 @@ from typing import Any
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
+from . import events
+from .events import EventLog
 from .fanout import Fanout
 from .page import BROWSER_PAGE
+from .sessions import HANDSHAKE_PATH, POLL_PATH, Sessions
 
 __all__ = [
     "CLOCK_HEADER",
@@ -93,6 +105,7 @@ __all__ = [
     "TOKEN_PARAM",
     "Origin",
     "OriginRecord",
+    "RecordStore",
     "event_payload",
     "normalise_prefix",
 ]
@@ -130,6 +143,9 @@ class OriginRecord:
     close_reason: str | None = None
     finished_at: float | None = None
     end: str | None = None  # complete | client-gone | error
+    # The id of the origin that received it: with several backends sharing one
+    # RecordStore, which backend the proxy picked.
+    origin_id: str | None = None
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
@@ -162,6 +178,7 @@ class OriginRecord:
             "close_reason": self.close_reason,
             "finished_at": self.finished_at,
             "end": self.end,
+            "origin_id": self.origin_id,
         }
 
     @classmethod
@@ -188,6 +205,7 @@ class OriginRecord:
             close_reason=_opt_str(data["close_reason"]),
             finished_at=None if data["finished_at"] is None else float(data["finished_at"]),
             end=_opt_str(data["end"]),
+            origin_id=_opt_str(data.get("origin_id")),  # added later: older origins lack it
         )
 
 
@@ -252,6 +270,49 @@ def _float(request: web.Request, name: str, default: float) -> float:
         raise web.HTTPBadRequest(text=f"query parameter {name} must be a number") from None
 
 
+class RecordStore:
+    """What origins recorded, by probe token, and a signal when it changed.
+
+    Each :class:`Origin` has its own unless it is given one: the backends behind one
+    proxy share a store (runner.py), so a probe that waits for its records sees them
+    whichever backend the proxy picked (``OriginRecord.origin_id`` says which).
+    ``max_probes``: probes remembered at once (None: all); past it the oldest is
+    forgotten.
+    """
+
+    def __init__(self, max_probes: int | None = None) -> None:
+        self.max_probes = max_probes
+        self._records: dict[str, list[OriginRecord]] = defaultdict(list)
+        self._changed = asyncio.Event()
+
+    def records(self, probe: str) -> list[OriginRecord]:
+        """Every request recorded for ``probe``, in arrival order."""
+        return list(self._records.get(probe, ()))
+
+    def add(self, record: OriginRecord) -> None:
+        probe = record.probe
+        if probe and len(self._records[probe]) < _MAX_RECORDS_PER_PROBE:
+            self._records[probe].append(record)
+            while self.max_probes is not None and len(self._records) > self.max_probes:
+                del self._records[next(iter(self._records))]
+        self.notify()
+
+    def notify(self) -> None:
+        self._changed.set()
+
+    async def wait_for(self, probe: str, predicate: Any, timeout: float) -> list[OriginRecord]:
+        """Wait until ``predicate(records)`` is true, or ``timeout``; return the records."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.records(probe)
+            remaining = deadline - time.monotonic()
+            if predicate(records) or remaining <= 0:
+                return records
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+
 class Origin:
     """The aiohttp origin, as an async context manager bound to ``host``:``port``.
 
@@ -271,6 +332,8 @@ class Origin:
         origin_id: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_probes: int | None = None,
+        log: EventLog | None = None,
+        store: RecordStore | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -281,14 +344,18 @@ class Origin:
         self.prefix = normalise_prefix(prefix)
         self.ssl_context = ssl_context
         # Probes remembered at once (None: all); past it the oldest is forgotten. A
-        # run's own origin keeps all; a deployed one serves probes for days.
-        self.max_probes = max_probes
-        self._records: dict[str, list[OriginRecord]] = defaultdict(list)
+        # run's own origin keeps all; a deployed one serves probes for days. Backends
+        # behind one proxy share one store (given), each its own sessions.
+        self.store = store if store is not None else RecordStore(max_probes)
+        self.sessions = Sessions(self.id)
         self._runner: web.AppRunner | None = None
-        self._changed = asyncio.Event()
         self.hosts: tuple[str, ...] = ()  # every address it listens on, ``host`` first
         self.listening: tuple[tuple[str, int], ...] = ()  # every (address, port), first first
         self._adding = asyncio.Lock()
+        # The event log of /lb/events (origin/events.py): shared by the origins of
+        # one group of backends, a private one otherwise.
+        self.log = log if log is not None else EventLog()
+        self.killed = False  # kill() made it look like a dead process; revive() undoes it
         self._fanout = Fanout()  # the broadcast routes' topics (fanout.py)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -305,6 +372,9 @@ class Origin:
             "/ws/push": self._ws_push,
             "/ws/ping": self._ws_ping,
             "/ws/close": self._ws_close,
+            **events.routes(self),
+            HANDSHAKE_PATH: self._lb_handshake,
+            POLL_PATH: self._lb_poll,
             "/fanout/sse": self._fanout.sse,
             "/fanout/ws": self._fanout.ws,
         }
@@ -378,6 +448,37 @@ class Origin:
             self.listening = (*self.listening, (host, got))
             return got
 
+    async def kill(self) -> None:
+        """Die as a process does, without dying: stop listening (new connections are
+        refused) and reset every open connection (a TCP RST, no goodbye: no close
+        frame, no chunked terminator). :meth:`revive` listens again on the same port."""
+        if self._runner is None:
+            raise RuntimeError("the origin is not running")
+        self.killed = True
+        for site in list(self._runner.sites):
+            await site.stop()  # closes the listening socket only
+        server = self._runner.server
+        for handler in server.connections if server is not None else ():
+            transport = handler.transport
+            if transport is None:
+                continue
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):  # linger 0: close() sends a RST
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        self._notify()
+
+    async def revive(self) -> None:
+        """Listen again on every address and port it listened on before :meth:`kill`."""
+        if self._runner is None:
+            raise RuntimeError("the origin is not running")
+        if not self.killed:
+            return
+        for host, port in self.listening:
+            await self._site(host, port)
+        self.killed = False
+
     async def __aexit__(self, *exc: object) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
@@ -392,27 +493,20 @@ class Origin:
 
     # -- records -----------------------------------------------------------------
     def records(self, probe: str) -> list[OriginRecord]:
-        """Every request the origin received for ``probe``, in arrival order."""
-        return list(self._records.get(probe, ()))
+        """Every request the origin received for ``probe``, in arrival order (with a
+        shared store: every backend's)."""
+        return self.store.records(probe)
 
     async def wait_for(self, probe: str, predicate: Any, timeout: float) -> list[OriginRecord]:
         """Wait until ``predicate(records)`` is true, or ``timeout``; return the records."""
-        deadline = time.monotonic() + timeout
-        while True:
-            records = self.records(probe)
-            remaining = deadline - time.monotonic()
-            if predicate(records) or remaining <= 0:
-                return records
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+        return await self.store.wait_for(probe, predicate, timeout)
 
     def local_time(self, origin_time: float) -> float:
         """In this process the origin's clock is the client's (``OriginView``)."""
         return origin_time
 
     def _notify(self) -> None:
-        self._changed.set()
+        self.store.notify()
 
     def _record(self, request: web.Request) -> OriginRecord:
         probe = request.query.get("probe", "")
@@ -430,12 +524,9 @@ class Origin:
             http_version=f"{request.version.major}.{request.version.minor}",
             upgrade_requested=request.headers.get("Upgrade", "").lower() == "websocket",
             last_event_id=request.headers.get("Last-Event-ID"),
+            origin_id=self.id,
         )
-        if probe and len(self._records[probe]) < _MAX_RECORDS_PER_PROBE:
-            self._records[probe].append(record)
-            while self.max_probes is not None and len(self._records) > self.max_probes:
-                del self._records[next(iter(self._records))]
-        self._notify()
+        self.store.add(record)
         return record
 
     def _finish(self, record: OriginRecord, end: str) -> None:
@@ -539,6 +630,14 @@ class Origin:
             await asyncio.sleep(min(comment_every, remaining))
             if deadline - time.monotonic() > 0:
                 await response.write(b": heartbeat\n\n")
+
+    async def _lb_handshake(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return self.sessions.handshake()
+
+    async def _lb_poll(self, request: web.Request) -> web.Response:
+        self._record(request)
+        return self.sessions.poll(request.query.get("sid", ""))
 
     # -- WebSocket routes ----------------------------------------------------------
     async def _upgrade(

@@ -571,7 +571,9 @@ async def fanout(ctx: ProbeContext, check: str) -> FanoutTimeline:
             hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
         ) as origin:
             assert origin.port is not None
-            async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
+            # Several backends: all of them on this one origin process (one topic).
+            more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
+            async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
                 own = replace(ctx, host=inst.host, port=inst.port)
                 direct = replace(ctx, host=LOOPBACK, port=origin.port, tls=False, prefix="")
                 return await _fanout(own, direct, check, limit, origin_process=True)

@@ -183,9 +183,11 @@ async def reload(ctx: ProbeContext, check: str) -> ReloadTimeline:
     if harness is None or not isinstance(origin, Origin):
         return ReloadTimeline(unsupported="needs a proxy that proxytest launched")
     observe = min(ctx.settings.max_hold_s, ctx.thresholds.reload_observe_s)
+    # Several backends: the private instance fronts the same ones as the main instance.
+    more = [(o.host, o.port, o.id) for o in ctx.backends[1:]]
     try:
         await harness.runtime.reach(origin)
-        async with harness.instance(origin.host, origin.port, origin.id) as inst:
+        async with harness.instance(origin.host, origin.port, origin.id, more=more) as inst:
             own = replace(ctx, host=inst.host, port=inst.port)
             stop = asyncio.Event()
             watchers, opened = await _watch_all(own, check, stop)
@@ -260,7 +262,10 @@ async def _restart(
 ) -> RestartTimeline:
     assert origin.port is not None
     th = ctx.thresholds
-    async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
+    # A config with several backends has all of them on this one origin process: the
+    # origin dies for every backend at once, as the check means.
+    more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
+    async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
         own = replace(ctx, host=inst.host, port=inst.port)
         stop = asyncio.Event()
         watchers, opened = await _watch_all(own, check, stop)

@@ -71,7 +71,9 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
             hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
         ) as origin:
             assert origin.port is not None
-            async with harness.instance(LOOPBACK, origin.port, origin.id) as inst:
+            # Several backends: all of them on this one origin process.
+            more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
+            async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
                 own = replace(ctx, host=inst.host, port=inst.port)
                 return await _load(own, limit, origin_process=True)
     except HarnessError as exc:

@@ -558,3 +558,33 @@ class ConnectionLimitTimeline(BrowserTimeline):
     @property
     def opened(self) -> int:
         return sum(1 for t in self.opened_ms if t is not None)
+
+
+# Which part of lb.sticky a request belongs to: a long-polling session (its
+# handshake, then polls carrying the session id), WebSocket or SSE reconnects.
+LbPart = Literal["handshake", "poll", "ws", "sse"]
+
+
+@dataclass(frozen=True)
+class LbHop:
+    """One request of lb.sticky's client: which backend answered it.
+
+    ``backend`` is the answering origin's id (its ``X-Proxytest-Origin``, or its
+    records), None when no backend could be told (no answer, a refused upgrade);
+    ``status`` is the HTTP status (101 for an upgrade), None without an answer.
+    """
+
+    part: LbPart
+    backend: str | None
+    status: int | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StickyTimeline:
+    """lb.sticky: one client (one cookie jar) through a proxy in front of ``backends``
+    origins, request by request in the order sent."""
+
+    backends: int
+    hops: tuple[LbHop, ...] = ()
+    error: str | None = None  # the probe could not run at all

@@ -27,7 +27,7 @@ from ..matrix import TargetSpec
 from ..options import RunOptions
 from ..origin import Origin
 from ..probes.context import new_session
-from ..runner import prepare_target
+from ..runner import prepare_target, target_origins
 from ..tls import authority
 
 T = TypeVar("T")
@@ -109,10 +109,20 @@ class Service:
         ready: asyncio.Future[RunningTarget] = self.loop.create_future()
 
         async def hold() -> None:
-            instance = prepared.harness.instance(origin.host, origin.port, origin.id, validate=True)
+            harness = prepared.harness
             try:
-                await prepared.runtime.reach(origin)  # where the proxy's network reaches it
-                async with instance as inst:
+                # The shared origin, or the target's own backends (reachable from where
+                # the proxy runs), as a run gives them.
+                async with (
+                    target_origins(origin, harness, prepared.runtime) as origins,
+                    harness.instance(
+                        origins[0].host,
+                        origins[0].port,
+                        origins[0].id,
+                        validate=True,
+                        more=[(o.host, o.port, o.id) for o in origins[1:]],
+                    ) as inst,
+                ):
                     ready.set_result(
                         RunningTarget(
                             id=target.id,

@@ -34,6 +34,23 @@ CLEARTEXT = {"ws.*@h2": S, "sse.*@h2": S}
 NO_H2C = {"sse.*@h2c": S, "h2.streams": S}
 # A TLS listener: h2c is HTTP/2 without TLS, not spoken there.
 TLS = {"sse.*@h2c": S}
+# A backend dies (lb.failover), measured with each setup's default knobs. Round
+# robin: nginx sends a refused connect to the next server (`proxy_next_upstream
+# error`, its default); HAProxy retries the dead server (`retries 3`, about 1 s
+# apart, no `option redispatch`) and answers 503 after about 3 s, so a reconnect
+# sent there twice finds no live server within 5 s; Envoy (no route
+# retry_policy), Traefik (no retry middleware) and Caddy (`lb_try_duration` 0)
+# answer a reconnect sent to the dead backend 503/502 at once, and the next one
+# reaches the live backend. Sticky: the cookie names the dead backend and nothing
+# marks it down (no health checks), so HAProxy, Envoy, Traefik and Caddy send every
+# reconnect there; nginx's ip_hash moves on to the next server.
+FAILOVER: dict[str, dict[str, Verdict]] = {
+    "haproxy/lb-round-robin": {"lb.failover": F},
+    "envoy/lb-round-robin": {"lb.failover": D},
+    "traefik/lb-round-robin": {"lb.failover": D},
+    "caddy/lb-round-robin": {"lb.failover": D},
+    **{f"{p}/lb-sticky": {"lb.failover": F} for p in ("haproxy", "envoy", "traefik", "caddy")},
+}
 DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Upgrade/Connection are hop-by-hop and not forwarded; proxy_buffering on
     # sends the headers only with the first body bytes; proxy_read_timeout 60 s
@@ -94,7 +111,20 @@ DOCUMENTED: dict[str, dict[str, Verdict]] = {
     "traefik/tls-xconnect": {"ws.*@h2": F, "browser.websocket": F},
     # The same GODEBUG: Caddy (2.9 and later) carries it.
     "caddy/tls-xconnect": {},
+    # Two backends. Round robin (nginx, HAProxy, Envoy and Traefik by default; Caddy's
+    # default is random, the setup says round_robin) sends a session's requests to
+    # both; each proxy's stickiness knob keeps them on one.
+    **{
+        f"{p}/lb-round-robin": {"lb.sticky": F, **FAILOVER.get(f"{p}/lb-round-robin", {})}
+        for p in ADAPTERS
+    },
+    **{f"{p}/lb-sticky": FAILOVER.get(f"{p}/lb-sticky", {}) for p in ADAPTERS},
 }
+LB_TARGETS = sorted(t for t in DOCUMENTED if t.split("/")[1].startswith("lb-"))
+# A target with one backend has nothing to balance: lb.* checks are skips there.
+for _target, _verdicts in DOCUMENTED.items():
+    if _target not in LB_TARGETS:
+        DOCUMENTED[_target] = {"lb.*": S, **_verdicts}
 # Measured drop times of the default setups' timeouts, in seconds.
 DROPS = {
     ("nginx/default", "sse.idle"): 60.0,
@@ -137,6 +167,14 @@ def default_run() -> RunResult:
     return asyncio.run(run_targets(matrix.targets, options))
 
 
+@pytest.fixture(scope="module")
+def lb_run() -> RunResult:
+    # The default matrix's targets with two backends, alone: their checks are quick.
+    matrix = load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS))
+    options = RunOptions.from_matrix(matrix)
+    return asyncio.run(run_targets([t for t in matrix.targets if t.id in LB_TARGETS], options))
+
+
 def target(run: RunResult, target_id: str) -> TargetResult:
     found = next(t for t in run.targets if t.id == target_id)
     if found.status == TargetStatus.SKIPPED:
@@ -147,21 +185,46 @@ def target(run: RunResult, target_id: str) -> TargetResult:
     return found
 
 
-@pytest.mark.parametrize("target_id", sorted(DOCUMENTED))
-def test_verdicts_match_documented_behaviour(default_run: RunResult, target_id: str) -> None:
-    result = target(default_run, target_id)
+def check_documented(run: RunResult, target_id: str) -> None:
+    result = target(run, target_id)
     spec = next(
         t for t in load_matrix(ROOT / "matrix.yaml", tuple(ADAPTERS)).targets if t.id == target_id
     )
     selected = [c for c in CHECKS if spec.selects(c)]  # a target's own checks: in the matrix
     assert [r.check for r in result.results] == selected
-    late = {c for t, c in too_busy(default_run) if t == target_id}
-    assert len(too_busy(default_run)) <= MAX_TOO_BUSY, too_busy(default_run)
+    late = {c for t, c in too_busy(run) if t == target_id}
+    assert len(too_busy(run)) <= MAX_TOO_BUSY, too_busy(run)
     got = {r.check: r.verdict for r in result.results if r.check not in late}
     want = {c: documented(target_id, c) for c in selected if c not in late}
     detail = {c: r.summary for r in result.results if (c := r.check) in got and got[c] != want[c]}
     assert got == want, detail
     assert result.proxy_version
+
+
+@pytest.mark.parametrize("target_id", sorted(DOCUMENTED))
+def test_verdicts_match_documented_behaviour(default_run: RunResult, target_id: str) -> None:
+    check_documented(default_run, target_id)
+
+
+@pytest.mark.parametrize("target_id", LB_TARGETS)
+def test_two_backend_targets_match_documented_behaviour(lb_run: RunResult, target_id: str) -> None:
+    check_documented(lb_run, target_id)
+
+
+def test_round_robin_alternates_and_sticky_setups_keep_one_backend(lb_run: RunResult) -> None:
+    for proxy in ADAPTERS:
+        rr = next(
+            r for r in target(lb_run, f"{proxy}/lb-round-robin").results if r.check == "lb.sticky"
+        )
+        # in turn (other checks of the target may take a turn now and then)
+        assert rr.metrics["moved_polls"] >= 3, (proxy, rr.summary)
+        assert rr.metrics["backends_seen"] == 2
+        assert (rr.metrics["sticky_ws"], rr.metrics["sticky_sse"]) == (False, False), rr.summary
+        assert rr.hint, proxy  # the proxy's own knob
+        sticky = next(
+            r for r in target(lb_run, f"{proxy}/lb-sticky").results if r.check == "lb.sticky"
+        )
+        assert sticky.metrics["backends_seen"] == 1, (proxy, sticky.summary)
 
 
 def test_nginx_default_upgrade_is_a_400_from_a_plain_get(default_run: RunResult) -> None:
