@@ -95,6 +95,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="WebSockets and SSE streams opened by load.concurrency (default 1000)",
     )
     parser.add_argument(
+        "--fanout-max-n",
+        type=int,
+        metavar="N",
+        help="subscribers per protocol load.fanout steps up to (default 250)",
+    )
+    parser.add_argument(
         "--concurrency",
         type=int,
         metavar="N",
@@ -374,6 +380,7 @@ def _execute(
         max_hold=args.max_hold,
         heartbeat=args.heartbeat,
         load_connections=args.load_connections,
+        fanout_max_n=args.fanout_max_n,
         concurrency=args.concurrency,
         keep_run_dirs=args.keep_run_dirs,
         config_in_reports=not args.no_config_in_reports,

@@ -8,6 +8,7 @@ Nothing downstream sees a raw dict: every error names the file and the line
     max_hold: 75           # seconds a long-lived check holds a connection
     heartbeat: 10          # ws.keepalive ping / sse.heartbeat comment interval
     load_connections: 1000 # WebSockets and SSE streams for load.concurrency
+    fanout_max_n: 250      # subscribers per protocol load.fanout steps up to
     runtime: local         # local | docker | auto (also per target)
     images: {nginx: "nginx:1.29.3-alpine"}   # docker runtime (also per target: image:)
     docker_network: host   # host | bridge (published ports, origin via the gateway)
@@ -58,7 +59,7 @@ __all__ = [
 
 _TOP_KEYS = (
     "checks", "concurrency", "runtime", "proxies_dir", "max_hold", "heartbeat",
-    "load_connections", "images", "docker_network", "targets",
+    "load_connections", "fanout_max_n", "images", "docker_network", "targets",
 )  # fmt: skip
 _TARGET_KEYS = (
     "proxy", "setup", "configs", "binary", "image", "expect", "runtime", "id", "note", "optional",
@@ -401,6 +402,7 @@ class _Parser:
                 load_connections=int(
                     self.setting(top, "load_connections", Settings.load_connections)
                 ),
+                fanout_max_n=int(self.setting(top, "fanout_max_n", Settings.fanout_max_n)),
             ),
             docker_network=self.docker_network(top["docker_network"])
             if "docker_network" in top

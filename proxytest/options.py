@@ -82,6 +82,7 @@ class RunOptions:
         max_hold: object = None,
         heartbeat: object = None,
         load_connections: object = None,
+        fanout_max_n: object = None,
         concurrency: object = None,
         keep_run_dirs: bool = False,
         config_in_reports: bool | None = None,
@@ -103,6 +104,7 @@ class RunOptions:
             ("max_hold", max_hold),
             ("heartbeat", heartbeat),
             ("load_connections", load_connections),
+            ("fanout_max_n", fanout_max_n),
             ("concurrency", concurrency),
         ):
             if value is None:
@@ -118,6 +120,7 @@ class RunOptions:
             max_hold_s=numbers.get("max_hold", base_settings.max_hold_s),
             heartbeat_s=numbers.get("heartbeat", base_settings.heartbeat_s),
             load_connections=int(numbers.get("load_connections", base_settings.load_connections)),
+            fanout_max_n=int(numbers.get("fanout_max_n", base_settings.fanout_max_n)),
         )
         network = docker_network or (matrix.docker_network if matrix else DEFAULT_NETWORK)
         return cls(
@@ -139,7 +142,10 @@ class RunOptions:
         )
 
 
-_EXAMPLE = {"max_hold": 20, "heartbeat": 5, "load_connections": 500, "concurrency": 2}
+_EXAMPLE = {
+    "max_hold": 20, "heartbeat": 5, "load_connections": 500, "fanout_max_n": 1000,
+    "concurrency": 2,
+}  # fmt: skip
 
 
 def _choice(value: str, choices: tuple[Any, ...], name: str) -> Any:

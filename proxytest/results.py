@@ -101,6 +101,8 @@ class Failure(enum.StrEnum):
     NO_RECOVERY = "no_recovery"  # still failing after the origin came back
     SLOW_LEARN = "slow_learn"  # clients told late that the origin died
     LIMIT = "limit"  # a connection limit on the path
+    FANOUT_SLOW = "fanout_slow"  # a broadcast to many subscribers reaches them late
+    FANOUT_LOST = "fanout_lost"  # broadcast messages lost while the connections stayed open
     # several backends
     NOT_STICKY = "not_sticky"  # a session's requests or reconnects reached another backend
     HUNG_ON_DEAD_BACKEND = "hung_on_dead_backend"  # a client not told its backend died

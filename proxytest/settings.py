@@ -40,6 +40,9 @@ BOUNDS: dict[str, Bound] = {
     # Each WebSocket/SSE pair costs this process 4 file descriptors.
     "load_connections": Bound(1, 100_000, integer=True, unit="connections"),
     "concurrency": Bound(1, 64, integer=True, unit="targets"),
+    # load.fanout steps N up to this, per protocol (SSE and WebSocket at once); this
+    # machine's file descriptors end it sooner (each N costs the tool 4 of them).
+    "fanout_max_n": Bound(1, 100_000, integer=True, unit="subscribers"),
 }
 DEFAULT_CONCURRENCY = 4  # targets in their start-up and quick phase at once
 
@@ -94,6 +97,9 @@ class Settings:
     heartbeat_s: float = 10.0
     # Concurrent WebSockets and, separately, SSE streams for load.concurrency.
     load_connections: int = 1000
+    # Largest number of subscribers per protocol load.fanout steps up to. The default
+    # keeps one target's check to seconds; benchmarks/bench_fanout.py goes further.
+    fanout_max_n: int = 250
 
     def __post_init__(self) -> None:
         for field in fields(self):

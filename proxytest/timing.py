@@ -66,6 +66,10 @@ class Thresholds:
     browser_stream_s: float = 20.0
     browser_event_interval_ms: float = 250.0
     browser_streams: int = 7  # browser.connection-limit: one more than HTTP/1.1 allows
+    # load.fanout: each step is a burst of this many messages, one every interval,
+    # directly and then through the target.
+    fanout_messages: int = 5
+    fanout_interval_ms: float = 100.0
 
     # -- patience: scaled by PROXYTEST_TIME_SCALE ------------------------------------
     handshake_timeout_s: float = _patience(5.0)  # a proxy that never answers an upgrade
@@ -91,6 +95,10 @@ class Thresholds:
     # its first event, and how long the one beyond the advertised limit is watched.
     h2_stream_wait_s: float = _patience(5.0)
     h2_beyond_wait_s: float = _patience(2.0)
+    # load.fanout: after a burst's last message, how long stragglers are awaited (a
+    # message later than this counts as lost); and when no further step starts.
+    fanout_drain_s: float = _patience(2.0)
+    fanout_deadline_s: float = _patience(90.0)
     # Before measuring again, wait this long times the attempts so far: a busy
     # moment of the machine (containers starting, a load check) passes, while a
     # proxy that delays does so whenever it is measured.
@@ -151,6 +159,12 @@ class Thresholds:
     # browser page multiplexes its EventSources, fetches and (RFC 8441) WebSockets
     # to one host over one connection; HAProxy's default is 100, nginx's 128, Go's 250.
     h2_streams_degraded_below: int = 100
+
+    # load.fanout: p99 delivery latency past this is the knee of the fan-out curve
+    # (a live comment a tenth of a second late); delivery failing at this N or
+    # below is a failure at once, whatever the direct path did.
+    fanout_knee_ms: float = 100.0
+    fanout_small_n: int = 50
 
     def scaled(self, factor: float) -> Thresholds:
         """These thresholds with every wait (and only the waits) ``factor`` times longer."""

@@ -47,6 +47,14 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
 - ``max_connections``: client connections beyond ``connections`` open at once
   are closed as soon as they are accepted (nginx out of ``worker_connections``,
   HAProxy at ``maxconn`` with no queue).
+- ``crowd_delay``: once more than ``connections`` client connections are open,
+  each downstream body or tunnel chunk arrives ``delay_ms`` late, in order (a
+  proxy short of workers or buffers for the streams it holds: a broadcast slows
+  as the subscribers grow).
+- ``drop_messages``: every ``drop_every``-th downstream chunk of a chunked body
+  (one SSE event, as the origin writes them) and every ``drop_every``-th
+  downstream WebSocket data frame vanishes; the connections stay open (a hop that
+  loses data under load).
 - ``gzip``: a 200 without ``Content-Encoding`` to a request accepting gzip is
   compressed and sent chunked; ``flush=True`` syncs the compressor after each
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
@@ -101,7 +109,7 @@ BALANCE = ("round_robin", "source", "app_cookie")
 FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
-    "no_retry", "hold_dead", "lose_resume",
+    "no_retry", "hold_dead", "lose_resume", "crowd_delay", "drop_messages",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -125,12 +133,15 @@ class Fault:
     after_bytes: int = 64 * 1024  # cut_after_bytes
     headers: tuple[str, ...] = ()  # strip_headers
     flush: bool = True  # gzip: Z_SYNC_FLUSH after each upstream chunk
-    connections: int = 100  # max_connections: open client connections allowed at once
+    connections: int = 100  # max_connections, crowd_delay: open client connections
+    drop_every: int = 5  # drop_messages: every n-th SSE event or WebSocket data frame
     stall_connections: int = 0  # stall: only the first N client connections (0: all)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; choose one of {FAULT_KINDS}")
+        if self.drop_every < 2:
+            raise ValueError(f"drop_every must be 2 or more, got {self.drop_every}")
         if self.delay_ms <= 0 or self.idle_s <= 0 or self.after_bytes <= 0:
             raise ValueError(
                 f"delay_ms, idle_s and after_bytes must be positive, got {self.delay_ms}, "
@@ -220,8 +231,9 @@ class _WsFilter:
     ``abort_on_close``; every other byte comes out unchanged.
     """
 
-    def __init__(self, drop: frozenset[int], abort_on_close: bool) -> None:
+    def __init__(self, drop: frozenset[int], abort_on_close: bool, drop_every: int = 0) -> None:
         self._drop, self._abort_on_close = drop, abort_on_close
+        self._drop_every, self._data_frames = drop_every, 0  # drop_messages
         self._buf = bytearray()
         self._left = 0  # payload bytes of the current frame still to pass or drop
         self._keep = True
@@ -245,6 +257,9 @@ class _WsFilter:
             if opcode == 0x8 and self._abort_on_close:
                 return bytes(out), True
             self._keep = opcode not in self._drop
+            if self._drop_every and opcode in (0x0, 0x1, 0x2):
+                self._data_frames += 1
+                self._keep = self._data_frames % self._drop_every != 0
             if self._keep:
                 out += self._buf[:header_len]
             del self._buf[:header_len]
@@ -287,14 +302,21 @@ def _nodelay(writer: asyncio.StreamWriter) -> None:
 class _Downstream:
     """Server→client bytes, shaped by hold, delay or coalesce; written at once otherwise."""
 
-    def __init__(self, writer: asyncio.StreamWriter, fault: Fault, stall: bool = True) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        fault: Fault,
+        stall: bool = True,
+        crowd: Callable[[], int] = lambda: 0,
+    ) -> None:
         self._writer, self._kind, self._delay = writer, fault.kind, fault.delay_ms / 1000
         self._stall = stall
+        self._crowded = lambda: crowd() > fault.connections  # crowd_delay
         self._held = bytearray()
         self._queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._chunks = 0
-        if self._kind in ("delay", "stall"):
+        if self._kind in ("delay", "stall", "crowd_delay"):
             self._task = asyncio.create_task(self._delayed())
         elif self._kind == "coalesce":
             self._task = asyncio.create_task(self._batched())
@@ -310,9 +332,13 @@ class _Downstream:
         """Body or tunnel bytes."""
         if self._kind in ("hold", "coalesce"):
             self._held += data
-        elif self._kind in ("delay", "stall"):
+        elif self._kind in ("delay", "stall", "crowd_delay"):
             self._chunks += 1
-            late = self._kind == "delay" or (self._stall and self._chunks == STALLED_CHUNK)
+            late = (
+                self._kind == "delay"
+                or (self._kind == "crowd_delay" and self._crowded())
+                or (self._kind == "stall" and self._stall and self._chunks == STALLED_CHUNK)
+            )
             due = asyncio.get_running_loop().time() + (self._delay if late else 0.0)
             self._queue.put_nowait((due, data))
         else:
@@ -320,7 +346,7 @@ class _Downstream:
 
     async def finish(self) -> None:
         """Deliver everything still held or queued (the upstream side ended)."""
-        if self._task is not None and self._kind in ("delay", "stall"):
+        if self._task is not None and self._kind in ("delay", "stall", "crowd_delay"):
             self._queue.put_nowait(None)
             await self._task  # drains the queue, each chunk at its due time
         await self.aclose()
@@ -368,12 +394,14 @@ class _Connection:
         number: int = 1,
         pick: Callable[[_Head], tuple[str, int]] | None = None,
         upstreams: Sequence[tuple[str, int]] = (),
+        crowd: Callable[[], int] = lambda: 0,
     ) -> None:
         self.creader, self.cwriter, self.upstream, self.fault = reader, writer, upstream, fault
         self.pick = pick  # several backends: the upstream of this request
         # Several backends: every one, in the relay's order (the next on a refused connect).
         self.upstreams = tuple(upstreams) or (upstream,)
         self.number = number  # of this client connection, from 1
+        self.crowd = crowd  # client connections open at the relay now
         self.ureader: asyncio.StreamReader | None = None
         self.uwriter: asyncio.StreamWriter | None = None
         self.last_io = asyncio.get_running_loop().time()
@@ -382,7 +410,9 @@ class _Connection:
     async def run(self) -> None:
         abort = False
         limit = self.fault.stall_connections
-        self.sink = _Downstream(self.cwriter, self.fault, not limit or self.number <= limit)
+        self.sink = _Downstream(
+            self.cwriter, self.fault, not limit or self.number <= limit, self.crowd
+        )
         try:
             _nodelay(self.cwriter)
             if self.fault.kind == "close_after_idle":
@@ -501,8 +531,12 @@ class _Connection:
         drop = frozenset({0x9, 0xA} if kind == "drop_ws_control" else ())
         inspect = kind in ("drop_ws_control", "drop_ws_close")
 
-        async def pump(reader: asyncio.StreamReader, emit: Emit) -> None:
-            ws = _WsFilter(drop, abort_on_close=kind == "drop_ws_close") if inspect else None
+        async def pump(reader: asyncio.StreamReader, emit: Emit, drop_every: int = 0) -> None:
+            ws = (
+                _WsFilter(drop, abort_on_close=kind == "drop_ws_close", drop_every=drop_every)
+                if inspect or drop_every
+                else None
+            )
             while data := await self._read(reader, READ_SIZE):
                 close_seen = False
                 if ws is not None:
@@ -514,7 +548,8 @@ class _Connection:
 
         async def downstream() -> None:
             assert self.ureader is not None
-            await pump(self.ureader, self._to_client)
+            every = self.fault.drop_every if kind == "drop_messages" else 0
+            await pump(self.ureader, self._to_client, every)
             if kind == "hold_dead":
                 raise EOFError("the backend closed the tunnel")
             await self.sink.finish()
@@ -536,6 +571,7 @@ class _Connection:
             while data := await self._read(reader, READ_SIZE):
                 await emit(data)
         elif framing == "chunked":
+            chunks = 0
             while True:
                 line = await self._readline(reader)
                 try:
@@ -548,6 +584,13 @@ class _Connection:
                     if not decode:
                         await emit(line + trailer)
                     return
+                chunks += 1
+                if self.fault.kind == "drop_messages" and emit == self._to_client and not decode:
+                    data = await self._read_exactly(reader, size)
+                    crlf = await self._readline(reader)
+                    if chunks % self.fault.drop_every:
+                        await emit(line + data + crlf)
+                    continue
                 pending = b"" if decode else line
                 while size:
                     data = await self._read(reader, min(size, READ_SIZE))
@@ -585,6 +628,12 @@ class _Connection:
     async def _read(self, reader: asyncio.StreamReader, n: int) -> bytes:
         async with asyncio.timeout(READ_TIMEOUT_S):
             data = await reader.read(n)
+        self.last_io = asyncio.get_running_loop().time()
+        return data
+
+    async def _read_exactly(self, reader: asyncio.StreamReader, n: int) -> bytes:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            data = await reader.readexactly(n)
         self.last_io = asyncio.get_running_loop().time()
         return data
 
@@ -727,7 +776,14 @@ class Relay:
         pick = self._pick if len(self.upstreams) > 1 else None
         try:
             await _Connection(
-                reader, writer, self.upstream, self.fault, number, pick, self.upstreams
+                reader,
+                writer,
+                self.upstream,
+                self.fault,
+                number,
+                pick,
+                self.upstreams,
+                crowd=lambda: len(self._tasks),
             ).run()
         except Exception as exc:
             self.errors.append(exc)

@@ -162,6 +162,8 @@ http {
         "0.5",
         "--load-connections",
         "50",
+        "--fanout-max-n",
+        "50",
     )
     assert done.returncode == 1, done.stdout + done.stderr  # WebSocket is broken here
     data = json.loads(report.read_text())
@@ -177,6 +179,7 @@ http {
     assert verdicts["sse.headers"] == "pass"  # proxy_buffering off sends headers at once
     assert verdicts["sse.idle"] == "pass"  # held 2 s
     assert verdicts["load.concurrency"] == "pass"  # 50 SSE streams; WebSocket not proxied
+    assert verdicts["load.fanout"] == "pass"  # 50 SSE subscribers; WebSocket not proxied
     assert list(verdicts) == list(CHECKS)  # every check, in catalogue order
     result = next(r for r in target["results"] if r["check"] == "ws.upgrade")
     assert set(result) == {

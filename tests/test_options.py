@@ -22,6 +22,7 @@ concurrency: 3
 max_hold: 20
 heartbeat: 4
 load_connections: 60
+fanout_max_n: 400
 runtime: docker
 docker_network: bridge
 targets:
@@ -38,7 +39,9 @@ def test_the_matrix_gives_every_option() -> None:
     options = RunOptions.from_matrix(matrix_with())  # type: ignore[arg-type]
     assert {c.family for c in options.checks} == {"ws"}
     assert options.concurrency == 3
-    assert options.settings == Settings(max_hold_s=20, heartbeat_s=4, load_connections=60)
+    assert options.settings == Settings(
+        max_hold_s=20, heartbeat_s=4, load_connections=60, fanout_max_n=400
+    )
     assert options.docker_network == "bridge"
     assert options.runtime is None  # the targets carry the matrix's runtime
 
@@ -50,12 +53,15 @@ def test_overrides_win_and_text_is_read_as_numbers() -> None:
         max_hold="7.5",
         heartbeat=2,
         load_connections="10",
+        fanout_max_n="4000",
         concurrency=1,
         runtime="local",
         docker_network="host",
     )
     assert [c.id for c in options.checks] == ["sse.stream"]
-    assert options.settings == Settings(max_hold_s=7.5, heartbeat_s=2, load_connections=10)
+    assert options.settings == Settings(
+        max_hold_s=7.5, heartbeat_s=2, load_connections=10, fanout_max_n=4000
+    )
     assert (options.concurrency, options.runtime, options.docker_network) == (1, "local", "host")
 
 
@@ -78,6 +84,8 @@ def test_without_a_matrix_the_defaults() -> None:
         ("heartbeat", True, "got True"),
         ("load_connections", 2.5, "not a whole number"),
         ("load_connections", 0, "from 1 to 100000"),
+        ("fanout_max_n", 2.5, "not a whole number"),
+        ("fanout_max_n", 0, "from 1 to 100000"),
         ("concurrency", "NaN", "not a finite number"),
         ("concurrency", 65, "from 1 to 64"),
     ],

@@ -136,7 +136,12 @@ async def test_clean_path_passes_and_states_what_delays_include() -> None:
     assert results["sse.stream"].verdict == Verdict.PASS, results["sse.stream"].summary
     assert "no direct baseline" in results["sse.stream"].summary
     assert "one-way time" in results["sse.stream"].summary
-    for check in ("lifecycle.reload", "lifecycle.origin-restart", "load.concurrency"):
+    for check in (
+        "lifecycle.reload",
+        "lifecycle.origin-restart",
+        "load.concurrency",
+        "load.fanout",
+    ):
         assert results[check].verdict == Verdict.SKIP
         assert "needs control of the proxy" in results[check].summary
 

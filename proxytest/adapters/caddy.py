@@ -66,6 +66,9 @@ class Caddy(Adapter):
         "held": "Caddy flushes event streams at once unless `flush_interval` is set: use "
         "`flush_interval -1` in reverse_proxy",
         "delayed": "use `flush_interval -1` in reverse_proxy",
+        "fanout_slow": "Caddy flushes text/event-stream at once; for other streams use "
+        "`flush_interval -1` in reverse_proxy, and look for `encode` or a buffering "
+        "`request_buffers`/`response_buffers` on the stream routes",
         "upgrade": "Caddy proxies WebSocket with a bare `reverse_proxy`: look for "
         "`header_up` rules removing Connection or Upgrade",
         "truncated": "look at `stream_timeout` and `stream_close_delay` in reverse_proxy",

@@ -62,6 +62,9 @@ class Envoy(Adapter):
         "limit": "Envoy's cluster circuit breakers (`max_connections`, `max_requests`, "
         "`max_pending_requests`: 1024 by default) refuse streams beyond them with 503: raise "
         "them for long-lived streams",
+        "fanout_slow": "Envoy: `--concurrency` sets its worker threads (the CPU for that many "
+        "connections), and the cluster circuit breakers (`max_connections`, `max_requests`) "
+        "must hold one request per subscriber",
         "idle": "Envoy resets quiet streams at the route `timeout` (15 s by default, counted "
         "from the end of the request) and at the HCM `stream_idle_timeout` (5 min): set "
         "`timeout: 0s` on streaming routes and raise `idle_timeout`, or heartbeat more often",

@@ -55,6 +55,9 @@ class HAProxy(Adapter):
         "`timeout tunnel`, `hard-stop-after` or another hop in front of it",
         "delayed": "HAProxy coalesces small writes without `option http-no-delay` (measured: "
         "first event after ~200 ms, gaps up to ~300 ms): add it to the frontend or defaults",
+        "fanout_slow": "HAProxy: `option http-no-delay` (else small writes wait to be "
+        "coalesced), `nbthread` for the CPU that many connections need, and `maxconn` sized "
+        "for two connections per subscriber",
         "held": "HAProxy holds the response: look for `option http-buffer-request`, a "
         "`compression` section or a filter on this backend",
         "truncated": "HAProxy cut the stream: `timeout server` / `timeout client` end quiet "

@@ -83,6 +83,9 @@ class Nginx(Adapter):
         "upgrade": _UPGRADE,
         "held": _BUFFERING,
         "delayed": "nginx flushes late while buffering: `proxy_buffering off;` for streams",
+        "fanout_slow": "nginx: `proxy_buffering off;` on the stream routes (buffered events "
+        "wait), and `worker_processes` for the CPU that many connections need; "
+        "`worker_connections` and `worker_rlimit_nofile` count both sides of each subscriber",
         "truncated": "nginx closes a proxied connection after `proxy_read_timeout` (60 s) "
         "without data from the origin: raise it or send heartbeats more often",
         "compressed_held": "nginx gzips event streams only if `gzip_types` lists "

@@ -66,6 +66,9 @@ class Traefik(Adapter):
         "streaming routes",
         "delayed": "Traefik flushes every `responseForwarding.flushInterval` (100 ms; "
         "immediately only for text/event-stream): set it to -1 on the service",
+        "fanout_slow": "Traefik flushes text/event-stream at once and other responses every "
+        "`responseForwarding.flushInterval` (100 ms): set it to -1 on the service; look for "
+        "a `buffering` or `compress` middleware on the stream routes",
         "truncated": "a non-zero entryPoint `respondingTimeouts.writeTimeout` caps a "
         "stream's life; keep it 0 and raise `readTimeout`/`idleTimeout` for long streams",
         "compressed_held": "the `compress` middleware: add `excludedContentTypes: "

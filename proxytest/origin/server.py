@@ -1,6 +1,6 @@
 """The origin behind the proxy under test.
 
-Routes are behaviours, chosen by path and query (all GET):
+Routes are behaviours, chosen by path and query (all GET but the publisher):
 
 ``/__proxytest/ready``
     200 with the origin's id: proves a request through the proxy reached *this*
@@ -36,6 +36,10 @@ Routes are behaviours, chosen by path and query (all GET):
 ``/lb/events``, ``/lb/ws``
     Events of a topic from a log the origins of one group share (origin/events.py),
     so a client resumes on another backend where it was cut (``lb.failover``).
+
+``/fanout/sse``, ``/fanout/ws``, ``POST /fanout/publish``
+    Broadcast: subscribers of ``topic`` over SSE or WebSocket receive every
+    message the publisher posts (origin/fanout.py; ``load.fanout``). Not recorded.
 
 ``/__proxytest/records?probe=<P>``
     What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
@@ -90,6 +94,7 @@ from aiohttp import WSMessage, WSMsgType, web
 from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
 from . import events
 from .events import EventLog
+from .fanout import Fanout
 from .page import BROWSER_PAGE
 from .sessions import HANDSHAKE_PATH, POLL_PATH, Sessions
 
@@ -351,6 +356,7 @@ class Origin:
         # one group of backends, a private one otherwise.
         self.log = log if log is not None else EventLog()
         self.killed = False  # kill() made it look like a dead process; revive() undoes it
+        self._fanout = Fanout()  # the broadcast routes' topics (fanout.py)
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
@@ -369,9 +375,12 @@ class Origin:
             **events.routes(self),
             HANDSHAKE_PATH: self._lb_handshake,
             POLL_PATH: self._lb_poll,
+            "/fanout/sse": self._fanout.sse,
+            "/fanout/ws": self._fanout.ws,
         }
         for path, handler in routes.items():
             app.router.add_get(self.prefix + path, handler)
+        app.router.add_post(self.prefix + "/fanout/publish", self._fanout.publish)
         return app
 
     @web.middleware

@@ -319,6 +319,74 @@ class LoadTimeline:
 
 
 @dataclass(frozen=True)
+class FanoutSide:
+    """load.fanout: one protocol's subscribers during one burst, through one path.
+
+    Latencies are receive time minus the origin's send time of each message
+    (one machine, one monotonic clock), summarised by the probe.
+    """
+
+    subscribers: int  # asked for (N)
+    connected: int  # subscribed when the burst began
+    published: int = 0  # messages the origin broadcast during the burst
+    expected: int = 0  # connected × published
+    received: int = 0  # of those, arrived (each once) before the probe stopped waiting
+    dropped: int = 0  # subscriptions whose connection ended during the burst
+    # Why subscriptions failed to open, so far: (("status 502", 3), ...)
+    refused: tuple[tuple[str, int], ...] = ()
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    # The origin's longest loop writing one message to every subscriber of the topic
+    # (both protocols), from the publisher's answers: its own share of the latency.
+    origin_write_ms: float = 0.0
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.received)
+
+    @property
+    def delivered(self) -> bool:
+        """Everyone subscribed, nothing lost, nobody dropped, something was sent."""
+        return (
+            self.connected >= self.subscribers and self.published > 0
+            and self.lost == 0 and self.dropped == 0
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FanoutStep:
+    """N subscribers of each protocol: a burst directly from the origin, then through the target."""
+
+    n: int
+    sse: FanoutSide
+    ws: FanoutSide | None  # None: WebSocket not proxied (every upgrade refused alike)
+    direct_sse: FanoutSide
+    direct_ws: FanoutSide
+    # The tool's own worst event-loop lag during each burst.
+    loop_lag_ms: float = 0.0
+    direct_loop_lag_ms: float = 0.0
+    publish_error: str | None = None  # the publisher's request through the target failed
+    direct_publish_error: str | None = None
+
+
+@dataclass(frozen=True)
+class FanoutTimeline:
+    """load.fanout: one publisher, N subscribers per protocol, N stepping up."""
+
+    steps: tuple[FanoutStep, ...]
+    requested_max_n: int
+    max_n: int  # the largest N this machine lets the tool try (requested, or the fd limit)
+    interval_ms: float = 100.0
+    messages_per_step: int = 10
+    ws_refused: str | None = None  # why WebSocket is not judged ("status 400" every time)
+    tool_limit: str | None = None  # why stepping stopped short of max_n on the tool's side
+    fd_limit: int = 0
+    origin_process: bool = False
+    error: str | None = None  # the harness could not set the check up
+
+
+@dataclass(frozen=True)
 class H2Offer:
     """How far an ``@h2`` probe got before its own traffic: HTTP/2 at all, and what
     the server's first SETTINGS frame advertised."""

@@ -15,6 +15,7 @@ flag                      ini key                    meaning
 --proxytest-only          proxytest_only             PROXY[/SETUP] targets (repeatable)
 --proxytest-checks        proxytest_checks           check ID globs (repeatable)
 --proxytest-max-hold      proxytest_max_hold         seconds a long-lived check holds
+--proxytest-fanout-max-n  proxytest_fanout_max_n     subscribers load.fanout steps up to
 --proxytest-report-dir    proxytest_report_dir       write CI reports here
 --proxytest-skip-missing  proxytest_skip_missing     a missing proxy skips, not fails
 --proxytest-no-config-    proxytest_no_config_in_    leave the config files out of
@@ -110,6 +111,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "longest time a long-lived check holds a connection, in seconds",
         metavar="SECONDS",
     )
+    option(
+        "--proxytest-fanout-max-n",
+        "proxytest_fanout_max_n",
+        "subscribers per protocol that load.fanout steps up to",
+        metavar="N",
+    )
     group.addoption(
         "--proxytest-skip-missing",
         dest="proxytest_skip_missing",
@@ -170,6 +177,7 @@ def pytest_configure(config: pytest.Config) -> None:
             only=_value(config, "proxytest_only")[0] or (),
             checks=_value(config, "proxytest_checks")[0] or (),
             max_hold=_value(config, "proxytest_max_hold")[0],
+            fanout_max_n=_value(config, "proxytest_fanout_max_n")[0],
             skip_missing=bool(_value(config, "proxytest_skip_missing")[0]),
             config_in_reports=not _value(config, "proxytest_no_config_in_reports")[0],
             report_dir=(report_base / report_dir).resolve() if report_dir else None,

@@ -86,6 +86,7 @@ class PluginSettings:
         checks: Iterable[str],
         max_hold: str | None,
         report_dir: Path | None,
+        fanout_max_n: str | None = None,
         skip_missing: bool = False,
         config_in_reports: bool = True,
     ) -> PluginSettings:
@@ -97,6 +98,7 @@ class PluginSettings:
             checks=tuple(checks),
             runtime=runtime,
             max_hold=max_hold,
+            fanout_max_n=fanout_max_n,
             skip_missing=skip_missing,
             config_in_reports=config_in_reports,
             flag=plugin_flag,

@@ -63,7 +63,8 @@ FAILOVER: dict[str, dict[str, Verdict]] = {
 DOCUMENTED: dict[str, dict[str, Verdict]] = {
     # Upgrade/Connection are hop-by-hop and not forwarded; proxy_buffering on
     # sends the headers only with the first body bytes; proxy_read_timeout 60 s
-    # closes quiet streams; worker_connections 512 holds ~250 streams.
+    # closes quiet streams; worker_connections 512 holds ~250 streams (and ~240
+    # SSE subscribers of a broadcast).
     "nginx/default": {
         "ws.*@h2": S,
         "ws.*": F,
@@ -71,14 +72,17 @@ DOCUMENTED: dict[str, dict[str, Verdict]] = {
         "sse.headers": F,
         "sse.idle": F,
         "load.concurrency": F,
+        "load.fanout": F,
         **CLEARTEXT,
         **NO_H2C,
     },
-    # No option http-no-delay: small writes coalesced (~200 ms); timeout
+    # No option http-no-delay: small writes coalesced (~200 ms), for each SSE
+    # subscriber of a broadcast too (WebSocket tunnels are not); timeout
     # client/server 30 s and no timeout tunnel cut idle connections.
     "haproxy/default": {
         "sse.stream": D,
         "sse.compression": D,
+        "load.fanout": D,
         "ws.idle": F,
         "sse.idle": F,
         **CLEARTEXT,
