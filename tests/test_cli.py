@@ -38,7 +38,8 @@ def test_list_shows_proxies_setups_and_checks(cli: Cli) -> None:
         "envoy",
         "traefik",
         "caddy",
-        "default, realtime",
+        "default, lb-round-robin",
+        "lb-sticky, realtime",
         "ws.upgrade",
         "sse.compression",
     ):
