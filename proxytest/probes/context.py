@@ -125,3 +125,19 @@ def new_session(
         timeout=aiohttp.ClientTimeout(total=None),
         headers=list(headers) or None,
     )
+
+
+def tab_session(ctx: ProbeContext) -> aiohttp.ClientSession:
+    """One client, as a browser tab: its own connections and its own cookie jar,
+    which keeps what a proxy sets (a sticky cookie naming a backend) and sends it
+    back on every later request and upgrade. ``unsafe=True``: cookies for an IP
+    address too, as the run's listeners have."""
+    connector = aiohttp.TCPConnector(
+        limit=0, force_close=True, ssl=ctx.trust.client_context() if ctx.tls else False
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.CookieJar(unsafe=True),
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers=list(ctx.headers) or None,
+    )

@@ -34,7 +34,7 @@ from ..errors import HarnessError
 from ..origin import Origin
 from ..origin.events import EVENTS_PATH, EVENTS_WS_PATH, EventLog
 from ..runtimes import LOOPBACK
-from .context import ProbeContext
+from .context import ProbeContext, tab_session
 from .sse import SseParser
 
 __all__ = ["FailoverClient", "FailoverTimeline", "FailoverTry", "failover"]
@@ -131,21 +131,6 @@ class _NoStream(Exception):
 class _Event:
     seq: int
     backend: str
-
-
-def _session(ctx: ProbeContext) -> aiohttp.ClientSession:
-    """One client, as a browser tab: its own connections and its own cookie jar, which
-    keeps what a sticky proxy sets (``unsafe=True``: cookies for an IP address too), so
-    its reconnects carry the cookie that names the backend that died."""
-    connector = aiohttp.TCPConnector(
-        limit=0, force_close=True, ssl=ctx.trust.client_context() if ctx.tls else False
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers=list(ctx.headers) or None,
-    )
 
 
 def _event(text: str) -> _Event | None:
@@ -320,7 +305,7 @@ async def _run(ctx: ProbeContext, check: str, backends: Sequence[Origin]) -> Fai
     killed_at: float | None = None
     async with contextlib.AsyncExitStack() as stack:
         for client in clients:
-            session = await stack.enter_async_context(_session(ctx))
+            session = await stack.enter_async_context(tab_session(ctx))
             own = replace(ctx, session=session)
             probe = ctx.token(check)
             tasks.append(asyncio.create_task(_client(own, client, topic, probe)))

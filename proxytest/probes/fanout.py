@@ -33,10 +33,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ..errors import HarnessError
-from ..origin.process import OriginProcess
 from ..runtimes import LOOPBACK
 from .context import ProbeContext
-from .load import FD_RESERVE, OPEN_PARALLEL, _kind, _open_fds, raise_fd_limit
+from .load import (
+    FD_RESERVE,
+    OPEN_PARALLEL,
+    _kind,
+    _open_fds,
+    behind_origin_process,
+    raise_fd_limit,
+)
 from .timeline import FanoutSide, FanoutStep, FanoutTimeline
 
 __all__ = ["LADDER", "fanout", "ladder", "percentile"]
@@ -577,18 +583,12 @@ async def fanout(ctx: ProbeContext, check: str) -> FanoutTimeline:
             return FanoutTimeline((), requested, 0, error="no direct path to the origin")
         direct = replace(ctx, host=host, port=port, tls=False)
         return await _fanout(ctx, direct, check, limit, origin_process=False)
-    hosts = harness.runtime.origin_hosts(LOOPBACK)
     try:
-        async with OriginProcess(
-            hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
-        ) as origin:
+        # Several backends: all of them on the one origin process (one topic).
+        async with behind_origin_process(ctx, harness) as (own, origin):
             assert origin.port is not None
-            # Several backends: all of them on this one origin process (one topic).
-            more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
-            async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
-                own = replace(ctx, host=inst.host, port=inst.port)
-                direct = replace(ctx, host=LOOPBACK, port=origin.port, tls=False, prefix="")
-                return await _fanout(own, direct, check, limit, origin_process=True)
+            direct = replace(ctx, host=LOOPBACK, port=origin.port, tls=False, prefix="")
+            return await _fanout(own, direct, check, limit, origin_process=True)
     except HarnessError as exc:
         return FanoutTimeline(
             (), requested, 0, fd_limit=limit, error=f"{exc.problem} {exc.detail}".strip()

@@ -28,7 +28,7 @@ import aiohttp
 
 from ..origin.server import ORIGIN_HEADER
 from ..routes import HANDSHAKE_PATH, POLL_PATH
-from .context import ProbeContext
+from .context import ProbeContext, tab_session
 from .sse import SseParser
 from .timeline import LbHop, LbPart, StickyTimeline
 from .ws import _connect
@@ -38,19 +38,6 @@ __all__ = ["POLLS", "RECONNECTS", "sticky"]
 POLLS = 8  # polls of the long-polling session after its handshake
 RECONNECTS = 6  # WebSocket and SSE connections after the first of each
 _SSE_EVENTS = 2  # events per SSE connection (its Last-Event-ID is the next one's)
-
-
-def _session(ctx: ProbeContext) -> aiohttp.ClientSession:
-    """A client of its own: a cookie jar that keeps what the proxy sets, no reuse."""
-    connector = aiohttp.TCPConnector(
-        limit=0, force_close=True, ssl=ctx.trust.client_context() if ctx.tls else False
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        cookie_jar=aiohttp.CookieJar(unsafe=True),
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers=list(ctx.headers) or None,
-    )
 
 
 async def _backend(ctx: ProbeContext, token: str, said: str | None) -> str | None:
@@ -147,7 +134,7 @@ async def sticky(ctx: ProbeContext, check: str) -> StickyTimeline:
     backends = len(ctx.backends) or 1
     if backends <= 1:
         return StickyTimeline(backends)
-    async with _session(ctx) as session:
+    async with tab_session(ctx) as session:
         own = replace(ctx, session=session)
         hops = [
             *await _polling(own, check),

@@ -14,7 +14,9 @@ import os
 import resource
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -25,7 +27,10 @@ from .context import ProbeContext
 from .sse import SseParser
 from .timeline import LoadTimeline
 
-__all__ = ["load", "raise_fd_limit"]
+if TYPE_CHECKING:
+    from ..harness import Harness
+
+__all__ = ["behind_origin_process", "load", "raise_fd_limit"]
 
 OPEN_PARALLEL = 64  # connections being set up at once
 # A WebSocket and an SSE stream: one client socket each in this process, and as
@@ -53,6 +58,23 @@ def _open_fds() -> int:
         return 64
 
 
+@contextlib.asynccontextmanager
+async def behind_origin_process(
+    ctx: ProbeContext, harness: Harness
+) -> AsyncIterator[tuple[ProbeContext, OriginProcess]]:
+    """A private instance of the target in front of a test origin in a process of its
+    own (every backend of a several-backend config on that one process): the
+    context that reaches the instance, and the origin. Both end on leaving."""
+    hosts = harness.runtime.origin_hosts(LOOPBACK)
+    async with OriginProcess(
+        hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
+    ) as origin:
+        assert origin.port is not None
+        more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
+        async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
+            yield replace(ctx, host=inst.host, port=inst.port), origin
+
+
 async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
     """N WebSockets and N SSE streams through the proxy at once.
 
@@ -65,17 +87,9 @@ async def load(ctx: ProbeContext, check: str) -> LoadTimeline:
     harness = ctx.harness
     if harness is None:
         return await _load(ctx, limit, origin_process=False)
-    hosts = harness.runtime.origin_hosts(LOOPBACK)
     try:
-        async with OriginProcess(
-            hosts, start_timeout_s=ctx.thresholds.origin_start_timeout_s
-        ) as origin:
-            assert origin.port is not None
-            # Several backends: all of them on this one origin process.
-            more = [(LOOPBACK, origin.port, origin.id)] * (harness.backends - 1)
-            async with harness.instance(LOOPBACK, origin.port, origin.id, more=more) as inst:
-                own = replace(ctx, host=inst.host, port=inst.port)
-                return await _load(own, limit, origin_process=True)
+        async with behind_origin_process(ctx, harness) as (own, _origin):
+            return await _load(own, limit, origin_process=True)
     except HarnessError as exc:
         return LoadTimeline(
             requested=ctx.settings.load_connections, attempted=0, ws_ok=0, sse_ok=0,
