@@ -25,6 +25,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -45,6 +46,9 @@ from .runtimes import (
 )
 from .templates import Placeholders, backend_count, load_config, render_config
 from .timing import Thresholds
+
+if TYPE_CHECKING:
+    from .origin import Origin
 
 __all__ = ["Harness", "Instance", "Reloaded", "ask_ready"]
 
@@ -153,6 +157,19 @@ class Harness:
             upstream_port,
             run_dir,
             tuple((self.runtime.upstream_host or host, port) for host, port in more),
+        )
+
+    def fronting(
+        self, origins: Sequence[Origin], *, validate: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[Instance]:
+        """:meth:`instance` in front of ``origins``, backend 1 first."""
+        first, *rest = origins
+        return self.instance(
+            first.host,
+            first.port,
+            first.id,
+            validate=validate,
+            more=[(o.host, o.port, o.id) for o in rest],
         )
 
     @contextlib.asynccontextmanager

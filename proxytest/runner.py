@@ -401,13 +401,7 @@ async def _run_target_inner(target: TargetSpec, env: _RunEnv) -> TargetResult:
         env.progress.target_phase(target, "starting")
         async with (
             target_origins(env.origin, harness, prepared.runtime) as origins,
-            harness.instance(
-                origins[0].host,
-                origins[0].port,
-                origins[0].id,
-                validate=True,
-                more=[(o.host, o.port, o.id) for o in origins[1:]],
-            ) as main,
+            harness.fronting(origins, validate=True) as main,
         ):
             proc, tls = main.process, main.tls
             env.progress.target_phase(target, "checking")

@@ -382,14 +382,9 @@ async def failover(ctx: ProbeContext, check: str) -> FailoverTimeline:
                 origin = Origin(LOOPBACK, 0, log=log, origin_id=f"failover-{run}-b{n}")
                 origins.append(await stack.enter_async_context(origin))
                 await harness.runtime.reach(origin)
-            first, *more = origins
-            inst = await stack.enter_async_context(
-                harness.instance(
-                    first.host, first.port, first.id, more=[(o.host, o.port, o.id) for o in more]
-                )
-            )
+            inst = await stack.enter_async_context(harness.fronting(origins))
             own = replace(
-                ctx, host=inst.host, port=inst.port, origin=first, backends=tuple(origins)
+                ctx, host=inst.host, port=inst.port, origin=origins[0], backends=tuple(origins)
             )
             return await _run(own, check, origins)
     except HarnessError as exc:

@@ -115,13 +115,7 @@ class Service:
                 # the proxy runs), as a run gives them.
                 async with (
                     target_origins(origin, harness, prepared.runtime) as origins,
-                    harness.instance(
-                        origins[0].host,
-                        origins[0].port,
-                        origins[0].id,
-                        validate=True,
-                        more=[(o.host, o.port, o.id) for o in origins[1:]],
-                    ) as inst,
+                    harness.fronting(origins, validate=True) as inst,
                 ):
                     ready.set_result(
                         RunningTarget(

@@ -64,9 +64,7 @@ def _metric(value: Any) -> str:
         return value
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         # A list metric such as load.fanout's curve: a line of key=value per point.
-        return "; ".join(
-            " ".join(f"{k}={_metric(v)}" for k, v in point.items()) for point in value
-        )
+        return "; ".join(" ".join(f"{k}={_metric(v)}" for k, v in point.items()) for point in value)
     return json.dumps(value, ensure_ascii=False)
 
 
