@@ -135,6 +135,7 @@ LAYERS = (
     ("probes",),
     ("harness", "templates"),
     ("origin",),
+    ("fixes",),
     ("adapters",),
     ("runtimes",),
     (
