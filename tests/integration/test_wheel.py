@@ -112,7 +112,11 @@ def test_a_new_user_lists_runs_and_inits_in_an_empty_folder(venv: Path, tmp_path
     packaged = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
     listed = _run([proxytest, "list"], cwd=here, env=env)
-    assert "default, realtime" in listed and "shipped with proxytest" in listed
+    assert (
+        "default, lb-round-robin" in listed
+        and "lb-sticky, realtime" in listed
+        and "shipped with proxytest" in listed
+    )
 
     quick = ["--only", "nginx/realtime", "--max-hold", "3", "--heartbeat", "1"]
     shown = _run(
