@@ -412,6 +412,11 @@ class _State:
         self.targets[id(section)] = section
         return "set"
 
+    def blocked(self, section: Section, knob: Knob) -> bool:
+        """Whether ensuring a timeout ``knob`` in ``section`` would be refused."""
+        own = section.find(knob.key)
+        return own is not None and (own.words[0] == "no" or not _hour(own.words[len(knob.key) :]))
+
     def effective(self, section: Section, key: tuple[str, ...]) -> float | None:
         """A timeout in seconds as it applies in ``section`` (None: unset, no limit)."""
         for scope in (section, section.defaults):
@@ -458,6 +463,19 @@ class _State:
                 )
                 continue
             why = "SSE is no tunnel: a stream quieter than this is cut"
+            wanted = [
+                (section, _timeout(which, why))
+                for section, which, value in (
+                    (backend, "server", server),
+                    (front, "client", client),
+                )
+                if value is not None and value < _HOUR
+            ]
+            blocked = [(s, k) for s, k in wanted if self.blocked(s, k)]
+            if blocked:  # both or neither: raising one alone leaves the stream cut
+                for section, knob in blocked:
+                    self.ensure(f, section, knob, enough=_hour)
+                continue
             if server is not None and server < _HOUR:
                 self.ensure(f, backend, _timeout("server", why), enough=_hour)
             if client is not None and client < _HOUR:

@@ -416,23 +416,28 @@ class _State:
             ("1.1",),
             "WebSocket needs HTTP/1.1 upstream (before 1.29.7 nginx used 1.0)",
         )
-        states = [self.ensure(f, loc, version)]
         up = ("proxy_set_header", "Upgrade")
         conn = ("proxy_set_header", "Connection")
+        variable = self.connection_variable(f, dry=True)
+
+        def upgrade_or_map(value: tuple[str, ...]) -> bool:
+            return len(value) == 1 and value[0].lower() in (variable, "upgrade")
+
+        knobs: list[tuple[Knob, Any]] = [
+            (version, None),
+            (Knob(up, ("$http_upgrade",), why), None),
+            (Knob(conn, (variable,), why), upgrade_or_map),
+        ]
+        blocked = [(k, e) for k, e in knobs if self.blocked(loc, k, e)]
+        if blocked:  # all three or none: a partial upgrade fixes nothing
+            for knob, enough in blocked:
+                self.ensure(f, loc, knob, enough=enough)
+            return
         if _find(loc, up) is None or _find(loc, conn) is None:
             self.copy_headers(f, loc)
-        states.append(self.ensure(f, loc, Knob(up, ("$http_upgrade",), why)))
-        connection_value = self.connection_variable(f)
-        states.append(
-            self.ensure(
-                f,
-                loc,
-                Knob(conn, (connection_value,), why),
-                enough=lambda v: (
-                    len(v) == 1 and v[0].lower() in (connection_value, "upgrade", '"upgrade"')
-                ),
-            )
-        )
+        states = [self.ensure(f, loc, knob, enough=enough) for knob, enough in knobs[:2]]
+        self.connection_variable(f)
+        states.append(self.ensure(f, loc, knobs[2][0], enough=upgrade_or_map))
         if all(s == "ok" for s in states):
             self.no_fix(
                 f,
@@ -440,14 +445,26 @@ class _State:
                 "look for a layer in front that drops Upgrade, or at the origin",
             )
 
-    def connection_variable(self, f: Finding) -> str:
-        """``$connection_upgrade``, with the map added to ``http`` if there is none."""
+    def blocked(self, block: Node, knob: Knob, enough: Any = None) -> bool:
+        """Whether ensuring ``knob`` in ``block`` would be refused (a deliberate value)."""
+        own = _find(block, knob.key)
+        if own is None:
+            return False
+        value = _value(own, knob.key)
+        same = enough or (lambda v: tuple(x.lower() for x in v) == knob.value)
+        return not same(value) and not (self.is_default(knob.key, value) and own.line == own.end)
+
+    def connection_variable(self, f: Finding, dry: bool = False) -> str:
+        """``$connection_upgrade``, with the map added to ``http`` if there is none
+        (``dry``: only the name)."""
         http = next((n for n in self.root.own() if n.name == "http"), None)
         if http is None:
             return '"upgrade"'
         for node in http.own():
             if node.name == "map" and len(node.args) == 2 and node.args[0] == "$http_upgrade":
                 return node.args[1]
+        if dry:
+            return "$connection_upgrade"
         self.map_checks.setdefault(f.check, None)
         self.http = http
         return "$connection_upgrade"

@@ -169,3 +169,11 @@ def test_sections_know_their_defaults_and_lines() -> None:
     assert found["web"].defaults is not None and found["web"].defaults.line == 3
     assert found["f2"].defaults is not None and found["f2"].defaults.name == "a"
     assert [line.number for line in found["web"].lines] == [6]
+
+
+def test_a_deliberate_server_timeout_blocks_the_client_one_too() -> None:
+    text = HEAD + FRONT + "    default_backend b\n" + backend("b", "timeout server 45s")
+    plan = PLANNER.plan({CFG: text}, findings("sse.idle:idle", dropped_after_s=29.9))
+    assert plan.empty and plan.files == {}  # not timeout client alone
+    (refusal,) = plan.refusals
+    assert refusal.proposal == "timeout server 1h"

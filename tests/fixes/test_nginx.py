@@ -217,3 +217,14 @@ def test_crlf_and_tabs_are_kept() -> None:
     new = plan.files[Path("n.conf")]
     assert "\t\t\tproxy_buffering off;\r\n" in new and "\n" not in new.replace("\r\n", "")
     assert_smallest(plan, files)
+
+
+def test_an_upgrade_blocked_by_a_deliberate_header_changes_nothing() -> None:
+    body = (
+        "        location / {\n            proxy_pass http://a;\n"
+        '            proxy_set_header Connection "";  # keepalive to the upstream\n        }\n'
+    )
+    plan = PLANNER.plan({Path("n.conf"): server(body)}, findings("ws.upgrade:upgrade"))
+    assert plan.empty and plan.files == {}  # no half of the three lines
+    (refusal,) = plan.refusals
+    assert refusal.proposal == "proxy_set_header Connection $connection_upgrade;"
