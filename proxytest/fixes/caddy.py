@@ -27,7 +27,8 @@ timeout on proxied streams by default, so an idle drop with no
 ``stream_timeout`` is refused with the heartbeat remedy.
 
 ``Change.line`` is the replaced line, or for an insert the original line the
-new lines follow.
+new lines follow. Only the first file is read: ``import`` and snippets are not
+followed.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ without it, slow request headers would be waited for as long as the new
 client timeout.
 
 ``Change.line`` is the replaced line, or for an insert the original line the
-new lines follow.
+new lines follow. Only the first file is read (a config split over several
+``-f`` files: the sections of the others are not seen).
 """
 
 from __future__ import annotations
