@@ -213,7 +213,9 @@ class _State:
                 enough=_longer_than_zero,
                 defaults=("0", "0s"),
             )
-        elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW):
+        elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW) and not (
+            matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
+        ):
             self.knob(f, _SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
         elif kind in (Failure.NO_FAILOVER, Failure.RETRIED_DEAD_BACKEND):
             for path in (_SSE, _WS):

@@ -309,7 +309,9 @@ class _State:
     # -- entry --------------------------------------------------------------------------
     def apply(self, f: Finding) -> None:
         kind = f.failure
-        if kind in (Failure.DELAYED, Failure.COMPRESSED_DELAYED, Failure.FANOUT_SLOW):
+        websocket = matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
+        stream = (Failure.DELAYED, Failure.COMPRESSED_DELAYED, Failure.FANOUT_SLOW)
+        if kind in stream and not websocket:
             self.no_delay(f)
         elif kind == Failure.IDLE and matches(f.check, "ws.*"):
             self.tunnel(f)

@@ -284,7 +284,7 @@ class _State:
         kind = f.failure
         if kind == Failure.UPGRADE and (matches(f.check, "ws.*") or matches(f.check, "browser.*")):
             self.upgrade(f)
-        elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW):
+        elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW) and not _ws(f):
             self.buffering(f)
         elif kind in (Failure.COMPRESSED_HELD, Failure.COMPRESSED_DELAYED):
             self.gzip(f)
@@ -656,6 +656,11 @@ class _State:
                 edits._replaced[block.end] = [*current[:-1], *lines, current[-1]]
             return
         edits.insert_after(anchor, *lines)
+
+
+def _ws(f: Finding) -> bool:
+    """A WebSocket check: its delays are not a response buffer's."""
+    return matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
 
 
 def _unit(text: str) -> str:

@@ -44,3 +44,11 @@ def test_no_findings_no_plan(proxy: str) -> None:
     path = Path(f"proxies/{proxy}/{name}")
     plan = planner.plan({path: (ROOT / path).read_text()}, [])
     assert plan.empty and plan.files == {} and plan.refusals == ()
+
+
+@pytest.mark.parametrize("proxy", PLANNERS)
+def test_a_delayed_websocket_gets_no_response_buffering_knob(proxy: str) -> None:
+    planner, name = PLANNERS[proxy]
+    path = Path(f"proxies/{proxy}/{name}")
+    plan = planner.plan({path: (ROOT / path).read_text()}, [Finding("ws.push", Failure.DELAYED)])
+    assert plan.empty and [r.check for r in plan.refusals] == ["ws.push"]
