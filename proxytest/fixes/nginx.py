@@ -292,6 +292,8 @@ class _State:
             self.idle(f)
         elif kind == Failure.LIMIT and matches(f.check, "load.*"):
             self.limit(f)
+        elif kind == Failure.NOT_STICKY:
+            self.sticky(f)
         elif kind == Failure.LIFETIME:
             self.no_fix(
                 f,
@@ -533,6 +535,44 @@ class _State:
                 ),
                 enough=lambda v: len(v) == 1 and (duration_s(v[0]) or 0) >= _HOUR,
             )
+
+    def sticky(self, f: Finding) -> None:
+        """``ip_hash;`` in the upstream block the /lb/ location's proxy_pass names."""
+        loc = self.location(f, "/lb/handshake")
+        if loc is None:
+            return
+        target = _find(loc, ("proxy_pass",))
+        name = target.args[0].split("://", 1)[-1].split("/", 1)[0] if target and target.args else ""
+        http = next((n for n in self.root.own() if n.name == "http"), None)
+        upstream = next(
+            (n for n in (http.own() if http else []) if n.name == "upstream" and n.args == [name]),
+            None,
+        )
+        if upstream is None:
+            self.no_fix(
+                f,
+                f"proxy_pass at {loc.file}:{loc.line} names no upstream block with several servers",
+                "balance in front of nginx, or add an upstream block with ip_hash",
+            )
+            return
+        methods = ("ip_hash", "hash", "least_conn", "random", "least_time", "sticky")
+        chosen = next((n for n in upstream.own() if n.name in methods), None)
+        knob = Knob(
+            ("ip_hash",),
+            (),
+            "the same client to the same server (a session held in one server's memory)",
+        )
+        if chosen is not None:
+            self.no_fix(
+                f,
+                f"`{' '.join((chosen.name, *chosen.args))};` at {chosen.file}:{chosen.line} "
+                "chooses the servers of this upstream",
+                "decide whether this upstream may balance by client address; proxytest does "
+                "not override a value set deliberately",
+                proposal="ip_hash;",
+            )
+            return
+        self.insert(f, upstream, knob)
 
     def limit(self, f: Finding) -> None:
         events = next((n for n in self.root.own() if n.name == "events"), None)

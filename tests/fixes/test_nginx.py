@@ -228,3 +228,17 @@ def test_an_upgrade_blocked_by_a_deliberate_header_changes_nothing() -> None:
     assert plan.empty and plan.files == {}  # no half of the three lines
     (refusal,) = plan.refusals
     assert refusal.proposal == "proxy_set_header Connection $connection_upgrade;"
+
+
+def test_stickiness_goes_into_the_upstream_the_location_proxies_to(tmp_path: Path) -> None:
+    files = read("lb-round-robin.conf")
+    found = findings("lb.sticky:not_sticky")
+    plan = PLANNER.plan(files, found)
+    (change,) = plan.changes
+    text = next(iter(plan.files.values()))
+    upstream = text[text.index("upstream backends {") : text.index("\n    server {")]
+    assert change.knob == "ip_hash;" and "        ip_hash;\n" in upstream
+    assert_smallest(plan, files)
+    again = PLANNER.plan({**files, **plan.files}, found)  # ip_hash is now the user's choice
+    assert again.empty and again.refusals[0].proposal == "ip_hash;"
+    accepts("nginx", tmp_path, plan.files)
