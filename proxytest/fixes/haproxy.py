@@ -15,16 +15,19 @@ the path the failing checks request (WebSocket ``/ws/echo``, SSE ``/sse``,
 carries ``Upgrade: websocket``); any other criterion counts as not matching.
 Then ``default_backend``. A ``listen`` section is its own backend. Backend
 knobs (``option http-no-delay``, ``timeout tunnel``, ``timeout server``,
-``option redispatch``, ``balance``) go into that backend; frontend ones
+``option redispatch``, the stickiness ``cookie``) go into that backend; frontend ones
 (``timeout client``, ``maxconn``) into the frontend; ``global`` only for the
 process-wide ``maxconn``.
 
 The rule for a value already set (docs/architecture.md, "Config fixes"):
 
-- set in the serving section itself: decided for this traffic. HAProxy's
-  default written out (``balance roundrobin``) is replaced in place; any
-  other value (``timeout tunnel 10m``, ``no option http-no-delay``) is not
-  changed: a :class:`Refusal` carries the ``proposal``;
+- set in the serving section itself: decided for this traffic, and not
+  changed (``timeout tunnel 10m``, ``no option http-no-delay``, ``balance
+  leastconn``): a :class:`Refusal` carries the ``proposal``. HAProxy's
+  default written out, ``balance roundrobin``, does not block the stickiness
+  cookie (``cookie SERVERID insert indirect nocache`` and ``cookie sN``
+  appended to each ``server`` line: with ``option redispatch`` a client
+  leaves a dead server at once, which ``balance source`` does not);
 - set only in ``defaults``: a setting for every proxy; the fix overrides it in
   the serving section only (``defaults`` is left as it is);
 - already what the fix would set (a timeout already at least an hour): the
@@ -336,16 +339,7 @@ class _State:
                     self.refuse(f, "option redispatch is already set", self.hint(f))
         elif kind == Failure.NOT_STICKY:
             for backend in self.backends(f, (_LB,)):
-                self.ensure(
-                    f,
-                    backend,
-                    Knob(
-                        ("balance",),
-                        ("source",),
-                        "the same client to the same server (a session held in memory)",
-                    ),
-                    default=("roundrobin",),
-                )
+                self.sticky(f, backend)
         else:
             self.refuse(
                 f,
@@ -497,6 +491,37 @@ class _State:
                             "request headers still have 10 s, not the client timeout",
                         ),
                     )
+
+    def sticky(self, f: Finding, backend: Section) -> None:
+        """A cookie HAProxy inserts (on a 101 too) names each client's server: the
+        ``cookie`` line in the backend and ``cookie sN`` on each ``server`` line.
+        Unlike ``balance source``, it lets ``option redispatch`` move a client off a
+        dead server at once (measured with the lb-sticky setup)."""
+        chosen = backend.find(("cookie",)) or backend.find(("balance",))
+        if chosen is not None and chosen.words[:2] != ("balance", "roundrobin"):
+            self.refuse(
+                f,
+                f"`{' '.join(chosen.words)}` (line {chosen.number}, backend {backend.name}) "
+                "already chooses the servers",
+                "decide how clients should stick to a server; proxytest does not override "
+                "a value set deliberately",
+                proposal="cookie SERVERID insert indirect nocache",
+            )
+            return
+        why = "a cookie names the client's server: its next requests go there"
+        knob = Knob(("cookie",), ("SERVERID", "insert", "indirect", "nocache"), why)
+        self.inserts.setdefault(id(backend), []).append((knob, f.check))
+        self.targets[id(backend)] = backend
+        servers = [line for line in backend.lines if line.words[0] == "server"]
+        for n, line in enumerate(servers, 1):
+            if "cookie" in line.words:
+                continue
+            old = self.edits.line(line.number)
+            body, hashed, comment = old.partition("#")
+            new = f"{body.rstrip()} cookie s{n}" + (f" {hashed}{comment}" if hashed else "")
+            if self.edits.replaced(line.number) is None:
+                self.edits.replace(line.number, new)
+            self.work.note(self.path, line.number, f"cookie s{n}", why, f.check)
 
     def long_enough(self, f: Finding, section: Section, key: tuple[str, ...]) -> bool:
         current = self.effective(section, key)

@@ -101,14 +101,25 @@ def test_anonymous_acls_and_or_conditions_are_evaluated() -> None:
     assert "option http-no-delay" in new[new.index("\nbackend events") :]
 
 
-def test_a_default_written_out_is_replaced_in_place() -> None:
-    text = HEAD + FRONT + "    default_backend b\n" + backend("b", "balance roundrobin  # stated")
-    files = {CFG: text}
-    plan = PLANNER.plan(files, findings("lb.sticky:not_sticky"))
-    new = plan.files[CFG]
-    assert "    balance source\n" in new and "roundrobin" not in new
-    assert len(new.splitlines()) == len(text.splitlines())
+def test_stickiness_is_a_cookie_haproxy_inserts(tmp_path: Path) -> None:
+    files = read("lb-round-robin.cfg")
+    plan = PLANNER.plan(files, findings("lb.sticky:not_sticky", "lb.failover:no_failover"))
+    text = next(iter(plan.files.values()))
+    assert "    balance roundrobin\n" in text  # the default, stated, is kept
+    assert "    cookie SERVERID insert indirect nocache\n" in text
+    assert "{{ upstream_port_1 }} cookie s1\n" in text
+    assert "{{ upstream_port_2 }} cookie s2\n" in text
+    assert "    option redispatch\n" in text
     assert_smallest(plan, files)
+    accepts("haproxy", tmp_path, plan.files)
+    again = PLANNER.plan({**files, **plan.files}, findings("lb.sticky:not_sticky"))
+    assert again.empty and again.refusals[0].proposal is not None
+
+
+def test_a_balancing_method_chosen_is_proposed_not_replaced() -> None:
+    text = HEAD + FRONT + "    default_backend b\n" + backend("b", "balance leastconn")
+    plan = PLANNER.plan({CFG: text}, findings("lb.sticky:not_sticky"))
+    assert plan.empty and "balance leastconn" in plan.refusals[0].reason
 
 
 def test_a_value_set_deliberately_on_the_backend_is_proposed_not_forced() -> None:
