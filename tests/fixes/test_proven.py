@@ -96,3 +96,41 @@ def test_each_default_setups_failures_are_fixed_and_nothing_regresses(tmp_path: 
             if check in addressed[proxy] or was.verdict == Verdict.PASS:
                 assert result.verdict == Verdict.PASS, (proxy, check, result.summary)
     print("\n" + "\n".join(table))
+
+
+LB = {"nginx": "lb-round-robin.conf", "haproxy": "lb-round-robin.cfg",
+      "caddy": "lb-round-robin.Caddyfile"}  # fmt: skip
+LB_CHECKS = ["lb.sticky", "lb.failover", "ws.upgrade", "ws.echo", "sse.stream", "sse.last-event-id"]
+
+
+def test_the_round_robin_setups_get_stickiness_and_failover(tmp_path: Path) -> None:
+    """Caddy's `lb_policy round_robin` is stated in its file: a deliberate choice, so its
+    lb.sticky is proposed (a Refusal), not fixed; every other failure is fixed."""
+    sources = {p: ROOT / "proxies" / p / name for p, name in LB.items()}
+    options = RunOptions.from_matrix(checks=LB_CHECKS)
+
+    def run_lb(configs: dict[str, Path]) -> dict[str, dict[str, CheckResult]]:
+        targets = [TargetSpec(p, "lb-round-robin", (path,)) for p, path in configs.items()]
+        result = asyncio.run(run_targets(targets, options))
+        for target in result.targets:
+            if target.status == TargetStatus.SKIPPED:
+                pytest.skip(f"{target.proxy}: {target.reason}")
+        return {t.proxy: {r.check: r for r in t.results} for t in result.targets}
+
+    before = run_lb(sources)
+    patched, addressed = {}, {}
+    for proxy, results in before.items():
+        files = {sources[proxy]: sources[proxy].read_text()}
+        plan = DEFAULTS[proxy][1].plan(files, findings(results))
+        refused = {r.check for r in plan.refusals}
+        assert refused == ({"lb.sticky"} if proxy == "caddy" else set()), plan.refusals
+        addressed[proxy] = {c for change in plan.changes for c in change.checks}
+        dest = tmp_path / proxy / sources[proxy].name
+        dest.parent.mkdir()
+        dest.write_text(plan.files[sources[proxy]])
+        patched[proxy] = dest
+    after = run_lb(patched)
+    for proxy, results in after.items():
+        for check, result in results.items():
+            if check in addressed[proxy] or before[proxy][check].verdict == Verdict.PASS:
+                assert result.verdict == Verdict.PASS, (proxy, check, result.summary)
