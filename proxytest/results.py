@@ -161,6 +161,11 @@ class CheckResult:
     # Every attempt of a check measured more than once: {"verdict", "summary",
     # "discarded"?}. In the JSON report as "attempts" (additive), when there are several.
     tries: tuple[Mapping[str, Any], ...] = field(default=(), compare=False)
+    # The :class:`Failure` value the evaluation named (``outcome.failure``), for a
+    # fail or degraded result: what `proxytest fix` keys its config changes on.
+    # In the JSON report as "failure" (additive), only when set. A plain string, so
+    # a report written by a newer version with a kind this one lacks still loads.
+    failure: str | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -191,6 +196,8 @@ class CheckResult:
         }
         if self.not_run:  # additive: present only on a target that could not run
             data["not_run"] = True
+        if self.failure is not None:  # additive: present only when a kind was named
+            data["failure"] = self.failure
         if self.tries:  # additive: present only when the check was measured again
             data["attempts"] = [dict(t) for t in self.tries]
         timeline = self.timeline_json()

@@ -151,9 +151,10 @@ async def run_checks(
                 outcome.metrics,
             )
         hint = None
-        if outcome.verdict in (Verdict.FAIL, Verdict.DEGRADED) and outcome.failure:
-            hint = (adapter.hint(check.id, outcome.failure) if adapter else None) or (
-                check.hints.get(outcome.failure)
+        failure = outcome.failure if outcome.verdict in (Verdict.FAIL, Verdict.DEGRADED) else None
+        if failure:
+            hint = (adapter.hint(check.id, failure) if adapter else None) or (
+                check.hints.get(failure)
             )
         result = CheckResult(
             check=check.id,
@@ -167,6 +168,7 @@ async def run_checks(
             timeline=timeline,
             tries=tuple(try_json(o) for o in tries) if len(tries) > 1 else (),
             not_run=outcome.not_run and not skip_missing,
+            failure=failure.value if failure else None,
         )
         if target is not None:
             progress.check_done(target, result)

@@ -65,7 +65,8 @@ def _ok_target() -> TargetResult:
     results = (
         CheckResult("ws.upgrade", Verdict.FAIL, "status 400 from proxy, expected 101",
                     expected=Verdict.FAIL, hint="forward Upgrade and Connection",
-                    metrics={"status": 400, "origin_saw_upgrade": False}, duration_s=0.021),
+                    metrics={"status": 400, "origin_saw_upgrade": False}, duration_s=0.021,
+                    failure="upgrade"),
         CheckResult("ws.push", Verdict.FAIL, "no WebSocket: status 400",
                     expected=Verdict.FAIL, duration_s=0.01),
         CheckResult("sse.headers", Verdict.PASS, "headers before the first event",
@@ -90,7 +91,7 @@ def _bad_target() -> TargetResult:
         CheckResult("ws.upgrade", Verdict.PASS, "101 with a valid accept", duration_s=0.02),
         CheckResult("ws.push", Verdict.DEGRADED, "messages coalesced: 15 of 19 arrived together",
                     hint="option http-no-delay", metrics={"p95_delay_ms": 651.2, "coalesced": 15},
-                    duration_s=2.4, timeline=COALESCED),
+                    duration_s=2.4, timeline=COALESCED, failure="delayed"),
         CheckResult("sse.headers", Verdict.ERROR, f"the probe failed: {NASTY}", duration_s=3.0),
         CheckResult("sse.stream", Verdict.FAIL, "events held until the response ended",
                     hint=f"fix <this> & {NASTY}", metrics={"first_delay_ms": 1900.5},

@@ -150,6 +150,8 @@ async def test_coalescing_is_reported_as_such() -> None:
     results = await through(Fault("coalesce", delay_ms=300), ["sse.stream"])
     assert results["sse.stream"].metrics["coalesced_fraction"] >= 0.5
     assert "arrived together" in results["sse.stream"].summary
+    assert results["sse.stream"].failure == "delayed"  # the kind `proxytest fix` keys on
+    assert results["sse.stream"].to_json()["failure"] == "delayed"
 
 
 async def test_a_cut_stream_is_truncated() -> None:
@@ -172,7 +174,9 @@ async def test_dropped_control_frames_fail_ping() -> None:
     results = await through(Fault("drop_ws_control"), ["ws.ping", "ws.echo"])
     assert results["ws.ping"].verdict == Verdict.FAIL
     assert "no pong" in results["ws.ping"].summary
+    assert results["ws.ping"].failure == "ping"
     assert results["ws.echo"].verdict == Verdict.PASS  # data frames still flow
+    assert results["ws.echo"].failure is None and "failure" not in results["ws.echo"].to_json()
 
 
 async def test_dropped_close_frames_fail_close() -> None:

@@ -81,6 +81,17 @@ def test_json_round_trip_keeps_every_key() -> None:
     assert run_from_json(copy.deepcopy(data)).to_json() == data
 
 
+def test_failure_kind_is_additive_and_read_back() -> None:
+    data = sample_run().to_json()
+    results = data["targets"][0]["results"]
+    assert results[0]["failure"] == "upgrade"  # named by the evaluation
+    assert "failure" not in results[2]  # a pass: the key is absent, not null
+    assert run_from_json(copy.deepcopy(data)).targets[0].results[0].failure == "upgrade"
+    results[0]["failure"] = 7
+    with pytest.raises(ReportError, match=r"targets\[0\]\.results\[0\]\.failure"):
+        run_from_json(data, "saved.json")
+
+
 @pytest.mark.parametrize(
     ("change", "where"),
     [

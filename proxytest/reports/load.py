@@ -74,6 +74,7 @@ def _result(data: Any, where: str) -> CheckResult:
         timeline=dict(timeline) if timeline is not None else None,
         not_run=bool(_get(data, "not_run", where, (bool,))) if "not_run" in data else False,
         tries=tuple(_tries(data.get("attempts"), f"{where}.attempts")),
+        failure=_get(data, "failure", where, (str, type(None))) if "failure" in data else None,
     )
 
 

@@ -1,0 +1,404 @@
+"""The Caddyfile planner: findings in, the smallest edit of the user's Caddyfile out.
+
+A block editor over the Caddyfile scanner of the neutraliser
+(adapters/_caddyfile_syntax.py: tokens with their lines, the blocks around
+each statement, the line of a block's ``}``). The user's text is changed at
+those lines (fixes/_text.py), every other line byte-identical.
+
+Where: the site block whose address names ``{{ listen_port }}``, then the
+``reverse_proxy`` that serves the path the failing checks request (WebSocket
+``/ws/echo``, SSE ``/sse``, ``lb.sticky`` ``/lb/handshake``): among the
+site's ``reverse_proxy``, ``handle``, ``handle_path`` and ``route``, the one
+whose matcher matches the path, the most specific first as Caddy sorts them
+(a longer path matcher before a shorter one, any matcher before none), into
+``handle``/``route`` blocks. Matchers: a path token (``/ws/*``), ``*``, and
+named matchers (``@name path …`` or a block) whose ``path`` conditions
+decide; a ``header`` condition on Upgrade/Connection counts as matching a
+WebSocket request, any other condition as not matching. A one-line
+``reverse_proxy host:port`` gets a block opened on its own line.
+
+The rule for a value already set (docs/architecture.md, "Config fixes"): a
+value set in the serving ``reverse_proxy`` that is Caddy's default written
+out (``stream_close_delay 0``, ``flush_interval 0``, ``lb_try_duration 0``)
+is replaced in place; any other value is not changed: a :class:`Refusal`
+carries the ``proposal``. A knob already at what the fix would set means it
+is not the cause, and a Refusal says where to look. Caddy has no idle
+timeout on proxied streams by default, so an idle drop with no
+``stream_timeout`` is refused with the heartbeat remedy.
+
+``Change.line`` is the replaced line, or for an insert the original line the
+new lines follow. Only the first file is read: ``import`` and snippets are not
+followed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import adapters
+from ..adapters._caddyfile_syntax import GLOBAL, Statement, closing_line, statements
+from ..adapters._edits import has_placeholder, mask
+from ..results import Failure
+from ._text import Knob, Work, duration_s, indent_of, matches
+from .base import Finding, Plan
+
+__all__ = ["PLANNER", "CaddyPlanner"]
+
+_SSE, _WS, _LB = "/sse", "/ws/echo", "/lb/handshake"
+_ROUTING = ("reverse_proxy", "handle", "handle_path", "route")
+
+
+@dataclass(eq=False)
+class Block:
+    statement: Statement | None  # None: the file, or the global options block
+    close: int  # the line of its "}" (0 for the file)
+    children: list[Block] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.statement.name if self.statement else ""
+
+    @property
+    def line(self) -> int:
+        return self.statement.line if self.statement else 0
+
+    @property
+    def opens(self) -> bool:
+        return self.statement is not None and self.statement.tokens[-1].value == "{"
+
+    def words(self) -> list[str]:
+        return [t.value for t in self.statement.tokens] if self.statement else []
+
+    def find(self, name: str) -> Block | None:
+        found = None
+        for child in self.children:
+            if child.name == name:
+                found = child
+        return found
+
+    def last(self) -> int:
+        """The last line of this statement (its "}" for a block)."""
+        return self.close if self.opens else self.line
+
+
+def _tree(text: str) -> Block:
+    masked = mask(text)
+    root = Block(None, 0)
+    stack: list[Block] = []
+    global_block: Block | None = None
+    for st in statements(masked):
+        depth = len(st.within)
+        if st.within[:1] == (GLOBAL,) and global_block is None:
+            global_block = Block(None, 0)
+            root.children.append(global_block)
+        while len(stack) > depth:
+            stack.pop()
+        if st.within[:1] == (GLOBAL,) and not stack:
+            assert global_block is not None
+            stack.append(global_block)
+        parent = stack[-1] if stack else root
+        node = Block(st, 0)
+        if st.tokens[-1].value == "{":
+            node.close = closing_line(masked, st)
+        parent.children.append(node)
+        if node.opens:
+            stack.append(node)
+    return root
+
+
+def _site(root: Block, text: str) -> Block | None:
+    lines = text.splitlines()
+    sites = [b for b in root.children if b.statement is not None and b.opens]
+    for site in sites:
+        if has_placeholder(lines[site.line - 1], "listen_port"):
+            return site
+    return sites[0] if sites else None
+
+
+def _path_match(pattern: str, path: str) -> bool:
+    return fnmatch.fnmatchcase(path, pattern) or (pattern.endswith("*") and path == pattern[:-2])
+
+
+def _named(site: Block, name: str, path: str) -> tuple[bool, int]:
+    """Whether the named matcher ``name`` matches ``path``, and its path specificity."""
+    definition = site.find(name)
+    if definition is None:
+        return False, 0
+    conditions = (
+        [c.words() for c in definition.children] if definition.opens else [definition.words()[1:]]
+    )
+    ok, longest = True, 0
+    for words in conditions:
+        if not words:
+            continue
+        kind, values = words[0], words[1:]
+        if kind == "path":
+            hit = any(_path_match(v, path) for v in values)
+            longest = max([longest, *(len(v) for v in values)])
+        elif kind == "header" and values and values[0].lower() in ("upgrade", "connection"):
+            hit = path.startswith("/ws/")
+        else:
+            hit = False
+        ok = ok and hit
+    return ok, longest
+
+
+def _matcher(site: Block, node: Block, path: str) -> tuple[bool, int]:
+    """Whether ``node``'s matcher matches ``path``, and its rank (-1: no matcher)."""
+    words = node.words()
+    first = words[1] if len(words) > 1 else ""
+    if first.startswith("@"):
+        return _named(site, first, path)
+    if first.startswith("/"):
+        return _path_match(first, path), len(first)
+    return True, -1  # none, "*", or an upstream address
+
+
+def _serving(site: Block, block: Block, path: str) -> Block | None:
+    best: tuple[int, Block] | None = None
+    for child in block.children:
+        if child.name not in _ROUTING:
+            continue
+        hit, rank = _matcher(site, child, path)
+        if hit and (best is None or rank > best[0]):
+            best = (rank, child)
+    if best is None:
+        return None
+    chosen = best[1]
+    return chosen if chosen.name == "reverse_proxy" else _serving(site, chosen, path)
+
+
+class CaddyPlanner:
+    """``plan(files, findings)``: see the module docstring for where and the value rule."""
+
+    proxy = "caddy"
+
+    def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
+        if not files or not findings:
+            return Plan({})
+        main = next(iter(files))
+        state = _State(main, files[main], Work({main: files[main]}))
+        for finding in findings:
+            state.apply(finding)
+        state.flush()
+        work = state.work
+        return Plan(work.files(), work.changes(), tuple(work.refusals))
+
+
+def _longer_than_zero(value: tuple[str, ...]) -> bool:
+    return len(value) == 1 and (duration_s(value[0]) or 0) > 0
+
+
+class _State:
+    def __init__(self, path: Path, text: str, work: Work) -> None:
+        self.path = path
+        self.text = text
+        self.work = work
+        self.edits = work.edits[path]
+        self.root = _tree(text)
+        self.site = _site(self.root, text)
+        self.inserts: dict[int, list[tuple[Knob, str]]] = {}
+        self.targets: dict[int, Block] = {}
+
+    def apply(self, f: Finding) -> None:
+        kind = f.failure
+        if kind == Failure.RELOAD_CUT:
+            self.knob(
+                f,
+                _WS,
+                Knob(("stream_close_delay",), ("1h",), _CLOSE_WHY),
+                enough=_longer_than_zero,
+                defaults=("0", "0s"),
+            )
+        elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW) and not (
+            matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
+        ):
+            self.knob(f, _SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
+        elif kind in (Failure.NO_FAILOVER, Failure.RETRIED_DEAD_BACKEND):
+            for path in (_SSE, _WS):
+                self.knob(
+                    f,
+                    path,
+                    Knob(("lb_try_duration",), ("5s",), _TRY_WHY),
+                    enough=_longer_than_zero,
+                    defaults=("0", "0s"),
+                )
+                self.knob(
+                    f,
+                    path,
+                    Knob(("fail_duration",), ("30s",), _FAIL_WHY),
+                    enough=_longer_than_zero,
+                    defaults=("0", "0s"),
+                    quiet=True,
+                )
+        elif kind == Failure.NOT_STICKY:
+            self.knob(
+                f,
+                _LB,
+                Knob(
+                    ("lb_policy",),
+                    ("ip_hash",),
+                    "the same client to the same "
+                    "upstream (a session held in one upstream's memory)",
+                ),
+            )
+        elif kind in (Failure.IDLE, Failure.LIFETIME):
+            self.stream_limits(f)
+        else:
+            hint = adapters.get("caddy").hint(f.check, kind)
+            self.work.refuse(
+                f.check,
+                f"no config change is known for {kind.value} in {f.check}",
+                hint or "see the check's hint",
+            )
+
+    def proxy_for(self, f: Finding, path: str) -> Block | None:
+        if self.site is None:
+            self.work.refuse(f.check, "no site block in the Caddyfile", "add a site block")
+            return None
+        rp = _serving(self.site, self.site, path)
+        if rp is None:
+            self.work.refuse(
+                f.check,
+                f"no reverse_proxy serves {path}",
+                f"route {path} to the origin with reverse_proxy",
+            )
+        return rp
+
+    def knob(
+        self,
+        f: Finding,
+        path: str,
+        knob: Knob,
+        *,
+        enough: Callable[[tuple[str, ...]], bool] | None = None,
+        defaults: tuple[str, ...] = (),
+        quiet: bool = False,
+    ) -> None:
+        rp = self.proxy_for(f, path)
+        if rp is None:
+            return
+        same = enough or (lambda v: v == knob.value)
+        own = rp.find(knob.key[0])
+        if own is not None:
+            value = tuple(own.words()[1:])
+            if same(value):
+                if not quiet:
+                    self.work.refuse(
+                        f.check,
+                        f"`{' '.join(own.words())}` is already set (line {own.line}): "
+                        "this knob is not the cause",
+                        "look at a layer in front of Caddy or at the origin",
+                    )
+                return
+            if len(value) == 1 and value[0] in defaults:
+                old = self.edits.line(own.line)
+                if self.edits.replaced(own.line) is None:
+                    self.edits.replace(own.line, indent_of(old) + knob.text)
+                self.work.note(self.path, own.line, knob.text, knob.comment, f.check)
+                return
+            self.work.refuse(
+                f.check,
+                f"`{' '.join(own.words())}` (line {own.line}) is set on this reverse_proxy "
+                "and would have to change",
+                "decide whether it may take the proposed value; proxytest does not override "
+                "a value set deliberately",
+                proposal=knob.text,
+            )
+            return
+        queue = self.inserts.setdefault(id(rp), [])
+        self.targets[id(rp)] = rp
+        queue.append((knob, f.check))
+
+    def hint(self, f: Finding) -> str:
+        return adapters.get("caddy").hint(f.check, f.failure) or "see the check's hint"
+
+    def stream_limits(self, f: Finding) -> None:
+        path = _WS if matches(f.check, "ws.*") else _SSE
+        rp = self.proxy_for(f, path)
+        if rp is None:
+            return
+        limit = rp.find("stream_timeout")
+        if limit is not None:
+            self.work.refuse(
+                f.check,
+                f"`{' '.join(limit.words())}` (line {limit.line}) ends streams at a fixed age",
+                "decide whether streams may live longer; proxytest does not override a value "
+                "set deliberately",
+                proposal=f"remove line {limit.line} (`stream_timeout`)",
+            )
+            return
+        self.work.refuse(
+            f.check,
+            "Caddy has no idle or lifetime limit on this proxied stream",
+            "send heartbeats more often than the shortest idle timeout on the path (a layer "
+            "in front), and look at the server's `timeouts` in the global options",
+        )
+
+    def flush(self) -> None:
+        unit = _unit(self.text)
+        for rid, queue in self.inserts.items():
+            rp = self.targets[rid]
+            merged: dict[Knob, list[str]] = {}
+            for knob, check in queue:
+                checks = merged.setdefault(knob, [])
+                if check not in checks:
+                    checks.append(check)
+            base = indent_of(self.edits.line(rp.line))
+            if rp.children:
+                indent = indent_of(self.edits.line(rp.children[-1].line))
+            else:
+                indent = base + unit
+            lines: list[str] = []
+            said = ""
+            for knob in merged:
+                if knob.comment != said:
+                    lines.append(f"{indent}# {knob.comment}")
+                    said = knob.comment
+                lines.append(f"{indent}{knob.text}")
+            if rp.opens:
+                anchor = rp.children[-1].last() if rp.children else rp.line
+                if rp.close == rp.line:  # `reverse_proxy x {}` on one line
+                    self._open(rp, lines, base)
+                else:
+                    self.edits.insert_after(anchor, *lines)
+            else:
+                anchor = rp.line
+                self._open(rp, lines, base)
+            for knob, checks in merged.items():
+                for check in checks:
+                    self.work.note(self.path, anchor, knob.text, knob.comment, check)
+
+    def _open(self, rp: Block, lines: list[str], base: str) -> None:
+        """A one-line reverse_proxy becomes a block holding ``lines``."""
+        assert rp.statement is not None
+        old = self.edits.line(rp.line)
+        last = rp.statement.tokens[-1]
+        start = self.text.rfind("\n", 0, last.start) + 1
+        cut = last.end - start
+        if last.value == "{":  # `{}` on the same line: drop the "}" after it
+            head, tail = old[:cut], old[cut:].lstrip()
+            tail = tail[1:] if tail.startswith("}") else tail
+        else:
+            head, tail = old[:cut] + " {", old[cut:]
+        self.edits.replace(rp.line, head, *lines, f"{base}}}{tail}")
+
+
+_CLOSE_WHY = "a reload closes proxied WebSockets at once unless they may drain this long"
+_FLUSH_WHY = "write every chunk to the client as soon as it arrives"
+_TRY_WHY = "retry another upstream for this long when one is down"
+_FAIL_WHY = "a failed upstream is left out for this long (passive health check)"
+
+
+def _unit(text: str) -> str:
+    for line in text.splitlines():
+        lead = indent_of(line)
+        if lead and line.strip():
+            return "\t" if lead.startswith("\t") else " " * len(lead)
+    return "\t"
+
+
+PLANNER = CaddyPlanner()
