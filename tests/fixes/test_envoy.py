@@ -20,13 +20,13 @@ ENVOY = ROOT / "proxies/envoy"
 # reported (proxytest run --only envoy/default, 1.36).
 DEFAULT_FINDINGS = [
     *(Finding(c, Failure.UPGRADE) for c in (
-        "ws.upgrade", "ws.echo", "ws.large", "ws.ping", "ws.close", "ws.subprotocol",
+        "ws.upgrade", "ws.echo", "ws.push", "ws.ping", "ws.close", "ws.subprotocol",
         "ws.idle", "ws.keepalive", "browser.websocket",
     )),
     Finding("sse.idle", Failure.IDLE, {"dropped_after_s": 15.0}),
     Finding("sse.heartbeat", Failure.LIFETIME, {"dropped_after_s": 15.0}),
     Finding("sse.lifetime", Failure.LIFETIME, {"dropped_after_s": 15.0}),
-    Finding("browser.eventsource", Failure.TRUNCATED),
+    Finding("browser.eventsource", Failure.LIFETIME),
 ]  # fmt: skip
 
 
@@ -226,19 +226,38 @@ def test_causes_without_a_config_fix_are_refused_with_the_application_remedy() -
 
 def test_a_quiet_stream_cut_at_5_min_gets_stream_idle_timeout() -> None:
     cluster = "                  cluster: origin\n"
-    text = (ENVOY / "default.yaml").read_text().replace(
-        cluster, cluster + "                  timeout: 0s\n"
+    text = (
+        (ENVOY / "default.yaml")
+        .read_text()
+        .replace(cluster, cluster + "                  timeout: 0s\n")
     )
     plan, _ = plan_of(text, [Finding("sse.idle", Failure.IDLE, {"dropped_after_s": 300.2})])
     (change,) = plan.changes
     assert change.knob == "stream_idle_timeout: 3600s"
 
 
+def test_a_quiet_websocket_is_not_blamed_on_the_route_timeout() -> None:
+    text = (ENVOY / "default.yaml").read_text()
+    plan, _ = plan_of(text, [Finding("ws.idle", Failure.IDLE, {"dropped_after_s": 300.1})])
+    (change,) = plan.changes
+    assert change.knob == "stream_idle_timeout: 3600s"
+    again, _ = plan_of(
+        lines_joined(plan), [Finding("ws.idle", Failure.IDLE, {"dropped_after_s": 300.1})]
+    )
+    assert again.empty and again.refusals[0].proposal is None
+    plan, _ = plan_of(text, [Finding("ws.idle", Failure.IDLE, {"dropped_after_s": 30.0})])
+    assert plan.empty and "heartbeats" in plan.refusals[0].remedy
+
+
 def test_a_max_stream_duration_is_proposed_not_removed() -> None:
-    text = (ENVOY / "realtime.yaml").read_text().replace(
-        "          stream_idle_timeout: 3600s\n",
-        "          stream_idle_timeout: 3600s\n"
-        "          common_http_protocol_options:\n            max_stream_duration: 20s\n",
+    text = (
+        (ENVOY / "realtime.yaml")
+        .read_text()
+        .replace(
+            "          stream_idle_timeout: 3600s\n",
+            "          stream_idle_timeout: 3600s\n"
+            "          common_http_protocol_options:\n            max_stream_duration: 20s\n",
+        )
     )
     plan, _ = plan_of(text, [Finding("sse.lifetime", Failure.LIFETIME)])
     assert plan.empty and "max_stream_duration" in (plan.refusals[0].proposal or "")
@@ -255,9 +274,13 @@ def test_the_lb_route_gets_a_retry_policy() -> None:
 
 
 def test_a_route_action_in_flow_style_is_refused_with_the_proposal() -> None:
-    text = (ENVOY / "default.yaml").read_text().replace(
-        "                route:\n                  cluster: origin\n",
-        "                route: {cluster: origin}\n",
+    text = (
+        (ENVOY / "default.yaml")
+        .read_text()
+        .replace(
+            "                route:\n                  cluster: origin\n",
+            "                route: {cluster: origin}\n",
+        )
     )
     plan, _ = plan_of(text, [Finding("sse.lifetime", Failure.LIFETIME)])
     assert plan.empty and plan.refusals[0].proposal == "timeout: 0s"

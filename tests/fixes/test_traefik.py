@@ -31,8 +31,8 @@ def plan_of(files: dict[Path, str], findings: list[Finding]) -> Plan:
     return plan
 
 
-STATIC_TEXT = (TRAEFIK / "default.yaml").read_text().replace(
-    "default.dynamic.yaml", "traefik.dynamic.yaml"
+STATIC_TEXT = (
+    (TRAEFIK / "default.yaml").read_text().replace("default.dynamic.yaml", "traefik.dynamic.yaml")
 )
 
 BUFFERED = """\
@@ -125,8 +125,8 @@ def test_delayed_streams_get_flush_interval_on_the_service() -> None:
     assert plan.files[DYNAMIC].splitlines()[-1] == "        responseForwarding: {flushInterval: -1}"
     # the default written out is replaced in place; another value is the user's
     text = unbuffered.replace(
-        "      loadBalancer:\n", "      loadBalancer:\n        responseForwarding:\n"
-        "          flushInterval: 100ms\n"
+        "      loadBalancer:\n",
+        "      loadBalancer:\n        responseForwarding:\n          flushInterval: 100ms\n",
     )
     plan = plan_of(buffered(text), [Finding("load.fanout", Failure.FANOUT_SLOW)])
     assert plan.files[DYNAMIC].count("flushInterval: -1") == 1
