@@ -320,3 +320,34 @@ def test_envoy_accepts_an_appended_upgrade_and_a_replaced_timeout(tmp_path: Path
     )
     assert len(plan.changes) == 2
     accepted("envoy", patched(tmp_path, originals, plan))
+
+
+def test_envoy_takes_the_first_matching_route_so_does_the_planner() -> None:
+    # `/` first: it serves /sse too, the later /sse route is never reached
+    text = TWO_LISTENERS.replace('prefix: "/ws/"', 'prefix: "/"', 1)
+    plan, _ = plan_of(text, [Finding("sse.lifetime", Failure.LIFETIME)])
+    (change,) = plan.changes
+    assert change.knob == "timeout: 0s"
+    after = lines_of(plan)
+    # inserted into the first route's action, before the /sse route
+    assert after.index("                  timeout: 0s") < after.index(
+        '                  path: "/sse"'
+    )
+
+
+def test_circuit_breakers_at_the_default_written_out_are_raised_in_place() -> None:
+    text = (ENVOY / "realtime.yaml").read_text().replace(": 9000", ": 1024")
+    plan, _ = plan_of(text, [Finding("load.concurrency", Failure.LIMIT)])
+    assert {c.knob for c in plan.changes} == {
+        "max_connections: 100000",
+        "max_pending_requests: 100000",
+        "max_requests: 100000",
+    }
+    assert len(lines_of(plan)) == len(text.splitlines())
+
+
+def test_crlf_line_endings_are_kept() -> None:
+    text = (ENVOY / "default.yaml").read_text().replace("\n", "\r\n")
+    plan, _ = plan_of(text, DEFAULT_FINDINGS)
+    after = next(iter(plan.files.values()))
+    assert "\r\n" in after and "\n" not in after.replace("\r\n", "")

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from proxytest.fixes.base import Plan
+import pytest
+
+from proxytest.fixes.base import Finding, Plan
 from proxytest.fixes.envoy import PLANNER as ENVOY
+from proxytest.fixes.traefik import PLANNER as TRAEFIK
+from proxytest.results import Failure
 
 from ..conftest import ROOT, Cli
 from .helpers import patched
@@ -28,10 +32,17 @@ ENVOY_CHECKS = (
 )  # fmt: skip
 
 
-def verdicts(cli: Cli, config: Path, report: Path) -> dict[str, str]:
-    globs = [arg for check in ENVOY_CHECKS for arg in ("--checks", check)]
+def verdicts(
+    cli: Cli,
+    configs: list[Path],
+    report: Path,
+    checks: tuple[str, ...] = ENVOY_CHECKS,
+    proxy: str = "envoy",
+) -> dict[str, str]:
+    globs = [arg for check in checks for arg in ("--checks", check)]
+    files = [arg for config in configs for arg in ("--config", str(config))]
     done = cli(
-        "check", "--proxy", "envoy", "--config", str(config), *globs,
+        "check", "--proxy", proxy, *files, *globs,
         "--max-hold", "20", "--heartbeat", "5", "--json", str(report), timeout=400,
     )  # fmt: skip
     assert report.exists(), done.stderr[-2000:]
@@ -44,7 +55,7 @@ def test_the_patched_envoy_default_passes_what_failed_and_keeps_what_passed(
 ) -> None:
     source = ROOT / "proxies/envoy/default.yaml"
     originals = {source: source.read_text()}
-    before = verdicts(cli, source, tmp_path / "before.json")
+    before = verdicts(cli, [source], tmp_path / "before.json")
     findings = [f for f in DEFAULT_FINDINGS if f.check in before]
     # the hand-built findings are what this Envoy really shows (skips: no Chromium)
     shown = {c for c, v in before.items() if v in ("fail", "degraded")}
@@ -52,8 +63,7 @@ def test_the_patched_envoy_default_passes_what_failed_and_keeps_what_passed(
 
     plan: Plan = ENVOY.plan(originals, findings)
     assert not plan.empty
-    (config,) = patched(tmp_path, originals, plan)
-    after = verdicts(cli, config, tmp_path / "after.json")
+    after = verdicts(cli, patched(tmp_path, originals, plan), tmp_path / "after.json")
 
     print("before → after:", {c: f"{before[c]} → {after[c]}" for c in ENVOY_CHECKS})
     for check in shown:
@@ -62,3 +72,32 @@ def test_the_patched_envoy_default_passes_what_failed_and_keeps_what_passed(
         if verdict == "pass":
             assert after[check] == "pass", (check, "regressed")
     assert cli.leftovers() == []
+
+
+LB_CHECKS = ("lb.failover", "sse.stream", "ws.echo", "sse.last-event-id")
+
+
+@pytest.mark.parametrize("proxy", ["envoy", "traefik"])
+def test_the_retry_on_lb_round_robin_turns_failover_into_a_pass(
+    tmp_path: Path, cli: Cli, proxy: str
+) -> None:
+    """Not a default setup, but the other half of what the planners write: the route
+    retry_policy (Envoy) and the retry middleware (Traefik) for lb.failover's 502/503."""
+    folder = ROOT / "proxies" / proxy
+    sources = [folder / "lb-round-robin.yaml"]
+    if proxy == "traefik":
+        sources.append(folder / "lb-round-robin.dynamic.yaml")
+    originals = {path: path.read_text() for path in sources}
+    before = verdicts(cli, sources, tmp_path / "before.json", LB_CHECKS, proxy)
+    assert before["lb.failover"] == "degraded", before
+    planner = ENVOY if proxy == "envoy" else TRAEFIK
+    plan = planner.plan(originals, [Finding("lb.failover", Failure.RETRIED_DEAD_BACKEND)])
+    assert not plan.empty
+    after = verdicts(
+        cli, patched(tmp_path, originals, plan), tmp_path / "after.json", LB_CHECKS, proxy
+    )
+    print("before → after:", {c: f"{before[c]} → {after[c]}" for c in LB_CHECKS})
+    assert after["lb.failover"] == "pass", after
+    for check, verdict in before.items():
+        if verdict == "pass":
+            assert after[check] == "pass", (check, "regressed")

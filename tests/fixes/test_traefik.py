@@ -203,3 +203,17 @@ def test_traefik_accepts_the_patched_lb_round_robin(tmp_path: Path) -> None:
     files = setup_files("lb-round-robin")
     plan = PLANNER.plan(files, [Finding("lb.failover", Failure.RETRIED_DEAD_BACKEND)])
     accepted("traefik", patched(tmp_path, files, plan), backends=2)
+
+
+def test_a_router_in_one_dynamic_file_and_its_middleware_in_another() -> None:
+    routers, middlewares = BUFFERED.split("  middlewares:\n    buffer-all:")
+    second = Path("middlewares.yaml")
+    files = {
+        STATIC: STATIC_TEXT,
+        DYNAMIC: routers.rstrip() + "\n",
+        second: "http:\n  middlewares:\n    buffer-all:" + middlewares.split("  services:")[0],
+    }
+    files[DYNAMIC] += "  services:" + BUFFERED.split("  services:")[1]
+    plan = plan_of(files, [Finding("sse.stream", Failure.HELD)])
+    (change,) = plan.changes
+    assert change.file == DYNAMIC and set(plan.files) == {DYNAMIC}
