@@ -127,12 +127,6 @@ class Doc:
         """0-based line of ``key`` in ``mapping``."""
         return int(mapping.lc.key(key)[0])
 
-    def value_text(self, mapping: CommentedMap, key: str) -> str:
-        """The user's own text of a scalar value (placeholders unmasked)."""
-        line, col = mapping.lc.value(key)
-        raw = self.raw_line(line)
-        return raw[col : _scalar_end(raw, col)]
-
     # -- the extent of a block --------------------------------------------------------
     def block_end(self, mapping: CommentedMap) -> int:
         """0-based index of the last line holding content of a block mapping."""

@@ -49,9 +49,12 @@ from .base import Finding, Plan
 __all__ = ["PLANNER", "EnvoyPlanner"]
 
 _STREAMS = ("sse.*", "ws.*", "browser.*", "load.*", "lifecycle.*")
+# The predicate needs its typed_config: Envoy 1.40 refuses the name alone ("Didn't find
+# a registered implementation for 'envoy.retry_host_predicates.previous_hosts'").
 _RETRY = (
     '{retry_on: "connect-failure,reset", num_retries: 2, retry_host_predicate: '
-    "[{name: envoy.retry_host_predicates.previous_hosts}]}"
+    '[{name: envoy.retry_host_predicates.previous_hosts, typed_config: {"@type": '
+    'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]}'
 )
 _DEFAULT_THRESHOLD = 1024
 _HIGH_S = 3600.0  # an idle timeout this long (or 0, none) is not the cause of a drop
