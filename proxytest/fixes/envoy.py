@@ -54,7 +54,7 @@ _STREAMS = ("sse.*", "ws.*", "browser.*", "load.*", "lifecycle.*")
 _RETRY = (
     '{retry_on: "connect-failure,reset", num_retries: 2, retry_host_predicate: '
     '[{name: envoy.retry_host_predicates.previous_hosts, typed_config: {"@type": '
-    'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]}'
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]}"
 )
 _DEFAULT_THRESHOLD = 1024
 _HIGH_S = 3600.0  # an idle timeout this long (or 0, none) is not the cause of a drop

@@ -25,8 +25,11 @@ What each finding changes (check pattern, Failure):
   bodies only (measured, 3.7: idle WebSockets and SSE outlive it) and
   ``idleTimeout`` acts between requests, so neither is changed: with
   ``writeTimeout`` at 0 the drop is refused (heartbeats, or a hop in front).
-- ``lb.*``, RETRIED_DEAD_BACKEND → a ``retry`` middleware (``attempts: 3``) defined
-  in the router's file and added to the router's ``middlewares``.
+- ``lb.*``, RETRIED_DEAD_BACKEND → a ``retry`` middleware (``retry-dead-backend``,
+  ``attempts: 3``) defined in the router's file and added to the router's
+  ``middlewares``. Measured on lb-round-robin (3.7.15): lb.failover passed in 12
+  of 15 runs after it (degraded in every run before); in the other three one
+  reconnect still got a 502 within 3 ms, which the middleware did not retry.
 - COMPRESSED_HELD/COMPRESSED_DELAYED with a ``compress`` middleware on the router →
   ``excludedContentTypes: [text/event-stream]`` in its definition.
 - UPGRADE, h2_websocket (GODEBUG, not the config), LIMIT, no_failover,
