@@ -132,3 +132,28 @@ def test_the_retry_on_lb_round_robin_turns_failover_into_a_pass(
     for check, verdict in before.items():
         if verdict == "pass":
             assert after[check] == "pass", (check, "regressed")
+
+
+def test_traefik_without_the_buffering_middleware_streams_sse_again(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """A router for /sse with the buffering middleware (tests/fixes/test_traefik.py's
+    BUFFERED): held before, one by one after the planner drops it from that router."""
+    from .test_traefik import DYNAMIC, STATIC, buffered
+
+    checks = ("sse.stream", "sse.headers", "ws.echo")
+    originals = buffered()
+    (tmp_path / "before").mkdir()
+    sources = patched(tmp_path / "before", originals, Plan(files={}))
+    before = verdicts(cli, sources, tmp_path / "before.json", checks, "traefik")
+    assert before["sse.stream"] == "fail", SUMMARIES["sse.stream"]
+    plan = TRAEFIK.plan(originals, [Finding("sse.stream", Failure.HELD)])
+    assert set(plan.files) == {DYNAMIC} and STATIC in originals
+    after = verdicts(
+        cli, patched(tmp_path, originals, plan), tmp_path / "after.json", checks, "traefik"
+    )
+    print("before → after:", {c: f"{before[c]} → {after[c]}" for c in checks})
+    assert after["sse.stream"] == "pass", SUMMARIES["sse.stream"]
+    for check, verdict in before.items():
+        if verdict == "pass":
+            assert after[check] == "pass", (check, "regressed")
