@@ -191,7 +191,9 @@ http {
         "hint",
         "metrics",
         "duration_s",
+        "failure",  # additive: the evaluation's failure kind, on fail and degraded
     }
+    assert result["failure"] == "upgrade"
     assert result["metrics"]["status"] == 400
     assert "ws.upgrade" in done.stdout and "FAIL" in done.stdout
     assert cli.leftovers() == []
