@@ -1,4 +1,4 @@
-"""The command line: ``proxytest run | check | probe | report | list | init | origin``.
+"""The command line: ``proxytest run | check | fix | probe | report | list | init | origin``.
 
 Exit codes: 0 every verdict is pass or what the matrix expects; 1 otherwise;
 2 usage or configuration error (the message names the file, line and fix).
@@ -27,6 +27,7 @@ from .adapters import ADAPTERS
 from .adapters.base import Notice
 from .checks import CHECKS
 from .errors import BinaryNotFound, ConfigRejected, UsageError
+from .fixing import fix_targets
 from .matrix import (
     ENV_NAME_FIX,
     Matrix,
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(check)
     _probe_parser(sub)
+    _fix_parser(sub)
     report = sub.add_parser(
         "report",
         help="show a saved JSON report again, and write its report files",
@@ -371,22 +373,7 @@ def _execute(
     raise_rejected: bool = False,
     shard: tuple[Shard, Sequence[TargetSpec]] | None = None,
 ) -> int:
-    options = RunOptions.from_matrix(
-        matrix,
-        checks=args.checks or (),
-        runtime=args.runtime,
-        docker_network=args.docker_network,
-        images=_images(args.image, getattr(args, "proxy", None)),
-        max_hold=args.max_hold,
-        heartbeat=args.heartbeat,
-        load_connections=args.load_connections,
-        fanout_max_n=args.fanout_max_n,
-        concurrency=args.concurrency,
-        keep_run_dirs=args.keep_run_dirs,
-        config_in_reports=not args.no_config_in_reports,
-        raise_rejected=raise_rejected,
-        skip_missing=args.skip_missing,
-    )
+    options = _run_options(args, matrix, raise_rejected=raise_rejected)
     notices = check_targets(targets, options)
     _usable_report_dir(args.report_dir)
     _usable_json(args.json)
@@ -414,12 +401,38 @@ def _execute(
             )
         raise
     result = _as_shard(result, shard)
+    return _report(args, result, console)
+
+
+def _report(args: argparse.Namespace, result: RunResult, console: Console) -> int:
     print_report(console, result)
     if args.json:
         write_json(result, args.json)
         console.print(f"JSON report: {args.json}")
     _write_reports(result.to_json(), args.report_dir, console)
     return result.exit_code
+
+
+def _run_options(
+    args: argparse.Namespace, matrix: Matrix | None, *, raise_rejected: bool
+) -> RunOptions:
+    """The run's options: the matrix's (or the defaults), with the command line's overrides."""
+    return RunOptions.from_matrix(
+        matrix,
+        checks=args.checks or (),
+        runtime=args.runtime,
+        docker_network=args.docker_network,
+        images=_images(args.image, getattr(args, "proxy", None)),
+        max_hold=args.max_hold,
+        heartbeat=args.heartbeat,
+        load_connections=args.load_connections,
+        fanout_max_n=args.fanout_max_n,
+        concurrency=args.concurrency,
+        keep_run_dirs=args.keep_run_dirs,
+        config_in_reports=not args.no_config_in_reports,
+        raise_rejected=raise_rejected,
+        skip_missing=args.skip_missing,
+    )
 
 
 # -- probe ---------------------------------------------------------------------------
@@ -577,8 +590,9 @@ def _write_reports(data: dict[str, Any], directory: Path | None, console: Consol
 class _LineProgress:
     """Progress for logs (CI): one line per finished target."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, label: str = "") -> None:
         self.console = console
+        self.label = f" ({label})" if label else ""
 
     def target_phase(self, target: TargetSpec, phase: str) -> None:
         pass
@@ -591,7 +605,8 @@ class _LineProgress:
 
         assert isinstance(result, TargetResult)
         self.console.print(
-            f"  {result.id}: {result.status.value} ({result.tally}) in {result.duration_s:.1f} s"
+            f"  {result.id}{self.label}: {result.status.value} ({result.tally}) "
+            f"in {result.duration_s:.1f} s"
         )
 
 
@@ -621,6 +636,11 @@ def _matrix_file(named: Path | None) -> Path:
 
 
 def cmd_check(args: argparse.Namespace, console: Console) -> int:
+    return _execute(args, [_own_target(args)], None, console, raise_rejected=True)
+
+
+def _own_target(args: argparse.Namespace) -> TargetSpec:
+    """The target of ``--proxy NAME --config FILE …`` (check and fix)."""
     configs = []
     for path in args.config:
         if path.is_dir():
@@ -636,7 +656,7 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
                 fix="check the path (relative to the current folder)",
             )
         configs.append(path)
-    target = TargetSpec(
+    return TargetSpec(
         proxy=args.proxy,
         setup=configs[0].name,
         configs=tuple(configs),
@@ -644,7 +664,80 @@ def cmd_check(args: argparse.Namespace, console: Console) -> int:
         binary=args.binary,
         env=tuple(_env_option(item) for item in args.env),
     )
-    return _execute(args, [target], None, console, raise_rejected=True)
+
+
+# -- fix -----------------------------------------------------------------------------------
+def _fix_parser(sub: Any) -> None:
+    fix = sub.add_parser(
+        "fix",
+        help="turn failures into a config patch, and prove it by running the checks again",
+        description="Run the checks; for each failure whose cause is a config knob, write the "
+        "smallest change to your file where the failing traffic is routed; apply it to a "
+        "copy, run the failed checks and every check that passed again, and show the diff "
+        "and before -> after. Nothing of yours changes without --write, and only a proven "
+        "patch is ever written. Either --proxy and --config (your own config), or a matrix "
+        "and --only (its targets). Exit code 0: proven, or nothing to fix; 1: anything left.",
+    )
+    fix.add_argument("matrix", nargs="?", type=Path, metavar="MATRIX")
+    fix.add_argument(
+        "--only",
+        action="append",
+        metavar="PROXY[/SETUP]",
+        help="with a matrix: fix only these targets (repeatable)",
+    )
+    fix.add_argument("--proxy", choices=sorted(ADAPTERS), help="with --config: your config's proxy")
+    fix.add_argument(
+        "--config",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="your config file with placeholders; repeat for multi-file configs",
+    )
+    fix.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
+    fix.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the proxy process (repeatable)",
+    )
+    fix.add_argument(
+        "--write",
+        action="store_true",
+        help="apply the proven patch to your files (a .bak copy of each beside it)",
+    )
+    _common(fix)
+
+
+def cmd_fix(args: argparse.Namespace, console: Console) -> int:
+    own = args.proxy is not None or args.config
+    if own and (args.matrix is not None or args.only):
+        raise UsageError(
+            "fix takes either --proxy and --config, or a matrix and --only, not both",
+            fix="drop MATRIX/--only to fix your own config, or --proxy/--config for a matrix's",
+        )
+    if own and not (args.proxy and args.config):
+        raise UsageError(
+            "fix --proxy needs --config and --config needs --proxy",
+            fix="e.g. proxytest fix --proxy nginx --config nginx.conf",
+        )
+    matrix = None if own else load_matrix(_matrix_file(args.matrix), tuple(ADAPTERS))
+    targets = [_own_target(args)] if matrix is None else select_targets(matrix.targets, args.only)
+    options = _run_options(args, matrix, raise_rejected=bool(own))
+    notices = check_targets(targets, options)
+    _usable_report_dir(args.report_dir)
+    _usable_json(args.json)
+    _print_notices(notices)
+    console.print(
+        f"proxytest {VERSION} fix: {len(targets)} targets × {len(options.checks)} checks, "
+        "then the patched copies"
+    )
+    result = asyncio.run(_main_task(fix_targets(
+        targets, options, write=args.write,
+        before_progress=_LineProgress(console, "first run"),
+        after_progress=_LineProgress(console, "patched copy"),
+    )))  # fmt: skip
+    return _report(args, result, console)
 
 
 def _env_option(item: str) -> tuple[str, str]:
@@ -861,6 +954,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_init(args, console)
         if args.command == "probe":
             return cmd_probe(args, console)
+        if args.command == "fix":
+            return cmd_fix(args, console)
         if args.command == "origin":
             return origin_cli.run(args)
         return cmd_list(args, console)

@@ -15,8 +15,13 @@ __all__ = [
     "CheckResult",
     "ConfigFile",
     "Failure",
+    "FixChange",
+    "FixRefusal",
+    "FixRow",
+    "FixStatus",
     "Outcome",
     "RunResult",
+    "TargetFix",
     "TargetResult",
     "TargetStatus",
     "Verdict",
@@ -271,6 +276,120 @@ class TargetResult:
         return data
 
 
+class FixStatus(enum.StrEnum):
+    """What `proxytest fix` concluded for one target (docs/architecture.md, "Config fixes")."""
+
+    NOTHING = "nothing_to_fix"  # every check that ran passed: nothing changed
+    PROVEN = "proven"  # every finding fixed by a patch the re-run proved
+    PROVEN_IN_PART = "proven_in_part"  # a proven patch; other findings have no config change
+    UNPROVEN = "unproven"  # the re-run did not prove the patch: never written
+    NO_CONFIG_CHANGE = "no_config_change"  # findings, none with a config change here
+    NOT_MEASURED = "not_measured"  # the config did not run, or checks could not be judged
+
+    @property
+    def green(self) -> bool:
+        """Nothing is left to fix (the exit code's rule)."""
+        return self in (FixStatus.NOTHING, FixStatus.PROVEN)
+
+    @property
+    def writable(self) -> bool:
+        """The patch was proven: `--write` may apply it."""
+        return self in (FixStatus.PROVEN, FixStatus.PROVEN_IN_PART)
+
+
+@dataclass(frozen=True)
+class FixRow:
+    """One check before and after the patch (``after`` None: not re-run)."""
+
+    check: str
+    before: Verdict
+    after: Verdict | None
+    addressed: bool  # a change of the patch names this check
+    summary: str  # the re-run's summary, else the first run's
+
+    @property
+    def outcome(self) -> str:
+        if self.after is None:
+            return "not re-run"
+        if self.before == Verdict.PASS:  # addressed too: the patch first broke it
+            return "kept" if self.after == Verdict.PASS else "regressed"
+        if self.addressed:
+            return "fixed" if self.after == Verdict.PASS else "not fixed"
+        return self.after.value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "before": self.before.value,
+            "after": None if self.after is None else self.after.value,
+            "addressed": self.addressed,
+            "outcome": self.outcome,
+            "summary": self.summary,
+        }
+
+
+@dataclass(frozen=True)
+class FixChange:
+    """One knob set at one line of one file, with whether the re-run proved it."""
+
+    file: str
+    line: int
+    knob: str
+    checks: tuple[str, ...]
+    why: str
+    proven: bool | None = None  # None: not re-run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "knob": self.knob,
+                "checks": list(self.checks), "why": self.why, "proven": self.proven}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FixRefusal:
+    """A finding left alone: no config change here, or one that would override a choice."""
+
+    check: str
+    reason: str
+    remedy: str
+    proposal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "reason": self.reason, "remedy": self.remedy,
+                "proposal": self.proposal}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetFix:
+    """`proxytest fix` on one target: the patch, its proof, and what was written."""
+
+    target: str
+    status: FixStatus
+    summary: str
+    patch: str = ""  # a unified diff against the user's files
+    files: tuple[ConfigFile, ...] = ()  # the new text of each changed file
+    changes: tuple[FixChange, ...] = ()
+    refusals: tuple[FixRefusal, ...] = ()
+    rows: tuple[FixRow, ...] = ()
+    after: TargetResult | None = None  # the re-run on the patched copy
+    written: tuple[str, ...] = ()  # the files `--write` changed
+    backups: tuple[str, ...] = ()  # ... and the copy of each original beside it
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "status": self.status.value,
+            "summary": self.summary,
+            "patch": self.patch,
+            "files": [f.to_json() for f in self.files],
+            "changes": [c.to_json() for c in self.changes],
+            "refusals": [r.to_json() for r in self.refusals],
+            "checks": [r.to_json() for r in self.rows],
+            "after": None if self.after is None else self.after.to_json(),
+            "written": list(self.written),
+            "backups": list(self.backups),
+        }
+
+
 @dataclass(frozen=True)
 class RunResult:
     tool_version: str
@@ -284,6 +403,8 @@ class RunResult:
     # shards' reports orders them and notices a missing shard (reports/merge.py).
     shard: str | None = None
     matrix_targets: tuple[str, ...] = ()
+    # `proxytest fix`: one per target; the targets above are the run before the patch.
+    fixes: tuple[TargetFix, ...] = ()
 
     @property
     def measured(self) -> bool:
@@ -302,6 +423,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.fixes:  # `proxytest fix`: green when nothing is left to fix
+            return 0 if not self.interrupted and all(f.status.green for f in self.fixes) else 1
         return 0 if self.as_expected else 1
 
     def to_json(self) -> dict[str, Any]:
@@ -316,4 +439,6 @@ class RunResult:
         if self.shard is not None:  # additive: present only on a shard's run
             data["shard"] = self.shard
             data["matrix_targets"] = list(self.matrix_targets)
+        if self.fixes:  # additive: present only on a `proxytest fix` report
+            data["fixes"] = [f.to_json() for f in self.fixes]
         return data

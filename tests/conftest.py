@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import socket
 import subprocess
@@ -119,3 +120,19 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path / "tmpdir")
+
+
+def patch_lines(patch: str) -> list[str]:
+    """The -/+ lines of a unified diff (file headers and context left out)."""
+    return [
+        line
+        for line in patch.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+    ]
+
+
+def changed_lines(before: str, after: str) -> list[str]:
+    """The -/+ lines of a diff from ``before`` to ``after``: what a patch between them shows."""
+    return patch_lines(
+        "\n".join(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm=""))
+    )

@@ -128,7 +128,7 @@ def test_every_failure_kind_has_a_neutral_hint_somewhere() -> None:
 LAYERS = (
     ("cli", "pytest_plugin", "__init__", "__main__"),
     ("reports",),
-    ("runner", "measure", "pathprobe"),
+    ("runner", "measure", "pathprobe", "fixing"),
     ("options",),
     ("matrix", "starter", "shards"),
     ("checks",),

@@ -21,7 +21,8 @@ What each finding changes (check pattern, Failure):
 - ``lb.*``, RETRIED_DEAD_BACKEND → route ``retry_policy`` (connect-failure,reset,
   2 retries, the previous_hosts predicate).
 - LIMIT → the cluster's circuit breaker thresholds when they are Envoy's default
-  (1024) written out; otherwise refused.
+  (1024) written out, or ``circuit_breakers`` with raised thresholds when the
+  cluster has none (the defaults then apply); otherwise refused.
 - h2_websocket, held/compressed (a filter the user added), no_failover,
   not_sticky and the rest → refused with the hint's remedy.
 
@@ -348,12 +349,27 @@ class _Finder:
                     self.doc.path, line + 1, f"{key}: {_RAISED_THRESHOLD}", self.finding, why
                 )
                 changed = True
-        if not changed:
-            self.refuse(
-                "Envoy's circuit breakers are at their default (1024) here; the limit is "
-                "elsewhere (a hop in front, the file descriptor limit)",
-                "raise the limit of the layer in front, or the process's `ulimit -n`",
+        if changed:
+            return
+        if cluster is not None and is_map(cluster) and cluster.get("circuit_breakers") is None:
+            # None written: Envoy's defaults apply, 1024 connections and requests at once
+            # (measured: 1000 WebSockets and 1000 SSE streams, 818 streams refused).
+            value = (
+                f"{{thresholds: [{{max_connections: {_RAISED_THRESHOLD}, max_pending_requests: "
+                f"{_RAISED_THRESHOLD}, max_requests: {_RAISED_THRESHOLD}}}]}}"
             )
+            why = "each open stream holds one; the default 1024 refuses more with 503"
+            self.edit(
+                lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
+                f"circuit_breakers: {value}",
+                why,
+            )
+            return
+        self.refuse(
+            "Envoy's circuit breakers are set here without a connection or request limit; "
+            "the limit is elsewhere (a hop in front, the file descriptor limit)",
+            "raise the limit of the layer in front, or the process's `ulimit -n`",
+        )
 
     # -- helpers ----------------------------------------------------------------------
     def edit(self, make: Any, knob: str, why: str) -> None:

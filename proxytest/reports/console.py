@@ -22,6 +22,7 @@ from rich.text import Text
 from ..matrix import TargetSpec
 from ..results import CheckResult, RunResult, TargetResult, TargetStatus, Verdict
 from .advice import TITLE, Advice, advise_result
+from .fixes import fix_headline, render_fixes
 from .grid import TINY as _TINY
 from .grid import TINY_FAMILY as _TINY_FAMILY
 from .grid import check_ids as _check_ids
@@ -341,7 +342,9 @@ def print_report(console: Console, run: RunResult) -> None:
     if details.renderables:
         console.print()
         console.print(details)
-    advice = render_advice(run)
+    if run.fixes:
+        console.print(render_fixes(run))
+    advice = Group() if run.fixes else render_advice(run)
     if advice.renderables:
         console.print()
         console.print(advice)
@@ -362,10 +365,10 @@ def print_report(console: Console, run: RunResult) -> None:
     if not run.measured:
         verdict = "NOTHING MEASURED (every check skipped)"
     style = "bold green" if run.as_expected else "bold red"
+    if run.fixes:  # `proxytest fix`: the grid was the first run; the fixes are the verdict
+        verdict, style = fix_headline(run), "bold green" if run.exit_code == 0 else "bold red"
+    counted = f"{len(run.targets)} targets, {summary}"
+    if run.fixes:
+        counted = f"before the patch {counted}; both runs"
     console.print()
-    console.print(
-        Text.assemble(
-            (f"{verdict}: ", style),
-            f"{len(run.targets)} targets, {summary} in {run.duration_s:.1f} s",
-        )
-    )
+    console.print(Text.assemble((f"{verdict}: ", style), f"{counted} in {run.duration_s:.1f} s"))

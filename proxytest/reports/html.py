@@ -31,6 +31,7 @@ from ..results import CheckResult, RunResult, TargetResult, TargetStatus
 from .advice import TITLE, advise_result
 from .badges import overall_badge, target_badge
 from .charts import PROMPT_MS, Ladder, ladder
+from .fixes import FIX_STATES, OUTCOME_STATE, diff_kind, fix_headline
 from .grid import STATES, by_cause, cell_state, check_ids, overall, short_label
 
 __all__ = ["render_html"]
@@ -97,6 +98,7 @@ def _environment() -> jinja2.Environment:
         finalize=_printable,
     )
     env.filters["knobs"] = _knobs
+    env.filters["diff_kind"] = diff_kind
     return env
 
 
@@ -142,6 +144,9 @@ def render_html(run: RunResult) -> str:
         problems=problems,
         advices=[(t, f"setup-{ti}", advise_result(t)) for ti, t in enumerate(run.targets)],
         advice_title=TITLE,
+        fix_states=FIX_STATES,
+        fix_title=fix_headline(run) if run.fixes else "",
+        outcome_state=OUTCOME_STATE,
         states=STATES,
         symbols=SYMBOLS,
         prompt_ms=PROMPT_MS,

@@ -4,7 +4,7 @@ Every report file is rendered from the JSON form of a run: a live run is
 turned into JSON first, so ``proxytest report results.json`` redraws exactly
 what the run drew. Reading validates the shape (the contract in
 docs/architecture.md plus the additive ``config_files``, ``timeline``, ``shard``
-and ``matrix_targets`` keys)
+``matrix_targets`` and ``fixes`` keys)
 and names the bad key by its path, e.g. ``targets[1].results[3].verdict``.
 Unknown keys are ignored, so reports from newer versions still read.
 """
@@ -17,7 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ReportError
-from ..results import CheckResult, ConfigFile, RunResult, TargetResult, TargetStatus, Verdict
+from ..results import (
+    CheckResult,
+    ConfigFile,
+    FixChange,
+    FixRefusal,
+    FixRow,
+    FixStatus,
+    RunResult,
+    TargetFix,
+    TargetResult,
+    TargetStatus,
+    Verdict,
+)
 
 __all__ = ["read_report", "run_from_json"]
 
@@ -39,7 +51,9 @@ def _get(data: Mapping[str, Any], key: str, where: str, kinds: tuple[type, ...])
     return value
 
 
-def _enum(value: str, enum: type[Verdict] | type[TargetStatus], where: str) -> Any:
+def _enum(
+    value: str, enum: type[Verdict] | type[TargetStatus] | type[FixStatus], where: str
+) -> Any:
     try:
         return enum(value)
     except ValueError:
@@ -86,15 +100,91 @@ def _tries(data: Any, where: str) -> list[dict[str, Any]]:
     return [dict(t) for t in data]
 
 
-def _target(data: Any, where: str) -> TargetResult:
+def _list(data: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    """An optional list: missing or null reads as empty."""
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise _Bad(f"{where}.{key}".lstrip("."), "expected a list")
+    return value
+
+
+def _object(data: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise _Bad(where, "expected an object")
+    return data
+
+
+def _files(data: Mapping[str, Any], key: str, where: str) -> tuple[ConfigFile, ...]:
     files = []
-    for n, item in enumerate(data.get("config_files") or []):
-        at = f"{where}.config_files[{n}]"
-        if not isinstance(item, Mapping):
-            raise _Bad(at, "expected an object")
+    for n, item in enumerate(_list(data, key, where)):
+        at = f"{where}.{key}[{n}]"
+        item = _object(item, at)
         files.append(ConfigFile(_get(item, "path", at, (str,)), _get(item, "text", at, (str,))))
+    return tuple(files)
+
+
+def _strings(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = _list(data, key, where)
+    if not all(isinstance(v, str) for v in value):
+        raise _Bad(f"{where}.{key}", "expected a list of strings")
+    return tuple(value)
+
+
+def _fix(data: Any, where: str) -> TargetFix:
+    data = _object(data, where)
+    rows = []
+    for n, row in enumerate(_list(data, "checks", where)):
+        at = f"{where}.checks[{n}]"
+        row = _object(row, at)
+        after = _get(row, "after", at, (str, type(None)))
+        rows.append(FixRow(
+            check=_get(row, "check", at, (str,)),
+            before=_enum(_get(row, "before", at, (str,)), Verdict, f"{at}.before"),
+            after=None if after is None else _enum(after, Verdict, f"{at}.after"),
+            addressed=_get(row, "addressed", at, (bool,)),
+            summary=_get(row, "summary", at, (str,)),
+        ))  # fmt: skip
+    changes = []
+    for n, change in enumerate(_list(data, "changes", where)):
+        at = f"{where}.changes[{n}]"
+        change = _object(change, at)
+        changes.append(FixChange(
+            file=_get(change, "file", at, (str,)),
+            line=_get(change, "line", at, (int,)),
+            knob=_get(change, "knob", at, (str,)),
+            checks=_strings(change, "checks", at),
+            why=_get(change, "why", at, (str,)),
+            proven=_get(change, "proven", at, (bool, type(None))),
+        ))  # fmt: skip
+    refusals = []
+    for n, refusal in enumerate(_list(data, "refusals", where)):
+        at = f"{where}.refusals[{n}]"
+        refusal = _object(refusal, at)
+        refusals.append(FixRefusal(
+            check=_get(refusal, "check", at, (str,)),
+            reason=_get(refusal, "reason", at, (str,)),
+            remedy=_get(refusal, "remedy", at, (str,)),
+            proposal=_get(refusal, "proposal", at, (str, type(None))),
+        ))  # fmt: skip
+    after = data.get("after")
+    return TargetFix(
+        target=_get(data, "target", where, (str,)),
+        status=_enum(_get(data, "status", where, (str,)), FixStatus, f"{where}.status"),
+        summary=_get(data, "summary", where, (str,)),
+        patch=_get(data, "patch", where, (str,)),
+        files=_files(data, "files", where),
+        changes=tuple(changes),
+        refusals=tuple(refusals),
+        rows=tuple(rows),
+        after=None if after is None else _target(after, f"{where}.after"),
+        written=_strings(data, "written", where),
+        backups=_strings(data, "backups", where),
+    )
+
+
+def _target(data: Any, where: str) -> TargetResult:
+    data = _object(data, where)
+    files = _files(data, "config_files", where)
     results = _get(data, "results", where, (list,))
     run_dirs = data.get("run_dirs") or []
     if not isinstance(run_dirs, list) or not all(isinstance(d, str) for d in run_dirs):
@@ -135,6 +225,7 @@ def run_from_json(data: Any, source: Path | str = "<report>") -> RunResult:
             interrupted=data.get("interrupted") is True,
             shard=shard,
             matrix_targets=tuple(everything),
+            fixes=tuple(_fix(f, f"fixes[{n}]") for n, f in enumerate(_list(data, "fixes", ""))),
         )
     except _Bad as bad:
         where = f"{bad.where}: " if bad.where else ""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..results import RunResult, TargetStatus
 from .advice import TITLE, Advice, advise_result
+from .fixes import FIX_STATES, OUTCOME_STATE, fix_headline
 from .grid import by_cause, cell_state, check_ids, overall, short_label
 
 __all__ = ["EMOJI", "append_step_summary", "render_markdown"]
@@ -73,10 +74,15 @@ def render_markdown(run: RunResult) -> str:
     ids = check_ids(run)
     total = overall(run)
     mark = "✅" if total.as_expected else "❌"
+    title = "as expected" if total.as_expected else "unexpected results"
+    line = total.line
+    if run.fixes:  # `proxytest fix`: the fixes are the verdict; the grid is the first run
+        mark, title = ("✅" if run.exit_code == 0 else "❌"), fix_headline(run)
+        line = f"before the patch: {total.details}"
     lines = [
-        f"## {mark} proxytest: {'as expected' if total.as_expected else 'unexpected results'}",
+        f"## {mark} proxytest: {title}",
         "",
-        f"**{_escape(total.line)}** · proxytest {_escape(run.tool_version)} · "
+        f"**{_escape(line)}** · proxytest {_escape(run.tool_version)} · "
         f"started {_escape(run.started_at)} · {run.duration_s:.1f} s",
         "",
     ]
@@ -94,7 +100,9 @@ def render_markdown(run: RunResult) -> str:
     details = _details(run)
     if details:
         lines += ["", "### Not passing", "", *details]
-    advices = [advise_result(target) for target in run.targets]
+    if run.fixes:
+        lines += _fixes(run)
+    advices = [] if run.fixes else [advise_result(target) for target in run.targets]
     if advices:
         lines += ["", f"### {TITLE}", ""]
         for advice in advices:
@@ -119,6 +127,38 @@ def _advice(advice: Advice, opened: bool) -> list[str]:
     lines += ["", "**Recommendation**", ""]
     lines += [f"- {_prose(sentence)}" for sentence in advice.recommendation]
     lines += ["", "</details>", ""]
+    return lines
+
+
+def _fixes(run: RunResult) -> list[str]:
+    """`proxytest fix`: per target a ``<details>`` with the diff and the table."""
+    lines = ["", "### Proven fixes", ""]
+    for fix in run.fixes:
+        word, state = FIX_STATES[fix.status]
+        opened = " open" if fix.patch else ""
+        summary = f"{EMOJI[state]} <b>{_inline_html(fix.target)}</b>: {_inline_html(word)}"
+        lines += [f"<details{opened}><summary>{summary}</summary>", "", _prose(fix.summary), ""]
+        if fix.patch:
+            fence = "````" if "```" in fix.patch else "```"
+            lines += [f"{fence}diff", fix.patch.rstrip("\n"), fence, ""]
+        if fix.changes:
+            lines += ["| check | before | after | outcome |", "|:--|:--|:--|:--|"]
+            for row in fix.rows:
+                after = "—" if row.after is None else row.after.value
+                emoji = EMOJI[OUTCOME_STATE.get(row.outcome, "skip")]
+                lines.append(
+                    f"| {_code(row.check)} | {row.before.value} | {after} | {emoji} {row.outcome} |"
+                )
+            lines.append("")
+        for refusal in fix.refusals:
+            line = f"- {_code(refusal.check)}: {_prose(refusal.reason)} {_prose(refusal.remedy)}"
+            if refusal.proposal:
+                line += f" Proposed, not made: {_code(refusal.proposal)}"
+            lines.append(line)
+        if fix.written:
+            lines.append(f"- written: {', '.join(map(_code, fix.written))} "
+                         f"(backup: {', '.join(map(_code, fix.backups))})")  # fmt: skip
+        lines += ["", "</details>", ""]
     return lines
 
 

@@ -88,10 +88,12 @@ def test_every_setup_runs_in_a_container(both_runs: tuple[RunResult, RunResult])
 
 def test_same_verdicts_as_local(both_runs: tuple[RunResult, RunResult]) -> None:
     local, in_docker = both_runs
-    summaries = {
-        (t.id, r.check): r.summary for run in (local, in_docker) for t in run.targets
-        for r in t.results
-    }  # fmt: skip
+    # What each side saw (summary and metrics): a difference must show both.
+    seen: dict[tuple[str, str], list[object]] = {}
+    for side, run in (("local", local), ("docker", in_docker)):
+        for t in run.targets:
+            for r in t.results:
+                seen.setdefault((t.id, r.check), []).append((side, r.summary, dict(r.metrics)))
     docker_verdicts = verdicts(in_docker)
     late = {
         (t.id, r.check) for run in (local, in_docker) for t in run.targets for r in t.results
@@ -99,7 +101,7 @@ def test_same_verdicts_as_local(both_runs: tuple[RunResult, RunResult]) -> None:
     }  # fmt: skip
     assert len(late) <= MAX_TOO_BUSY, late
     differ = {
-        (t, c): (v, docker_verdicts[t][c], summaries[t, c])
+        (t, c): (v, docker_verdicts[t][c], seen[t, c])
         for t, checks in verdicts(local).items() for c, v in checks.items()
         if docker_verdicts[t][c] != v and (t, c) not in late
     }  # fmt: skip
