@@ -34,20 +34,29 @@ followed.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import adapters
 from ..adapters._caddyfile_syntax import GLOBAL, Statement, closing_line, statements
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._text import Knob, Work, duration_s, indent_of, matches
-from .base import Finding, Plan
+from ._collect import LB, SSE, WS, matches
+from ._text import (
+    Inserts,
+    Knob,
+    TextPlanner,
+    TextState,
+    Work,
+    duration_s,
+    indent_of,
+    indent_unit,
+    knob_lines,
+)
+from .base import Finding
 
 __all__ = ["PLANNER", "CaddyPlanner"]
 
-_SSE, _WS, _LB = "/sse", "/ws/echo", "/lb/handshake"
 _ROUTING = ("reverse_proxy", "handle", "handle_path", "route")
 
 
@@ -171,44 +180,28 @@ def _serving(site: Block, block: Block, path: str) -> Block | None:
     return chosen if chosen.name == "reverse_proxy" else _serving(site, chosen, path)
 
 
-class CaddyPlanner:
-    """``plan(files, findings)``: see the module docstring for where and the value rule."""
-
-    proxy = "caddy"
-
-    def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        if not files or not findings:
-            return Plan({})
-        main = next(iter(files))
-        state = _State(main, files[main], Work({main: files[main]}))
-        for finding in findings:
-            state.apply(finding)
-        state.flush()
-        work = state.work
-        return Plan(work.files(), work.changes(), tuple(work.refusals))
-
-
 def _longer_than_zero(value: tuple[str, ...]) -> bool:
     return len(value) == 1 and (duration_s(value[0]) or 0) > 0
 
 
-class _State:
-    def __init__(self, path: Path, text: str, work: Work) -> None:
-        self.path = path
-        self.text = text
-        self.work = work
-        self.edits = work.edits[path]
-        self.root = _tree(text)
-        self.site = _site(self.root, text)
-        self.inserts: dict[int, list[tuple[Knob, str]]] = {}
-        self.targets: dict[int, Block] = {}
+class _State(TextState):
+    proxy = "caddy"
+
+    def __init__(self, files: Mapping[Path, str], work: Work) -> None:
+        super().__init__(files, work)
+        self.path = next(iter(files))
+        self.text = files[self.path]
+        self.edits = work.edits[self.path]
+        self.root = _tree(self.text)
+        self.site = _site(self.root, self.text)
+        self.inserts: Inserts[Block] = Inserts()  # knob lines per reverse_proxy, flushed last
 
     def apply(self, f: Finding) -> None:
         kind = f.failure
         if kind == Failure.RELOAD_CUT:
             self.knob(
                 f,
-                _WS,
+                WS,
                 Knob(("stream_close_delay",), ("1h",), _CLOSE_WHY),
                 enough=_longer_than_zero,
                 defaults=("0", "0s"),
@@ -216,9 +209,9 @@ class _State:
         elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW) and not (
             matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
         ):
-            self.knob(f, _SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
+            self.knob(f, SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
         elif kind in (Failure.NO_FAILOVER, Failure.RETRIED_DEAD_BACKEND):
-            for path in (_SSE, _WS):
+            for path in (SSE, WS):
                 self.knob(
                     f,
                     path,
@@ -237,7 +230,7 @@ class _State:
         elif kind == Failure.NOT_STICKY:
             self.knob(
                 f,
-                _LB,
+                LB,
                 Knob(
                     ("lb_policy",),
                     ("ip_hash",),
@@ -248,21 +241,16 @@ class _State:
         elif kind in (Failure.IDLE, Failure.LIFETIME):
             self.stream_limits(f)
         else:
-            hint = adapters.get("caddy").hint(f.check, kind)
-            self.work.refuse(
-                f.check,
-                f"no config change is known for {kind.value} in {f.check}",
-                hint or "see the check's hint",
-            )
+            self.unknown(f)
 
     def proxy_for(self, f: Finding, path: str) -> Block | None:
         if self.site is None:
-            self.work.refuse(f.check, "no site block in the Caddyfile", "add a site block")
+            self.refuse(f, "no site block in the Caddyfile", "add a site block")
             return None
         rp = _serving(self.site, self.site, path)
         if rp is None:
-            self.work.refuse(
-                f.check,
+            self.refuse(
+                f,
                 f"no reverse_proxy serves {path}",
                 f"route {path} to the origin with reverse_proxy",
             )
@@ -287,8 +275,8 @@ class _State:
             value = tuple(own.words()[1:])
             if same(value):
                 if not quiet:
-                    self.work.refuse(
-                        f.check,
+                    self.refuse(
+                        f,
                         f"`{' '.join(own.words())}` is already set (line {own.line}): "
                         "this knob is not the cause",
                         "look at a layer in front of Caddy or at the origin",
@@ -298,10 +286,10 @@ class _State:
                 old = self.edits.line(own.line)
                 if self.edits.replaced(own.line) is None:
                     self.edits.replace(own.line, indent_of(old) + knob.text)
-                self.work.note(self.path, own.line, knob.text, knob.comment, f.check)
+                self.work.change(self.path, own.line, knob.text, knob.comment, f.check)
                 return
-            self.work.refuse(
-                f.check,
+            self.refuse(
+                f,
                 f"`{' '.join(own.words())}` (line {own.line}) is set on this reverse_proxy "
                 "and would have to change",
                 "decide whether it may take the proposed value; proxytest does not override "
@@ -309,56 +297,39 @@ class _State:
                 proposal=knob.text,
             )
             return
-        queue = self.inserts.setdefault(id(rp), [])
-        self.targets[id(rp)] = rp
-        queue.append((knob, f.check))
-
-    def hint(self, f: Finding) -> str:
-        return adapters.get("caddy").hint(f.check, f.failure) or "see the check's hint"
+        self.inserts.add(rp, knob, f.check)
 
     def stream_limits(self, f: Finding) -> None:
-        path = _WS if matches(f.check, "ws.*") else _SSE
+        path = WS if matches(f.check, "ws.*") else SSE
         rp = self.proxy_for(f, path)
         if rp is None:
             return
         limit = rp.find("stream_timeout")
         if limit is not None:
-            self.work.refuse(
-                f.check,
+            self.refuse(
+                f,
                 f"`{' '.join(limit.words())}` (line {limit.line}) ends streams at a fixed age",
                 "decide whether streams may live longer; proxytest does not override a value "
                 "set deliberately",
                 proposal=f"remove line {limit.line} (`stream_timeout`)",
             )
             return
-        self.work.refuse(
-            f.check,
+        self.refuse(
+            f,
             "Caddy has no idle or lifetime limit on this proxied stream",
             "send heartbeats more often than the shortest idle timeout on the path (a layer "
             "in front), and look at the server's `timeouts` in the global options",
         )
 
     def flush(self) -> None:
-        unit = _unit(self.text)
-        for rid, queue in self.inserts.items():
-            rp = self.targets[rid]
-            merged: dict[Knob, list[str]] = {}
-            for knob, check in queue:
-                checks = merged.setdefault(knob, [])
-                if check not in checks:
-                    checks.append(check)
+        unit = indent_unit(self.text, "\t")
+        for rp, knobs in self.inserts:
             base = indent_of(self.edits.line(rp.line))
             if rp.children:
                 indent = indent_of(self.edits.line(rp.children[-1].line))
             else:
                 indent = base + unit
-            lines: list[str] = []
-            said = ""
-            for knob in merged:
-                if knob.comment != said:
-                    lines.append(f"{indent}# {knob.comment}")
-                    said = knob.comment
-                lines.append(f"{indent}{knob.text}")
+            lines = knob_lines(indent, knobs)
             if rp.opens:
                 anchor = rp.children[-1].last() if rp.children else rp.line
                 if rp.close == rp.line:  # `reverse_proxy x {}` on one line
@@ -368,9 +339,7 @@ class _State:
             else:
                 anchor = rp.line
                 self._open(rp, lines, base)
-            for knob, checks in merged.items():
-                for check in checks:
-                    self.work.note(self.path, anchor, knob.text, knob.comment, check)
+            self.work.noted(self.path, anchor, knobs)
 
     def _open(self, rp: Block, lines: list[str], base: str) -> None:
         """A one-line reverse_proxy becomes a block holding ``lines``."""
@@ -393,12 +362,11 @@ _TRY_WHY = "retry another upstream for this long when one is down"
 _FAIL_WHY = "a failed upstream is left out for this long (passive health check)"
 
 
-def _unit(text: str) -> str:
-    for line in text.splitlines():
-        lead = indent_of(line)
-        if lead and line.strip():
-            return "\t" if lead.startswith("\t") else " " * len(lead)
-    return "\t"
+class CaddyPlanner(TextPlanner):
+    """``plan(files, findings)``: see the module docstring for where and the value rule."""
+
+    proxy = "caddy"
+    state = _State
 
 
 PLANNER = CaddyPlanner()
