@@ -22,7 +22,7 @@ from proxytest.fixes.traefik import PLANNER as TRAEFIK
 from proxytest.results import Failure
 
 from ..conftest import ROOT, Cli
-from .helpers_yaml import patched
+from .helpers import patched
 from .test_envoy import DEFAULT_FINDINGS
 
 
