@@ -245,6 +245,10 @@ class TextState:
     def refuse(self, f: Finding, reason: str, remedy: str, proposal: str | None = None) -> None:
         self.work.refuse(f.check, reason, remedy, proposal)
 
+    def where(self, file: Path, line: int) -> str:
+        """``line N``, or ``FILE:N`` in a config of several files."""
+        return f"{file}:{line}" if len(self.files) > 1 else f"line {line}"
+
     def hint(self, f: Finding) -> str:
         return adapters.get(self.proxy).hint(f.check, f.failure) or ""
 

@@ -26,9 +26,14 @@ is not the cause, and a Refusal says where to look. Caddy has no idle
 timeout on proxied streams by default, so an idle drop with no
 ``stream_timeout`` is refused with the heartbeat remedy.
 
-``Change.line`` is the replaced line, or for an insert the original line the
-new lines follow. Only the first file is read: ``import`` and snippets are not
-followed.
+``import`` is followed as Caddy does: a file (or glob) relative to the
+importing file, among the config's files, or a snippet (``(name) { … }``
+defined before it, in any file); what it brings counts as written where the
+``import`` stands, so the site block, the ``reverse_proxy`` and its knobs may
+be in any file, and each change goes into the file that holds its line (a
+knob added to a snippet's ``reverse_proxy`` holds for every site importing
+it). ``Change.line`` is the replaced line of that file, or for an insert the
+line the new lines follow.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from ._text import (
     TextState,
     Work,
     duration_s,
+    included,
     indent_of,
     indent_unit,
     knob_lines,
@@ -64,7 +70,8 @@ _ROUTING = ("reverse_proxy", "handle", "handle_path", "route")
 class Block:
     statement: Statement | None  # None: the file, or the global options block
     close: int  # the line of its "}" (0 for the file)
-    children: list[Block] = field(default_factory=list)
+    file: Path  # the file that holds it
+    children: list[Block] = field(default_factory=list)  # imports followed
 
     @property
     def name(self) -> str:
@@ -93,38 +100,65 @@ class Block:
         return self.close if self.opens else self.line
 
 
-def _tree(text: str) -> Block:
-    masked = mask(text)
-    root = Block(None, 0)
+def _tree(files: Mapping[Path, str]) -> Block:
+    """The blocks of the main Caddyfile, with what its imports bring."""
+    main = next(iter(files))
+    root = Block(None, 0, main)
+    _read(main, files, root, {}, frozenset())
+    return root
+
+
+def _read(
+    path: Path,
+    files: Mapping[Path, str],
+    parent: Block,
+    snippets: dict[str, Block],
+    seen: frozenset[Path],
+) -> None:
+    """The statements of ``path`` into ``parent``, each ``import`` followed where it
+    stands (``seen``: the files importing this one)."""
+    masked = mask(files[path])
+    seen = seen | {path}
     stack: list[Block] = []
     global_block: Block | None = None
     for st in statements(masked):
         depth = len(st.within)
         if st.within[:1] == (GLOBAL,) and global_block is None:
-            global_block = Block(None, 0)
-            root.children.append(global_block)
+            global_block = Block(None, 0, path)
+            parent.children.append(global_block)
         while len(stack) > depth:
             stack.pop()
         if st.within[:1] == (GLOBAL,) and not stack:
             assert global_block is not None
             stack.append(global_block)
-        parent = stack[-1] if stack else root
-        node = Block(st, 0)
+        into = stack[-1] if stack else parent
+        node = Block(st, 0, path)
         if st.tokens[-1].value == "{":
             node.close = closing_line(masked, st)
-        parent.children.append(node)
+        into.children.append(node)
         if node.opens:
             stack.append(node)
-    return root
+            if not st.within and st.name.startswith("(") and st.name.endswith(")"):
+                snippets[st.name[1:-1]] = node
+        elif st.name == "import" and len(st.tokens) > 1:
+            target = st.tokens[1].value
+            if target in snippets:
+                into.children.extend(snippets[target].children)
+                continue
+            for imported in included(target, path.parent.as_posix(), files, seen):
+                _read(imported, files, into, snippets, seen)
 
 
-def _site(root: Block, text: str) -> Block | None:
-    lines = text.splitlines()
-    sites = [b for b in root.children if b.statement is not None and b.opens]
+def _site(root: Block, files: Mapping[Path, str]) -> Block | None:
+    sites = [b for b in root.children if b.statement is not None and b.opens and not _snippet(b)]
     for site in sites:
-        if has_placeholder(lines[site.line - 1], "listen_port"):
+        if has_placeholder(files[site.file].splitlines()[site.line - 1], "listen_port"):
             return site
     return sites[0] if sites else None
+
+
+def _snippet(block: Block) -> bool:
+    return block.name.startswith("(") and block.name.endswith(")")
 
 
 def _path_match(pattern: str, path: str) -> bool:
@@ -189,11 +223,8 @@ class _State(TextState):
 
     def __init__(self, files: Mapping[Path, str], work: Work) -> None:
         super().__init__(files, work)
-        self.path = next(iter(files))
-        self.text = files[self.path]
-        self.edits = work.edits[self.path]
-        self.root = _tree(self.text)
-        self.site = _site(self.root, self.text)
+        self.root = _tree(files)
+        self.site = _site(self.root, files)
         self.inserts: Inserts[Block] = Inserts()  # knob lines per reverse_proxy, flushed last
 
     def apply(self, f: Finding) -> None:
@@ -273,24 +304,25 @@ class _State(TextState):
         own = rp.find(knob.key[0])
         if own is not None:
             value = tuple(own.words()[1:])
+            where = self.where(own.file, own.line)
             if same(value):
                 if not quiet:
                     self.refuse(
                         f,
-                        f"`{' '.join(own.words())}` is already set (line {own.line}): "
+                        f"`{' '.join(own.words())}` is already set ({where}): "
                         "this knob is not the cause",
                         "look at a layer in front of Caddy or at the origin",
                     )
                 return
             if len(value) == 1 and value[0] in defaults:
-                old = self.edits.line(own.line)
-                if self.edits.replaced(own.line) is None:
-                    self.edits.replace(own.line, indent_of(old) + knob.text)
-                self.work.change(self.path, own.line, knob.text, knob.comment, f.check)
+                edits = self.work.edits[own.file]
+                if edits.replaced(own.line) is None:
+                    edits.replace(own.line, indent_of(edits.line(own.line)) + knob.text)
+                self.work.change(own.file, own.line, knob.text, knob.comment, f.check)
                 return
             self.refuse(
                 f,
-                f"`{' '.join(own.words())}` (line {own.line}) is set on this reverse_proxy "
+                f"`{' '.join(own.words())}` ({where}) is set on this reverse_proxy "
                 "and would have to change",
                 "decide whether it may take the proposed value; proxytest does not override "
                 "a value set deliberately",
@@ -306,12 +338,13 @@ class _State(TextState):
             return
         limit = rp.find("stream_timeout")
         if limit is not None:
+            where = self.where(limit.file, limit.line)
             self.refuse(
                 f,
-                f"`{' '.join(limit.words())}` (line {limit.line}) ends streams at a fixed age",
+                f"`{' '.join(limit.words())}` ({where}) ends streams at a fixed age",
                 "decide whether streams may live longer; proxytest does not override a value "
                 "set deliberately",
-                proposal=f"remove line {limit.line} (`stream_timeout`)",
+                proposal=f"remove {where} (`stream_timeout`)",
             )
             return
         self.refuse(
@@ -322,38 +355,40 @@ class _State(TextState):
         )
 
     def flush(self) -> None:
-        unit = indent_unit(self.text, "\t")
         for rp, knobs in self.inserts:
-            base = indent_of(self.edits.line(rp.line))
-            if rp.children:
-                indent = indent_of(self.edits.line(rp.children[-1].line))
+            edits = self.work.edits[rp.file]
+            own = [c for c in rp.children if c.file == rp.file]  # not what an import brings
+            base = indent_of(edits.line(rp.line))
+            if own:
+                indent = indent_of(edits.line(own[-1].line))
             else:
-                indent = base + unit
+                indent = base + indent_unit(self.files[rp.file], "\t")
             lines = knob_lines(indent, knobs)
             if rp.opens:
-                anchor = rp.children[-1].last() if rp.children else rp.line
+                anchor = own[-1].last() if own else rp.line
                 if rp.close == rp.line:  # `reverse_proxy x {}` on one line
                     self._open(rp, lines, base)
                 else:
-                    self.edits.insert_after(anchor, *lines)
+                    edits.insert_after(anchor, *lines)
             else:
                 anchor = rp.line
                 self._open(rp, lines, base)
-            self.work.noted(self.path, anchor, knobs)
+            self.work.noted(rp.file, anchor, knobs)
 
     def _open(self, rp: Block, lines: list[str], base: str) -> None:
         """A one-line reverse_proxy becomes a block holding ``lines``."""
         assert rp.statement is not None
-        old = self.edits.line(rp.line)
+        edits = self.work.edits[rp.file]
+        old = edits.line(rp.line)
         last = rp.statement.tokens[-1]
-        start = self.text.rfind("\n", 0, last.start) + 1
+        start = self.files[rp.file].rfind("\n", 0, last.start) + 1
         cut = last.end - start
         if last.value == "{":  # `{}` on the same line: drop the "}" after it
             head, tail = old[:cut], old[cut:].lstrip()
             tail = tail[1:] if tail.startswith("}") else tail
         else:
             head, tail = old[:cut] + " {", old[cut:]
-        self.edits.replace(rp.line, head, *lines, f"{base}}}{tail}")
+        edits.replace(rp.line, head, *lines, f"{base}}}{tail}")
 
 
 _CLOSE_WHY = "a reload closes proxied WebSockets at once unless they may drain this long"

@@ -312,10 +312,6 @@ class _State(TextState):
                     return front
         return fronts[0] if fronts else None
 
-    def where(self, section: Section, line: int) -> str:
-        """``line N``, or ``FILE:N`` in a config of several files."""
-        return f"{section.file}:{line}" if len(self.files) > 1 else f"line {line}"
-
     # -- entry --------------------------------------------------------------------------
     def apply(self, f: Finding) -> None:
         kind = f.failure
@@ -390,7 +386,7 @@ class _State(TextState):
                 edits.replace(own.number, indent_of(edits.line(own.number)) + knob.text)
                 self.work.change(section.file, own.number, knob.text, knob.comment, f.check)
                 return "set"
-            where = self.where(section, own.number)
+            where = self.where(section.file, own.number)
             self.refuse(
                 f,
                 f"`{' '.join(own.words)}` ({where}, {section.kind} {section.name}) "
@@ -497,7 +493,7 @@ class _State(TextState):
         if chosen is not None and chosen.words[:2] != ("balance", "roundrobin"):
             self.refuse(
                 f,
-                f"`{' '.join(chosen.words)}` ({self.where(backend, chosen.number)}, "
+                f"`{' '.join(chosen.words)}` ({self.where(backend.file, chosen.number)}, "
                 f"backend {backend.name}) "
                 "already chooses the servers",
                 "decide how clients should stick to a server; proxytest does not override "
