@@ -1,4 +1,4 @@
-"""Line edits of a YAML config found by structure (the Envoy and Traefik planners).
+r"""Line edits of a YAML config found by structure (the Envoy and Traefik planners).
 
 ruamel.yaml parses the template round-trip (after its ``{{ placeholders }}`` are
 masked, adapters/_edits.py) and keeps every key's and item's line and column.
@@ -15,12 +15,17 @@ A value inserted below keys that do not exist yet is written in flow style on
 the same line (``transport: {respondingTimeouts: {readTimeout: 0s}}``), so an
 insert is always two lines. A mapping written in flow style (``{a: 1}``) cannot
 take a new line: the planner refuses instead (:class:`FlowStyle`).
+
+:func:`plan_yaml` drives a planner: it reads the config's files as
+:class:`Doc`\ s (refusing every finding when one is not YAML) and runs the
+planner's :class:`Finder` on each finding; a planner supplies its table and its
+place-finding.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +36,10 @@ from ruamel.yaml.error import YAMLError
 
 from ..adapters._edits import mask
 from ..errors import TemplateError
+from ._collect import Collector, path_of
+from .base import Finding, Plan
 
-__all__ = ["Doc", "FlowStyle", "is_map", "is_seq", "seconds", "text_of"]
+__all__ = ["Doc", "Finder", "FlowStyle", "is_map", "is_seq", "plan_yaml", "seconds", "text_of"]
 
 COMMENT = "# proxytest fix: "
 
@@ -281,3 +288,78 @@ def walk(node: Any) -> Iterator[Any]:
         elif is_seq(current):
             yield current
             stack.extend(reversed(list(current)))
+
+
+class Finder:
+    """One finding answered on a config's documents: a planner's subclass finds the
+    place and sets the knob (:meth:`run`)."""
+
+    def __init__(self, docs: Sequence[Doc], collector: Collector, finding: Finding) -> None:
+        self.out = collector
+        self.finding = finding
+        self.path = path_of(finding.check)
+
+    def run(self) -> None:
+        raise NotImplementedError
+
+    def change(self, doc: Doc, index: int, knob: str, why: str) -> None:
+        """Record a change at the 0-based line ``index`` of ``doc``."""
+        self.out.change(doc.path, index + 1, knob, why, self.finding.check)
+
+    def edit(self, doc: Doc, make: Callable[[], int], knob: str, why: str) -> None:
+        """Make an edit (``make`` returns its 0-based line) and record it, or refuse
+        with the proposal when it would go into a mapping in flow style."""
+        try:
+            line = make()
+        except FlowStyle as exc:
+            self.refuse(
+                f"cannot add a line: {exc}",
+                "add the knob by hand, or write that mapping in block style",
+                proposal=knob,
+            )
+            return
+        self.change(doc, line, knob, why)
+
+    def refuse(self, reason: str, remedy: str, proposal: str | None = None) -> None:
+        self.out.refuse(self.finding.check, reason, remedy, proposal)
+
+
+def plan_yaml(
+    files: Mapping[Path, str],
+    findings: Sequence[Finding],
+    finder: Callable[[Sequence[Doc], Collector, Finding], Finder],
+    *,
+    edits: str,
+    first_only: bool = False,
+) -> Plan:
+    """Every finding run through ``finder`` on the config's files (only the first with
+    ``first_only``) read as documents; ``edits`` says what the planner edits, for the
+    refusal of a file that is not YAML."""
+    if not files or not findings:
+        return Plan(files={})
+    collector = Collector()
+    given = list(files.items())[:1] if first_only else list(files.items())
+    not_yaml = [path for path, _ in given if path.suffix not in (".yaml", ".yml")]
+    try:
+        if not_yaml:
+            for finding in findings:
+                collector.refuse(
+                    finding.check,
+                    f"{not_yaml[0].name} is not YAML: proxytest fix edits {edits}",
+                    "make the change the hint names by hand",
+                )
+            docs = []
+        else:
+            docs = [Doc(path, text) for path, text in given]
+    except TemplateError as exc:
+        for finding in findings:
+            collector.refuse(finding.check, str(exc), "correct the YAML first")
+        docs = []
+    for finding in findings if docs else ():
+        finder(docs, collector, finding).run()
+    changes = sorted(collector.changes(), key=lambda c: (str(c.file), c.line))
+    return Plan(
+        files={doc.path: doc.result() for doc in docs if doc.changed},
+        changes=tuple(changes),
+        refusals=collector.refusals(),
+    )

@@ -26,28 +26,43 @@ is not the cause, and a Refusal says where to look. Caddy has no idle
 timeout on proxied streams by default, so an idle drop with no
 ``stream_timeout`` is refused with the heartbeat remedy.
 
-``Change.line`` is the replaced line, or for an insert the original line the
-new lines follow. Only the first file is read: ``import`` and snippets are not
-followed.
+``import`` is followed as Caddy does: a file (or glob) relative to the
+importing file, among the config's files, or a snippet (``(name) { … }``
+defined before it, in any file); what it brings counts as written where the
+``import`` stands, so the site block, the ``reverse_proxy`` and its knobs may
+be in any file, and each change goes into the file that holds its line (a
+knob added to a snippet's ``reverse_proxy`` holds for every site importing
+it). ``Change.line`` is the replaced line of that file, or for an insert the
+line the new lines follow.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import adapters
 from ..adapters._caddyfile_syntax import GLOBAL, Statement, closing_line, statements
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._text import Knob, Work, duration_s, indent_of, matches
-from .base import Finding, Plan
+from ._collect import LB, SSE, WS, matches
+from ._text import (
+    Inserts,
+    Knob,
+    TextPlanner,
+    TextState,
+    Work,
+    duration_s,
+    included,
+    indent_of,
+    indent_unit,
+    knob_lines,
+)
+from .base import Finding
 
 __all__ = ["PLANNER", "CaddyPlanner"]
 
-_SSE, _WS, _LB = "/sse", "/ws/echo", "/lb/handshake"
 _ROUTING = ("reverse_proxy", "handle", "handle_path", "route")
 
 
@@ -55,7 +70,8 @@ _ROUTING = ("reverse_proxy", "handle", "handle_path", "route")
 class Block:
     statement: Statement | None  # None: the file, or the global options block
     close: int  # the line of its "}" (0 for the file)
-    children: list[Block] = field(default_factory=list)
+    file: Path  # the file that holds it
+    children: list[Block] = field(default_factory=list)  # imports followed
 
     @property
     def name(self) -> str:
@@ -84,38 +100,65 @@ class Block:
         return self.close if self.opens else self.line
 
 
-def _tree(text: str) -> Block:
-    masked = mask(text)
-    root = Block(None, 0)
+def _tree(files: Mapping[Path, str]) -> Block:
+    """The blocks of the main Caddyfile, with what its imports bring."""
+    main = next(iter(files))
+    root = Block(None, 0, main)
+    _read(main, files, root, {}, frozenset())
+    return root
+
+
+def _read(
+    path: Path,
+    files: Mapping[Path, str],
+    parent: Block,
+    snippets: dict[str, Block],
+    seen: frozenset[Path],
+) -> None:
+    """The statements of ``path`` into ``parent``, each ``import`` followed where it
+    stands (``seen``: the files importing this one)."""
+    masked = mask(files[path])
+    seen = seen | {path}
     stack: list[Block] = []
     global_block: Block | None = None
     for st in statements(masked):
         depth = len(st.within)
         if st.within[:1] == (GLOBAL,) and global_block is None:
-            global_block = Block(None, 0)
-            root.children.append(global_block)
+            global_block = Block(None, 0, path)
+            parent.children.append(global_block)
         while len(stack) > depth:
             stack.pop()
         if st.within[:1] == (GLOBAL,) and not stack:
             assert global_block is not None
             stack.append(global_block)
-        parent = stack[-1] if stack else root
-        node = Block(st, 0)
+        into = stack[-1] if stack else parent
+        node = Block(st, 0, path)
         if st.tokens[-1].value == "{":
             node.close = closing_line(masked, st)
-        parent.children.append(node)
+        into.children.append(node)
         if node.opens:
             stack.append(node)
-    return root
+            if not st.within and st.name.startswith("(") and st.name.endswith(")"):
+                snippets[st.name[1:-1]] = node
+        elif st.name == "import" and len(st.tokens) > 1:
+            target = st.tokens[1].value
+            if target in snippets:
+                into.children.extend(snippets[target].children)
+                continue
+            for imported in included(target, path.parent.as_posix(), files, seen):
+                _read(imported, files, into, snippets, seen)
 
 
-def _site(root: Block, text: str) -> Block | None:
-    lines = text.splitlines()
-    sites = [b for b in root.children if b.statement is not None and b.opens]
+def _site(root: Block, files: Mapping[Path, str]) -> Block | None:
+    sites = [b for b in root.children if b.statement is not None and b.opens and not _snippet(b)]
     for site in sites:
-        if has_placeholder(lines[site.line - 1], "listen_port"):
+        if has_placeholder(files[site.file].splitlines()[site.line - 1], "listen_port"):
             return site
     return sites[0] if sites else None
+
+
+def _snippet(block: Block) -> bool:
+    return block.name.startswith("(") and block.name.endswith(")")
 
 
 def _path_match(pattern: str, path: str) -> bool:
@@ -171,44 +214,25 @@ def _serving(site: Block, block: Block, path: str) -> Block | None:
     return chosen if chosen.name == "reverse_proxy" else _serving(site, chosen, path)
 
 
-class CaddyPlanner:
-    """``plan(files, findings)``: see the module docstring for where and the value rule."""
-
-    proxy = "caddy"
-
-    def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        if not files or not findings:
-            return Plan({})
-        main = next(iter(files))
-        state = _State(main, files[main], Work({main: files[main]}))
-        for finding in findings:
-            state.apply(finding)
-        state.flush()
-        work = state.work
-        return Plan(work.files(), work.changes(), tuple(work.refusals))
-
-
 def _longer_than_zero(value: tuple[str, ...]) -> bool:
     return len(value) == 1 and (duration_s(value[0]) or 0) > 0
 
 
-class _State:
-    def __init__(self, path: Path, text: str, work: Work) -> None:
-        self.path = path
-        self.text = text
-        self.work = work
-        self.edits = work.edits[path]
-        self.root = _tree(text)
-        self.site = _site(self.root, text)
-        self.inserts: dict[int, list[tuple[Knob, str]]] = {}
-        self.targets: dict[int, Block] = {}
+class _State(TextState):
+    proxy = "caddy"
+
+    def __init__(self, files: Mapping[Path, str], work: Work) -> None:
+        super().__init__(files, work)
+        self.root = _tree(files)
+        self.site = _site(self.root, files)
+        self.inserts: Inserts[Block] = Inserts()  # knob lines per reverse_proxy, flushed last
 
     def apply(self, f: Finding) -> None:
         kind = f.failure
         if kind == Failure.RELOAD_CUT:
             self.knob(
                 f,
-                _WS,
+                WS,
                 Knob(("stream_close_delay",), ("1h",), _CLOSE_WHY),
                 enough=_longer_than_zero,
                 defaults=("0", "0s"),
@@ -216,9 +240,9 @@ class _State:
         elif kind in (Failure.HELD, Failure.DELAYED, Failure.FANOUT_SLOW) and not (
             matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
         ):
-            self.knob(f, _SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
+            self.knob(f, SSE, Knob(("flush_interval",), ("-1",), _FLUSH_WHY), defaults=("0", "0s"))
         elif kind in (Failure.NO_FAILOVER, Failure.RETRIED_DEAD_BACKEND):
-            for path in (_SSE, _WS):
+            for path in (SSE, WS):
                 self.knob(
                     f,
                     path,
@@ -237,7 +261,7 @@ class _State:
         elif kind == Failure.NOT_STICKY:
             self.knob(
                 f,
-                _LB,
+                LB,
                 Knob(
                     ("lb_policy",),
                     ("ip_hash",),
@@ -248,21 +272,16 @@ class _State:
         elif kind in (Failure.IDLE, Failure.LIFETIME):
             self.stream_limits(f)
         else:
-            hint = adapters.get("caddy").hint(f.check, kind)
-            self.work.refuse(
-                f.check,
-                f"no config change is known for {kind.value} in {f.check}",
-                hint or "see the check's hint",
-            )
+            self.unknown(f)
 
     def proxy_for(self, f: Finding, path: str) -> Block | None:
         if self.site is None:
-            self.work.refuse(f.check, "no site block in the Caddyfile", "add a site block")
+            self.refuse(f, "no site block in the Caddyfile", "add a site block")
             return None
         rp = _serving(self.site, self.site, path)
         if rp is None:
-            self.work.refuse(
-                f.check,
+            self.refuse(
+                f,
                 f"no reverse_proxy serves {path}",
                 f"route {path} to the origin with reverse_proxy",
             )
@@ -285,106 +304,91 @@ class _State:
         own = rp.find(knob.key[0])
         if own is not None:
             value = tuple(own.words()[1:])
+            where = self.where(own.file, own.line)
             if same(value):
                 if not quiet:
-                    self.work.refuse(
-                        f.check,
-                        f"`{' '.join(own.words())}` is already set (line {own.line}): "
+                    self.refuse(
+                        f,
+                        f"`{' '.join(own.words())}` is already set ({where}): "
                         "this knob is not the cause",
                         "look at a layer in front of Caddy or at the origin",
                     )
                 return
             if len(value) == 1 and value[0] in defaults:
-                old = self.edits.line(own.line)
-                if self.edits.replaced(own.line) is None:
-                    self.edits.replace(own.line, indent_of(old) + knob.text)
-                self.work.note(self.path, own.line, knob.text, knob.comment, f.check)
+                edits = self.work.edits[own.file]
+                if edits.replaced(own.line) is None:
+                    edits.replace(own.line, indent_of(edits.line(own.line)) + knob.text)
+                self.work.change(own.file, own.line, knob.text, knob.comment, f.check)
                 return
-            self.work.refuse(
-                f.check,
-                f"`{' '.join(own.words())}` (line {own.line}) is set on this reverse_proxy "
+            self.refuse(
+                f,
+                f"`{' '.join(own.words())}` ({where}) is set on this reverse_proxy "
                 "and would have to change",
                 "decide whether it may take the proposed value; proxytest does not override "
                 "a value set deliberately",
                 proposal=knob.text,
             )
             return
-        queue = self.inserts.setdefault(id(rp), [])
-        self.targets[id(rp)] = rp
-        queue.append((knob, f.check))
-
-    def hint(self, f: Finding) -> str:
-        return adapters.get("caddy").hint(f.check, f.failure) or "see the check's hint"
+        self.inserts.add(rp, knob, f.check)
 
     def stream_limits(self, f: Finding) -> None:
-        path = _WS if matches(f.check, "ws.*") else _SSE
+        path = WS if matches(f.check, "ws.*") else SSE
         rp = self.proxy_for(f, path)
         if rp is None:
             return
         limit = rp.find("stream_timeout")
         if limit is not None:
-            self.work.refuse(
-                f.check,
-                f"`{' '.join(limit.words())}` (line {limit.line}) ends streams at a fixed age",
+            where = self.where(limit.file, limit.line)
+            self.refuse(
+                f,
+                f"`{' '.join(limit.words())}` ({where}) ends streams at a fixed age",
                 "decide whether streams may live longer; proxytest does not override a value "
                 "set deliberately",
-                proposal=f"remove line {limit.line} (`stream_timeout`)",
+                proposal=f"remove {where} (`stream_timeout`)",
             )
             return
-        self.work.refuse(
-            f.check,
+        self.refuse(
+            f,
             "Caddy has no idle or lifetime limit on this proxied stream",
             "send heartbeats more often than the shortest idle timeout on the path (a layer "
             "in front), and look at the server's `timeouts` in the global options",
         )
 
     def flush(self) -> None:
-        unit = _unit(self.text)
-        for rid, queue in self.inserts.items():
-            rp = self.targets[rid]
-            merged: dict[Knob, list[str]] = {}
-            for knob, check in queue:
-                checks = merged.setdefault(knob, [])
-                if check not in checks:
-                    checks.append(check)
-            base = indent_of(self.edits.line(rp.line))
-            if rp.children:
-                indent = indent_of(self.edits.line(rp.children[-1].line))
+        for rp, knobs in self.inserts:
+            edits = self.work.edits[rp.file]
+            own = [c for c in rp.children if c.file == rp.file]  # not what an import brings
+            base = indent_of(edits.line(rp.line))
+            if own:
+                indent = indent_of(edits.line(own[-1].line))
             else:
-                indent = base + unit
-            lines: list[str] = []
-            said = ""
-            for knob in merged:
-                if knob.comment != said:
-                    lines.append(f"{indent}# {knob.comment}")
-                    said = knob.comment
-                lines.append(f"{indent}{knob.text}")
+                indent = base + indent_unit(self.files[rp.file], "\t")
+            lines = knob_lines(indent, knobs)
             if rp.opens:
-                anchor = rp.children[-1].last() if rp.children else rp.line
+                anchor = own[-1].last() if own else rp.line
                 if rp.close == rp.line:  # `reverse_proxy x {}` on one line
                     self._open(rp, lines, base)
                 else:
-                    self.edits.insert_after(anchor, *lines)
+                    edits.insert_after(anchor, *lines)
             else:
                 anchor = rp.line
                 self._open(rp, lines, base)
-            for knob, checks in merged.items():
-                for check in checks:
-                    self.work.note(self.path, anchor, knob.text, knob.comment, check)
+            self.work.noted(rp.file, anchor, knobs)
 
     def _open(self, rp: Block, lines: list[str], base: str) -> None:
         """A one-line reverse_proxy becomes a block holding ``lines``."""
         assert rp.statement is not None
-        old = self.edits.line(rp.line)
+        edits = self.work.edits[rp.file]
+        old = edits.line(rp.line)
         last = rp.statement.tokens[-1]
-        start = self.text.rfind("\n", 0, last.start) + 1
+        start = self.files[rp.file].rfind("\n", 0, last.start) + 1
         cut = last.end - start
         if last.value == "{":  # `{}` on the same line: drop the "}" after it
             head, tail = old[:cut], old[cut:].lstrip()
             tail = tail[1:] if tail.startswith("}") else tail
         else:
             head, tail = old[:cut] + " {", old[cut:]
-        self.edits.replace(rp.line, head, *lines, f"{base}}}{tail}")
+        edits.replace(rp.line, head, *lines, f"{base}}}{tail}")
 
 
 _CLOSE_WHY = "a reload closes proxied WebSockets at once unless they may drain this long"
@@ -393,12 +397,11 @@ _TRY_WHY = "retry another upstream for this long when one is down"
 _FAIL_WHY = "a failed upstream is left out for this long (passive health check)"
 
 
-def _unit(text: str) -> str:
-    for line in text.splitlines():
-        lead = indent_of(line)
-        if lead and line.strip():
-            return "\t" if lead.startswith("\t") else " " * len(lead)
-    return "\t"
+class CaddyPlanner(TextPlanner):
+    """``plan(files, findings)``: see the module docstring for where and the value rule."""
+
+    proxy = "caddy"
+    state = _State
 
 
 PLANNER = CaddyPlanner()

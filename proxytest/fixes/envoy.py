@@ -41,10 +41,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import TemplateError
 from ..results import Failure
-from ._collect import Collector, matches, path_of
-from ._yaml import Doc, FlowStyle, is_map, is_seq, seconds, text_of
+from ._collect import Collector, matches
+from ._yaml import Doc, Finder, is_map, is_seq, plan_yaml, seconds, text_of
 from .base import Finding, Plan
 
 __all__ = ["PLANNER", "EnvoyPlanner"]
@@ -64,38 +63,15 @@ _RAISED_THRESHOLD = "100000"
 
 class EnvoyPlanner:
     def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        collector = Collector()
-        if not findings:
-            return Plan(files={})
-        path, text = next(iter(files.items()))
-        if path.suffix not in (".yaml", ".yml"):
-            for finding in findings:
-                collector.refuse(
-                    finding,
-                    f"{path.name} is not YAML: proxytest fix edits Envoy's YAML configs only",
-                    "make the change the hint names by hand",
-                )
-            return collector.plan({})
-        try:
-            doc = Doc(path, text)
-        except TemplateError as exc:
-            for finding in findings:
-                collector.refuse(finding, str(exc), "correct the YAML first")
-            return collector.plan({})
-        for finding in findings:
-            _Finder(doc, collector, finding).run()
-        return collector.plan({path: doc.result()} if doc.changed else {})
+        return plan_yaml(
+            files, findings, _Finder, edits="Envoy's YAML configs only", first_only=True
+        )
 
 
-PLANNER = EnvoyPlanner()
-
-
-class _Finder:
-    def __init__(self, doc: Doc, collector: Collector, finding: Finding) -> None:
-        self.doc = doc
-        self.out = collector
-        self.finding = finding
-        self.path = path_of(finding.check)
+class _Finder(Finder):
+    def __init__(self, docs: Sequence[Doc], collector: Collector, finding: Finding) -> None:
+        super().__init__(docs, collector, finding)
+        self.doc = docs[0]  # Envoy's one config file
 
     # -- the place --------------------------------------------------------------------
     def listener(self) -> Any:
@@ -195,12 +171,14 @@ class _Finder:
                 )
                 return
             self.edit(
+                self.doc,
                 lambda: self.doc.append_item(configs, "upgrade_type: websocket", why),
                 "- upgrade_type: websocket",
                 why,
             )
             return
         self.edit(
+            self.doc,
             lambda: self.doc.insert(hcm, ["upgrade_configs"], "[{upgrade_type: websocket}]", why),
             "upgrade_configs: [{upgrade_type: websocket}]",
             why,
@@ -225,11 +203,14 @@ class _Finder:
             why = "the route timeout (15 s by default) cuts streams; 0s disables it"
             if timeout is None:
                 self.edit(
-                    lambda: self.doc.insert(action, ["timeout"], "0s", why), "timeout: 0s", why
+                    self.doc,
+                    lambda: self.doc.insert(action, ["timeout"], "0s", why),
+                    "timeout: 0s",
+                    why,
                 )
             else:
                 line = self.doc.replace_value(action, "timeout", "0s")
-                self.out.change(self.doc.path, line + 1, "timeout: 0s", self.finding, why)
+                self.change(self.doc, line, "timeout: 0s", why)
             return
         if seconds(timeout) != 0.0:
             self.refuse(
@@ -266,15 +247,14 @@ class _Finder:
                 why = "stream_idle_timeout (5 min by default) resets quiet streams"
                 if stream is None:
                     self.edit(
+                        self.doc,
                         lambda: self.doc.insert(hcm, ["stream_idle_timeout"], "3600s", why),
                         "stream_idle_timeout: 3600s",
                         why,
                     )
                 else:
                     line = self.doc.replace_value(hcm, "stream_idle_timeout", "3600s")
-                    self.out.change(
-                        self.doc.path, line + 1, "stream_idle_timeout: 3600s", self.finding, why
-                    )
+                    self.change(self.doc, line, "stream_idle_timeout: 3600s", why)
                 return
             self.refuse(
                 "Envoy's timeouts here are already off or at 5 min: the drop comes from the "
@@ -315,7 +295,9 @@ class _Finder:
             )
             return
         why = "without a retry a reconnect sent to a dead host gets 503"
-        self.edit(lambda: self.doc.insert(action, ["retry_policy"], _RETRY, why), knob, why)
+        self.edit(
+            self.doc, lambda: self.doc.insert(action, ["retry_policy"], _RETRY, why), knob, why
+        )
 
     def limits(self) -> None:
         found = self.route()
@@ -330,6 +312,7 @@ class _Finder:
             None,
         )
         thresholds = self.doc.get(cluster, "circuit_breakers", "thresholds")
+        why = "each open stream holds one; the default 1024 refuses more with 503"
         changed = False
         for item in thresholds if is_seq(thresholds) else ():
             for key in ("max_connections", "max_requests", "max_pending_requests"):
@@ -343,11 +326,8 @@ class _Finder:
                         proposal=f"{key}: {_RAISED_THRESHOLD}",
                     )
                     return
-                why = "each open stream holds one; the default 1024 refuses more with 503"
                 line = self.doc.replace_value(item, key, _RAISED_THRESHOLD)
-                self.out.change(
-                    self.doc.path, line + 1, f"{key}: {_RAISED_THRESHOLD}", self.finding, why
-                )
+                self.change(self.doc, line, f"{key}: {_RAISED_THRESHOLD}", why)
                 changed = True
         if changed:
             return
@@ -358,8 +338,8 @@ class _Finder:
                 f"{{thresholds: [{{max_connections: {_RAISED_THRESHOLD}, max_pending_requests: "
                 f"{_RAISED_THRESHOLD}, max_requests: {_RAISED_THRESHOLD}}}]}}"
             )
-            why = "each open stream holds one; the default 1024 refuses more with 503"
             self.edit(
+                self.doc,
                 lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
                 f"circuit_breakers: {value}",
                 why,
@@ -371,21 +351,8 @@ class _Finder:
             "raise the limit of the layer in front, or the process's `ulimit -n`",
         )
 
-    # -- helpers ----------------------------------------------------------------------
-    def edit(self, make: Any, knob: str, why: str) -> None:
-        try:
-            line = make()
-        except FlowStyle as exc:
-            self.refuse(
-                f"cannot add a line: {exc}",
-                "add the knob by hand, or write that mapping in block style",
-                proposal=knob,
-            )
-            return
-        self.out.change(self.doc.path, line + 1, knob, self.finding, why)
 
-    def refuse(self, reason: str, remedy: str, proposal: str | None = None) -> None:
-        self.out.refuse(self.finding, reason, remedy, proposal)
+PLANNER = EnvoyPlanner()
 
 
 def _takes(match: Any, path: str) -> bool:

@@ -38,9 +38,12 @@ http-request 10s`` in that frontend when neither it nor its defaults set one:
 without it, slow request headers would be waited for as long as the new
 client timeout.
 
-``Change.line`` is the replaced line, or for an insert the original line the
-new lines follow. Only the first file is read (a config split over several
-``-f`` files: the sections of the others are not seen).
+A config split over several ``-f`` files is read as HAProxy loads it: every
+file in order, each starting outside any section, a ``defaults`` section
+applying to the proxies after it in later files too; the frontend and its
+backends may be in any file, and each change goes into the file that holds
+its section. ``Change.line`` is the replaced line of that file, or for an
+insert the line the new lines follow.
 """
 
 from __future__ import annotations
@@ -50,13 +53,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import adapters
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._text import Knob, Work, duration_s, indent_of, matches, sample_paths
-from .base import Finding, Plan
+from ._collect import HOUR, LB, SSE, WS, matches, sample_paths
+from ._text import (
+    Inserts,
+    Knob,
+    TextPlanner,
+    TextState,
+    Work,
+    at_least,
+    duration_s,
+    indent_of,
+    knob_lines,
+    not_the_cause,
+)
+from .base import Finding
 
-__all__ = ["PLANNER", "HaproxyPlanner", "Section", "sections"]
+__all__ = ["PLANNER", "HaproxyPlanner", "Section", "config_sections", "sections"]
 
 _SECTIONS = {
     "global",
@@ -76,8 +90,6 @@ _SECTIONS = {
     "traces",
     "log-forward",
 }
-_SSE, _WS, _LB = "/sse", "/ws/echo", "/lb/handshake"
-_HOUR = 3600.0
 _MAXCONN = 9000
 
 
@@ -94,6 +106,7 @@ class Section:
     line: int  # its header line
     lines: list[Line] = field(default_factory=list)  # its keyword lines
     defaults: Section | None = None  # the defaults section it takes its settings from
+    file: Path = Path()  # the file that holds it
 
     @property
     def last(self) -> int:
@@ -142,27 +155,36 @@ def _words(line: str) -> tuple[str, ...]:
 
 def sections(text: str) -> list[Section]:
     """Every section of ``text`` with its keyword lines, each proxy with its defaults."""
+    return config_sections({Path(): text})
+
+
+def config_sections(files: Mapping[Path, str]) -> list[Section]:
+    """Every section of a config's files (``-f`` order), each proxy with its defaults:
+    the last ``defaults`` before it, in its file or an earlier one, or the one it
+    names with ``from``. A file starts outside any section."""
     found: list[Section] = []
     last_defaults: Section | None = None
     named: dict[str, Section] = {}
-    for number, raw in enumerate(mask(text).splitlines(), 1):
-        words = _words(raw)
-        if not words:
-            continue
-        if words[0] in _SECTIONS:
-            name = words[1] if len(words) > 1 and words[1] != "from" else ""
-            section = Section(words[0], name, number)
-            if "from" in words[1:-1]:
-                section.defaults = named.get(words[words.index("from", 1) + 1])
-            elif words[0] in ("frontend", "backend", "listen"):
-                section.defaults = last_defaults
-            if words[0] == "defaults":
-                last_defaults = section
-                if name:
-                    named[name] = section
-            found.append(section)
-        elif found:
-            found[-1].lines.append(Line(number, words))
+    for path, text in files.items():
+        current: Section | None = None
+        for number, raw in enumerate(mask(text).splitlines(), 1):
+            words = _words(raw)
+            if not words:
+                continue
+            if words[0] in _SECTIONS:
+                name = words[1] if len(words) > 1 and words[1] != "from" else ""
+                current = Section(words[0], name, number, file=path)
+                if "from" in words[1:-1]:
+                    current.defaults = named.get(words[words.index("from", 1) + 1])
+                elif words[0] in ("frontend", "backend", "listen"):
+                    current.defaults = last_defaults
+                if words[0] == "defaults":
+                    last_defaults = current
+                    if name:
+                        named[name] = current
+                found.append(current)
+            elif current is not None:
+                current.lines.append(Line(number, words))
     return found
 
 
@@ -267,41 +289,22 @@ def _backend(front: Section, by_name: Mapping[str, Section], path: str) -> Secti
     return front if front.kind == "listen" else None
 
 
-class HaproxyPlanner:
-    """``plan(files, findings)``: see the module docstring for where and the value rule."""
-
+class _State(TextState):
     proxy = "haproxy"
 
-    def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        if not files or not findings:
-            return Plan({})
-        main = next(iter(files))
-        state = _State(main, files[main], Work({main: files[main]}))
-        for finding in findings:
-            state.apply(finding)
-        state.flush()
-        work = state.work
-        return Plan(work.files(), work.changes(), tuple(work.refusals))
-
-
-class _State:
-    def __init__(self, path: Path, text: str, work: Work) -> None:
-        self.path = path
-        self.text = text
-        self.work = work
-        self.edits = work.edits[path]
-        self.sections = sections(text)
+    def __init__(self, files: Mapping[Path, str], work: Work) -> None:
+        super().__init__(files, work)
+        self.sections = config_sections(files)
         self.by_name = {
             s.name: s for s in self.sections if s.kind in ("backend", "listen") and s.name
         }
         self.front = self._front()
-        self.inserts: dict[int, list[tuple[Knob, str]]] = {}
-        self.targets: dict[int, Section] = {}
+        self.inserts: Inserts[Section] = Inserts()  # knob lines per section, flushed at the end
 
     def _front(self) -> Section | None:
         fronts = [s for s in self.sections if s.kind in ("frontend", "listen")]
-        lines = self.text.splitlines()
         for front in fronts:
+            lines = self.files[front.file].splitlines()
             for line in front.lines:
                 if line.words[0] == "bind" and has_placeholder(
                     lines[line.number - 1], "listen_port"
@@ -338,20 +341,10 @@ class _State:
                 ):
                     self.refuse(f, "option redispatch is already set", self.hint(f))
         elif kind == Failure.NOT_STICKY:
-            for backend in self.backends(f, (_LB,)):
+            for backend in self.backends(f, (LB,)):
                 self.sticky(f, backend)
         else:
-            self.refuse(
-                f,
-                f"no config change is known for {kind.value} in {f.check}",
-                self.hint(f) or "see the check's hint",
-            )
-
-    def hint(self, f: Finding) -> str:
-        return adapters.get("haproxy").hint(f.check, f.failure) or ""
-
-    def refuse(self, f: Finding, reason: str, remedy: str, proposal: str | None = None) -> None:
-        self.work.refuse(f.check, reason, remedy, proposal)
+            self.unknown(f)
 
     def backends(self, f: Finding, paths: Sequence[str]) -> list[Section]:
         if self.front is None:
@@ -389,13 +382,14 @@ class _State:
             if not negated and same(value):
                 return "ok"
             if not negated and default is not None and value == default:
-                old = self.edits.line(own.number)
-                self.edits.replace(own.number, indent_of(old) + knob.text)
-                self.work.note(self.path, own.number, knob.text, knob.comment, f.check)
+                edits = self.work.edits[section.file]
+                edits.replace(own.number, indent_of(edits.line(own.number)) + knob.text)
+                self.work.change(section.file, own.number, knob.text, knob.comment, f.check)
                 return "set"
+            where = self.where(section.file, own.number)
             self.refuse(
                 f,
-                f"`{' '.join(own.words)}` (line {own.number}, {section.kind} {section.name}) "
+                f"`{' '.join(own.words)}` ({where}, {section.kind} {section.name}) "
                 "is set for this traffic and would have to change",
                 "decide whether it may take the proposed value; proxytest does not override "
                 "a value set deliberately",
@@ -405,8 +399,7 @@ class _State:
         up = section.defaults.find(knob.key) if section.defaults else None
         if up is not None and up.words[0] != "no" and same(up.words[len(knob.key) :]):
             return "ok"
-        self.inserts.setdefault(id(section), []).append((knob, f.check))
-        self.targets[id(section)] = section
+        self.inserts.add(section, knob, f.check)
         return "set"
 
     def blocked(self, section: Section, knob: Knob) -> bool:
@@ -429,7 +422,7 @@ class _State:
             (),
             "send each chunk at once: small SSE writes are not held to be merged",
         )
-        for backend in self.backends(f, (_SSE,)):
+        for backend in self.backends(f, (SSE,)):
             if self.ensure(f, backend, knob) == "ok":
                 self.refuse(
                     f,
@@ -438,24 +431,23 @@ class _State:
                 )
 
     def tunnel(self, f: Finding) -> None:
-        for backend in self.backends(f, (_WS,)):
+        for backend in self.backends(f, (WS,)):
             if not self.long_enough(f, backend, ("timeout", "tunnel")):
                 why = "an upgraded WebSocket may stay quiet this long (else client/server apply)"
                 self.ensure(f, backend, _timeout("tunnel", why), enough=_hour)
 
     def sse_idle(self, f: Finding) -> None:
-        for backend in self.backends(f, (_SSE,)):
+        for backend in self.backends(f, (SSE,)):
             front = self.front
             assert front is not None
             server = self.effective(backend, ("timeout", "server"))
             client = self.effective(front, ("timeout", "client"))
             shortest = min([t for t in (server, client) if t] or [float("inf")])
-            dropped = f.metrics.get("dropped_after_s")
-            if shortest >= _HOUR or (isinstance(dropped, int | float) and dropped + 5 < shortest):
+            if not_the_cause(shortest, f.metrics):
                 self.refuse(
                     f,
                     f"HAProxy's client/server timeouts ({shortest:g} s) are not what "
-                    f"cut the stream (dropped after {dropped} s)",
+                    f"cut the stream (dropped after {f.metrics.get('dropped_after_s')} s)",
                     _HEARTBEAT,
                 )
                 continue
@@ -466,16 +458,16 @@ class _State:
                     (backend, "server", server),
                     (front, "client", client),
                 )
-                if value is not None and value < _HOUR
+                if value is not None and value < HOUR
             ]
             blocked = [(s, k) for s, k in wanted if self.blocked(s, k)]
             if blocked:  # both or neither: raising one alone leaves the stream cut
                 for section, knob in blocked:
                     self.ensure(f, section, knob, enough=_hour)
                 continue
-            if server is not None and server < _HOUR:
+            if server is not None and server < HOUR:
                 self.ensure(f, backend, _timeout("server", why), enough=_hour)
-            if client is not None and client < _HOUR:
+            if client is not None and client < HOUR:
                 state = self.ensure(f, front, _timeout("client", why), enough=_hour)
                 guard = ("timeout", "http-request")
                 unguarded = front.find(guard) is None and (
@@ -501,7 +493,8 @@ class _State:
         if chosen is not None and chosen.words[:2] != ("balance", "roundrobin"):
             self.refuse(
                 f,
-                f"`{' '.join(chosen.words)}` (line {chosen.number}, backend {backend.name}) "
+                f"`{' '.join(chosen.words)}` ({self.where(backend.file, chosen.number)}, "
+                f"backend {backend.name}) "
                 "already chooses the servers",
                 "decide how clients should stick to a server; proxytest does not override "
                 "a value set deliberately",
@@ -510,29 +503,26 @@ class _State:
             return
         why = "a cookie names the client's server: its next requests go there"
         knob = Knob(("cookie",), ("SERVERID", "insert", "indirect", "nocache"), why)
-        self.inserts.setdefault(id(backend), []).append((knob, f.check))
-        self.targets[id(backend)] = backend
+        self.inserts.add(backend, knob, f.check)
+        edits = self.work.edits[backend.file]
         servers = [line for line in backend.lines if line.words[0] == "server"]
         for n, line in enumerate(servers, 1):
             if "cookie" in line.words:
                 continue
-            old = self.edits.line(line.number)
+            old = edits.line(line.number)
             body, hashed, comment = old.partition("#")
             new = f"{body.rstrip()} cookie s{n}" + (f" {hashed}{comment}" if hashed else "")
-            if self.edits.replaced(line.number) is None:
-                self.edits.replace(line.number, new)
-            self.work.note(self.path, line.number, f"cookie s{n}", why, f.check)
+            if edits.replaced(line.number) is None:
+                edits.replace(line.number, new)
+            self.work.change(backend.file, line.number, f"cookie s{n}", why, f.check)
 
     def long_enough(self, f: Finding, section: Section, key: tuple[str, ...]) -> bool:
         current = self.effective(section, key)
-        dropped = f.metrics.get("dropped_after_s")
-        if current is not None and (
-            current >= _HOUR or (isinstance(dropped, int | float) and dropped + 5 < current)
-        ):
+        if current is not None and not_the_cause(current, f.metrics):
             self.refuse(
                 f,
                 f"`{' '.join(key)}` is {current:g} s here, not what cut the "
-                f"connection (dropped after {dropped} s)",
+                f"connection (dropped after {f.metrics.get('dropped_after_s')} s)",
                 _HEARTBEAT,
             )
             return True
@@ -544,7 +534,7 @@ class _State:
         if front is None:
             self.refuse(f, "no frontend binds {{ listen_port }}", "bind the proxy's port")
             return
-        enough = lambda v: len(v) == 1 and v[0].isdigit() and int(v[0]) >= _MAXCONN  # noqa: E731
+        enough = at_least(_MAXCONN)
         knob = Knob(
             ("maxconn",), (str(_MAXCONN),), "each stream holds a connection for its whole life"
         )
@@ -560,27 +550,12 @@ class _State:
 
     # -- writing ------------------------------------------------------------------------
     def flush(self) -> None:
-        for sid, queue in self.inserts.items():
-            section = self.targets[sid]
-            merged: dict[Knob, list[str]] = {}
-            for knob, check in queue:
-                checks = merged.setdefault(knob, [])
-                if check not in checks:
-                    checks.append(check)
+        for section, knobs in self.inserts:
+            edits = self.work.edits[section.file]
             anchor = section.last
-            indent = (
-                indent_of(self.edits.line(section.lines[-1].number)) if section.lines else "    "
-            )
-            lines: list[str] = []
-            said = ""
-            for knob, checks in merged.items():
-                if knob.comment != said:
-                    lines.append(f"{indent}# {knob.comment}")
-                    said = knob.comment
-                lines.append(f"{indent}{knob.text}")
-                for check in checks:
-                    self.work.note(self.path, anchor, knob.text, knob.comment, check)
-            self.edits.insert_after(anchor, *lines)
+            indent = indent_of(edits.line(section.lines[-1].number)) if section.lines else "    "
+            self.work.noted(section.file, anchor, knobs)
+            edits.insert_after(anchor, *knob_lines(indent, knobs))
 
 
 _HEARTBEAT = (
@@ -594,7 +569,14 @@ def _timeout(which: str, why: str) -> Knob:
 
 
 def _hour(value: tuple[str, ...]) -> bool:
-    return len(value) == 1 and (duration_s(value[0], bare=0.001) or 0) >= _HOUR
+    return len(value) == 1 and (duration_s(value[0], bare=0.001) or 0) >= HOUR
+
+
+class HaproxyPlanner(TextPlanner):
+    """``plan(files, findings)``: see the module docstring for where and the value rule."""
+
+    proxy = "haproxy"
+    state = _State
 
 
 PLANNER = HaproxyPlanner()

@@ -42,11 +42,9 @@ new lines follow.
 
 from __future__ import annotations
 
-import fnmatch
 import io
-import posixpath
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,16 +55,29 @@ from crossplane.lexer import (
     _lex_file_object,
 )
 
-from .. import adapters
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._text import Knob, LineEdits, Work, duration_s, indent_of, matches, sample_paths
-from .base import Finding, Plan
+from ._collect import HOUR, SSE, WS, matches, sample_paths
+from ._text import (
+    Inserts,
+    Knob,
+    LineEdits,
+    TextPlanner,
+    TextState,
+    Unreadable,
+    Work,
+    at_least,
+    duration_s,
+    included,
+    indent_of,
+    indent_unit,
+    knob_lines,
+    not_the_cause,
+)
+from .base import Finding
 
 __all__ = ["PLANNER", "NginxPlanner"]
 
-_SSE, _WS = "/sse", "/ws/echo"
-_HOUR = 3600.0
 _WORKER_CONNECTIONS = 8192  # 4096 proxied streams per worker (two sockets each)
 _RLIMIT = 16384  # twice worker_connections: within this kind of machine's hard limit
 
@@ -96,10 +107,6 @@ class Node:
             node = node.parent
 
 
-class _Syntax(ValueError):
-    pass
-
-
 def _tokens(text: str) -> Iterator[tuple[str, int, bool]]:
     for token, line, quoted in _balance_braces(_lex_file_object(io.StringIO(mask(text)))):
         if not (token.startswith("#") and not quoted):
@@ -112,10 +119,11 @@ def _parse(
     try:
         tokens = list(_tokens(files[path]))
     except NgxParserBaseException as exc:
-        raise _Syntax(f"{path}: {exc}") from None
-    it = iter(tokens)
-    nodes = _block(it, path, parent, files, seen | {path})
-    return nodes
+        raise Unreadable(
+            f"nginx syntax the planner cannot read: {path}: {exc}",
+            "fix the syntax first (nginx -t names the line)",
+        ) from None
+    return _block(iter(tokens), path, parent, files, seen | {path})
 
 
 def _block(
@@ -141,20 +149,10 @@ def _block(
             node.args.append(word)
         nodes.append(node)
         if node.name == "include" and node.args:
-            for included in _included(node.args[0], files, seen):
-                nodes.extend(_parse(included, files, parent, seen))
+            home = next(iter(files)).parent.as_posix()  # nginx: the main file's folder
+            for path in included(node.args[0], home, files, seen):
+                nodes.extend(_parse(path, files, parent, seen))
     return nodes
-
-
-def _included(pattern: str, files: Mapping[Path, str], seen: frozenset[Path]) -> list[Path]:
-    main = next(iter(files))
-    full = pattern if pattern.startswith("/") else posixpath.join(main.parent.as_posix(), pattern)
-    full = posixpath.normpath(full)
-    return sorted(
-        p
-        for p in files
-        if p not in seen and fnmatch.fnmatchcase(posixpath.normpath(p.as_posix()), full)
-    )
 
 
 def _find(block: Node, key: tuple[str, ...]) -> Node | None:
@@ -236,45 +234,18 @@ _TIMEOUT_DEFAULT = 60.0
 _UPGRADE_WHY = "Upgrade and Connection are hop-by-hop: forwarded only when set here"
 
 
-class NginxPlanner:
-    """``plan(files, findings)``: see the module docstring for where and the value rule."""
-
+class _State(TextState):
     proxy = "nginx"
 
-    def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        work = Work(dict(files))
-        if not files or not findings:
-            return Plan({})
+    def __init__(self, files: Mapping[Path, str], work: Work) -> None:
+        super().__init__(files, work)
         main = next(iter(files))
-        root = Node("", [], main, 0, 0)
+        self.root = root = Node("", [], main, 0, 0)
         root.children = []
-        try:
-            root.children.extend(_parse(main, files, root))
-        except _Syntax as exc:
-            for f in findings:
-                work.refuse(
-                    f.check,
-                    f"nginx syntax the planner cannot read: {exc}",
-                    "fix the syntax first (nginx -t names the line)",
-                )
-            return Plan({}, (), tuple(work.refusals))
-        state = _State(files, work, root)
-        for finding in findings:
-            state.apply(finding)
-        state.flush()
-        return Plan(work.files(), work.changes(), tuple(work.refusals))
-
-
-class _State:
-    def __init__(self, files: Mapping[Path, str], work: Work, root: Node) -> None:
-        self.files = files
-        self.work = work
-        self.root = root
+        root.children.extend(_parse(main, files, root))
         servers = _servers(root, files)
         self.server = servers[0] if servers else None
-        # knob lines to insert per block (by id), in order, each with its comment
-        self.inserts: dict[int, list[tuple[Knob, str]]] = {}
-        self.blocks: dict[int, Node] = {}
+        self.inserts: Inserts[Node] = Inserts()  # knob lines per block, flushed at the end
         self.copied: set[int] = set()
         self.map_checks: dict[str, None] = {}  # checks that need the Connection map
         self.http: Node | None = None
@@ -295,32 +266,24 @@ class _State:
         elif kind == Failure.NOT_STICKY:
             self.sticky(f)
         elif kind == Failure.LIFETIME:
-            self.no_fix(
+            self.refuse(
                 f,
                 "nginx has no limit on a connection's total duration",
                 "look at a layer in front of nginx (a load balancer's connection "
                 "lifetime) and let clients reconnect with Last-Event-ID",
             )
         elif kind == Failure.H2_WEBSOCKET:
-            self.no_fix(
+            self.refuse(
                 f,
                 "WebSocket over HTTP/2 (RFC 8441) depends on the nginx version",
                 "serve WebSockets over HTTP/1.1 or use a version that proxies them",
             )
         else:
-            hint = adapters.get("nginx").hint(f.check, kind)
-            self.no_fix(
-                f,
-                f"no config change is known for {kind.value} in {f.check}",
-                hint or "see the check's hint",
-            )
-
-    def no_fix(self, f: Finding, reason: str, remedy: str, proposal: str | None = None) -> None:
-        self.work.refuse(f.check, reason, remedy, proposal)
+            self.unknown(f)
 
     def location(self, f: Finding, path: str) -> Node | None:
         if self.server is None:
-            self.no_fix(
+            self.refuse(
                 f,
                 "no server block listens on {{ listen_port }}",
                 "the config must route the proxy's port",
@@ -328,7 +291,7 @@ class _State:
             return None
         loc = _location(self.server, path)
         if loc is None:
-            self.no_fix(
+            self.refuse(
                 f,
                 f"no location in the server routes {path}",
                 f"add a location that proxies {path} to the origin",
@@ -348,7 +311,7 @@ class _State:
                 self.replace(f, own, knob)
                 return "set"
             where = f"{own.file}:{own.line}"
-            self.no_fix(
+            self.refuse(
                 f,
                 f"`{' '.join((own.name, *own.args))};` at {where} is set on this route "
                 f"and would have to change",
@@ -376,11 +339,10 @@ class _State:
         rest = old[old.find(";") + 1 :] if ";" in old else ""
         if edits.replaced(node.line) is None:
             edits.replace(node.line, f"{indent_of(old)}{knob.text};{rest}")
-        self.work.note(node.file, node.line, f"{knob.text};", knob.comment, f.check)
+        self.work.change(node.file, node.line, f"{knob.text};", knob.comment, f.check)
 
     def insert(self, f: Finding, block: Node, knob: Knob) -> None:
-        self.inserts.setdefault(id(block), []).append((knob, f.check))  # flush merges
-        self.blocks[id(block)] = block
+        self.inserts.add(block, knob, f.check)
 
     def copy_headers(self, f: Finding, block: Node) -> None:
         """Before a location's first proxy_set_header: the inherited ones, repeated."""
@@ -409,7 +371,7 @@ class _State:
 
     # -- actions ------------------------------------------------------------------------
     def upgrade(self, f: Finding) -> None:
-        loc = self.location(f, _WS)
+        loc = self.location(f, WS)
         if loc is None:
             return
         why = _UPGRADE_WHY
@@ -441,7 +403,7 @@ class _State:
         self.connection_variable(f)
         states.append(self.ensure(f, loc, knobs[2][0], enough=upgrade_or_map))
         if all(s == "ok" for s in states):
-            self.no_fix(
+            self.refuse(
                 f,
                 f"the location at {loc.file}:{loc.line} already forwards the upgrade",
                 "look for a layer in front that drops Upgrade, or at the origin",
@@ -472,7 +434,7 @@ class _State:
         return "$connection_upgrade"
 
     def buffering(self, f: Finding) -> None:
-        loc = self.location(f, _SSE)
+        loc = self.location(f, SSE)
         if loc is None:
             return
         knob = Knob(
@@ -481,20 +443,20 @@ class _State:
             "event streams must reach the client as they arrive, not when a buffer fills",
         )
         if self.ensure(f, loc, knob) == "ok":
-            self.no_fix(
+            self.refuse(
                 f,
-                f"proxy_buffering is already off for {_SSE}",
+                f"proxy_buffering is already off for {SSE}",
                 "look for X-Accel-Buffering from the origin, gzip, or a layer in front",
             )
 
     def gzip(self, f: Finding) -> None:
-        loc = self.location(f, _SSE)
+        loc = self.location(f, SSE)
         if loc is None:
             return
         on = next((n for n in loc.chain() if _find(n, ("gzip",)) is not None), None)
         gz = _find(on, ("gzip",)) if on is not None else None
         if gz is None or gz.args[:1] != ["on"]:
-            self.no_fix(
+            self.refuse(
                 f,
                 "nginx does not compress this stream (gzip is off)",
                 "look for compression at the origin or in a layer in front",
@@ -515,12 +477,12 @@ class _State:
             current = (duration_s(node.args[0]) if node and node.args else None) or (
                 _TIMEOUT_DEFAULT
             )
-            dropped = f.metrics.get("dropped_after_s")
-            if current >= _HOUR or (isinstance(dropped, int | float) and dropped + 5 < current):
-                self.no_fix(
+            if not_the_cause(current, f.metrics):
+                self.refuse(
                     f,
                     f"proxy_read_timeout is {current:g} s here, but the connection was dropped "
-                    f"after {dropped} s: nginx's timeout is not what cut it",
+                    f"after {f.metrics.get('dropped_after_s')} s: nginx's timeout is not what "
+                    "cut it",
                     "send heartbeats (an SSE comment, a WebSocket ping) more often than the "
                     "shortest idle timeout on the path, and look for a layer in front",
                 )
@@ -533,7 +495,7 @@ class _State:
                     ("1h",),
                     "quiet streams and WebSockets are closed after this long (60 s by default)",
                 ),
-                enough=lambda v: len(v) == 1 and (duration_s(v[0]) or 0) >= _HOUR,
+                enough=lambda v: len(v) == 1 and (duration_s(v[0]) or 0) >= HOUR,
             )
 
     def sticky(self, f: Finding) -> None:
@@ -549,7 +511,7 @@ class _State:
             None,
         )
         if upstream is None:
-            self.no_fix(
+            self.refuse(
                 f,
                 f"proxy_pass at {loc.file}:{loc.line} names no upstream block with several servers",
                 "balance in front of nginx, or add an upstream block with ip_hash",
@@ -563,7 +525,7 @@ class _State:
             "the same client to the same server (a session held in one server's memory)",
         )
         if chosen is not None:
-            self.no_fix(
+            self.refuse(
                 f,
                 f"`{' '.join((chosen.name, *chosen.args))};` at {chosen.file}:{chosen.line} "
                 "chooses the servers of this upstream",
@@ -577,7 +539,7 @@ class _State:
     def limit(self, f: Finding) -> None:
         events = next((n for n in self.root.own() if n.name == "events"), None)
         if events is None:
-            self.no_fix(f, "no events block", "add `events { worker_connections 8192; }`")
+            self.refuse(f, "no events block", "add `events { worker_connections 8192; }`")
             return
         wc = Knob(
             ("worker_connections",),
@@ -588,7 +550,7 @@ class _State:
             f,
             events,
             wc,
-            enough=lambda v: len(v) == 1 and v[0].isdigit() and int(v[0]) >= _WORKER_CONNECTIONS,
+            enough=at_least(_WORKER_CONNECTIONS),
         )
         if state == "refused":
             return
@@ -601,10 +563,10 @@ class _State:
             f,
             self.root,
             rl,
-            enough=lambda v: len(v) == 1 and v[0].isdigit() and int(v[0]) >= _RLIMIT,
+            enough=at_least(_RLIMIT),
         )
         if state == "ok" and state2 == "ok":
-            self.no_fix(
+            self.refuse(
                 f,
                 "worker_connections and worker_rlimit_nofile are already high",
                 "look for a connection limit in a layer in front, or the OS (somaxconn, ulimit -n)",
@@ -614,22 +576,14 @@ class _State:
     def flush(self) -> None:
         if self.http is not None and self.map_checks:
             self.write_map(self.http, list(self.map_checks))
-        for block_id, queue in self.inserts.items():
-            block = self.blocks[block_id]
-            merged: dict[Knob, list[str]] = {}
-            for knob, check in queue:
-                merged.setdefault(knob, [])
-                if check not in merged[knob]:
-                    merged[knob].append(check)
-            self.write(block, merged)
+        for block, knobs in self.inserts:
+            self.write(block, knobs)
 
     def write(self, block: Node, knobs: dict[Knob, list[str]]) -> None:
         file = block.file if block.name else next(iter(self.files))
         edits = self.work.edits[file]
         own = [n for n in block.own() if n.file == file]
-        unit = _unit(self.files[file])
-        if not knobs:
-            return
+        unit = indent_unit(self.files[file], "    ")
         if block.name == "":  # main context: after the last simple directive
             simple = [n for n in own if n.children is None]
             anchor = simple[-1].last if simple else 0
@@ -637,23 +591,15 @@ class _State:
         else:
             anchor = own[-1].last if own else block.end
             indent = _indent(edits, block, own, unit)
-        lines: list[str] = []
-        said = ""
-        for knob, checks in knobs.items():
-            if knob.comment != said:
-                lines.append(f"{indent}# {knob.comment}")
-                said = knob.comment
-            lines.append(f"{indent}{knob.text};")
-            for check in checks:
-                self.work.note(file, anchor, f"{knob.text};", knob.comment, check)
-        self._emit(edits, block, anchor, lines)
+        self.work.noted(file, anchor, knobs, end=";")
+        self._emit(edits, block, anchor, knob_lines(indent, knobs, end=";"))
 
     def write_map(self, http: Node, checks: list[str]) -> None:
         """The map before the first server block of ``http`` (after its simple directives)."""
         file = http.file
         edits = self.work.edits[file]
         own = [n for n in http.own() if n.file == file]
-        unit = _unit(self.files[file])
+        unit = indent_unit(self.files[file], "    ")
         server = next((n for n in own if n.name == "server"), None)
         simple = [n for n in own if server is None or n.last < server.line]
         anchor = simple[-1].last if simple else http.end
@@ -671,8 +617,9 @@ class _State:
                 f"{indent}}}",
             ],
         )
+        knob = "map $http_upgrade $connection_upgrade { … }"
         for check in checks:
-            self.work.note(file, anchor, "map $http_upgrade $connection_upgrade { … }", why, check)
+            self.work.change(file, anchor, knob, why, check)
 
     def _emit(self, edits: LineEdits, block: Node, anchor: int, lines: list[str]) -> None:
         if block.name and anchor == block.end and block.close == block.end:
@@ -685,15 +632,14 @@ class _State:
             base = indent_of(old)
             new = [
                 prefix,
-                *([f"{base}{_unit('')}{inner}"] if inner else []),
+                *([f"{base}    {inner}"] if inner else []),
                 *lines,
                 f"{base}}}{tail}",
             ]
-            current = edits.replaced(block.end)
-            if current is None:
+            if edits.replaced(block.end) is None:
                 edits.replace(block.end, *new)
             else:  # a second batch into the same one-line block
-                edits._replaced[block.end] = [*current[:-1], *lines, current[-1]]
+                edits.insert_before_last(block.end, *lines)
             return
         edits.insert_after(anchor, *lines)
 
@@ -703,18 +649,17 @@ def _ws(f: Finding) -> bool:
     return matches(f.check, "ws.*") or matches(f.check, "browser.websocket")
 
 
-def _unit(text: str) -> str:
-    for line in text.splitlines():
-        lead = indent_of(line)
-        if lead and line.strip():
-            return "\t" if lead.startswith("\t") else " " * len(lead)
-    return "    "
-
-
 def _indent(edits: LineEdits, block: Node, own: list[Node], unit: str) -> str:
     if own:
         return indent_of(edits.line(own[-1].line))
     return indent_of(edits.line(block.line)) + unit
+
+
+class NginxPlanner(TextPlanner):
+    """``plan(files, findings)``: see the module docstring for where and the value rule."""
+
+    proxy = "nginx"
+    state = _State
 
 
 PLANNER = NginxPlanner()

@@ -49,10 +49,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import TemplateError
 from ..results import Failure
-from ._collect import Collector, matches, path_of
-from ._yaml import Doc, FlowStyle, is_map, is_seq, seconds, text_of
+from ._collect import Collector, matches
+from ._yaml import Doc, Finder, is_map, is_seq, plan_yaml, seconds, text_of
 from .base import Finding, Plan
 
 __all__ = ["PLANNER", "TraefikPlanner"]
@@ -63,31 +62,7 @@ _RETRY_NAME = "retry-dead-backend"
 
 class TraefikPlanner:
     def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
-        collector = Collector()
-        if not findings:
-            return Plan(files={})
-        not_yaml = [p for p in files if p.suffix not in (".yaml", ".yml")]
-        if not_yaml:
-            for finding in findings:
-                collector.refuse(
-                    finding,
-                    f"{not_yaml[0].name} is not YAML: proxytest fix edits Traefik's YAML "
-                    "configs only for now",
-                    "make the change the hint names by hand",
-                )
-            return collector.plan({})
-        try:
-            docs = [Doc(path, text) for path, text in files.items()]
-        except TemplateError as exc:
-            for finding in findings:
-                collector.refuse(finding, str(exc), "correct the YAML first")
-            return collector.plan({})
-        for finding in findings:
-            _Finder(docs, collector, finding).run()
-        return collector.plan({d.path: d.result() for d in docs if d.changed})
-
-
-PLANNER = TraefikPlanner()
+        return plan_yaml(files, findings, _Finder, edits="Traefik's YAML configs only for now")
 
 
 class _Router:
@@ -97,13 +72,11 @@ class _Router:
         self.node = node
 
 
-class _Finder:
-    def __init__(self, docs: list[Doc], collector: Collector, finding: Finding) -> None:
+class _Finder(Finder):
+    def __init__(self, docs: Sequence[Doc], collector: Collector, finding: Finding) -> None:
+        super().__init__(docs, collector, finding)
         self.static = docs[0]
-        self.dynamic = docs[1:]
-        self.out = collector
-        self.finding = finding
-        self.path = path_of(finding.check)
+        self.dynamic = list(docs[1:])
 
     # -- the place --------------------------------------------------------------------
     def entry_point(self) -> tuple[str, Any] | None:
@@ -221,7 +194,7 @@ class _Finder:
                 line = int(names.lc.item(index)[0])
                 doc.comment_out(line, why)
                 knob = f"remove {name} from the router's middlewares"
-            self.out.change(doc.path, line + 1, knob, self.finding, why)
+            self.change(doc, line, knob, why)
         return True
 
     def flush_interval(self) -> None:
@@ -253,7 +226,7 @@ class _Finder:
                 )
         elif seconds(current) == 0.1:
             line = doc.replace_value(balancer["responseForwarding"], "flushInterval", "-1")
-            self.out.change(doc.path, line + 1, "flushInterval: -1", self.finding, why)
+            self.change(doc, line, "flushInterval: -1", why)
         elif current.strip() != "-1":
             self.refuse(
                 f"the service sets `flushInterval: {current}` deliberately",
@@ -372,7 +345,7 @@ class _Finder:
             start = col
             end = raw.index("}", start) + 1
             doc.set_line(line, raw[:start] + "{" + knob + "}" + raw[end:])
-            self.out.change(doc.path, line + 1, f"compress: {{{knob}}}", self.finding, why)
+            self.change(doc, line, f"compress: {{{knob}}}", why)
             return
         if is_map(compress):
             self.edit(
@@ -386,22 +359,8 @@ class _Finder:
             "the compress middleware is written in a form not handled", "add it by hand", knob
         )
 
-    # -- helpers ----------------------------------------------------------------------
-    def edit(self, doc: Doc, make: Any, knob: str, why: str) -> None:
-        try:
-            line = make()
-        except FlowStyle as exc:
-            self.refuse(
-                f"cannot add a line: {exc}",
-                "add the knob by hand, or write that mapping in block style",
-                proposal=knob,
-            )
-            return
-        self.out.change(doc.path, line + 1, knob, self.finding, why)
 
-    def refuse(self, reason: str, remedy: str, proposal: str | None = None) -> None:
-        self.out.refuse(self.finding, reason, remedy, proposal)
-
+PLANNER = TraefikPlanner()
 
 _MATCHER = re.compile(r"\b(PathPrefix|Path|PathRegexp)\(\s*[`\"]([^`\"]*)[`\"]\s*\)")
 

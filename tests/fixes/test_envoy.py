@@ -12,7 +12,7 @@ from proxytest.fixes.envoy import PLANNER
 from proxytest.results import Failure
 
 from ..conftest import ROOT
-from .helpers_yaml import accepted, assert_minimal, patched
+from .helpers import accepted, assert_minimal, patched
 
 ENVOY = ROOT / "proxies/envoy"
 

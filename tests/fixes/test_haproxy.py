@@ -188,3 +188,51 @@ def test_a_deliberate_server_timeout_blocks_the_client_one_too() -> None:
     assert plan.empty and plan.files == {}  # not timeout client alone
     (refusal,) = plan.refusals
     assert refusal.proposal == "timeout server 1h"
+
+
+def test_a_config_of_several_files_is_edited_where_each_section_is(tmp_path: Path) -> None:
+    """``-f main.cfg -f backends.cfg``: the frontend in the first file, its backends in
+    the second (HAProxy reads them in order; each file starts outside any section)."""
+    main, extra = Path("main.cfg"), Path("backends.cfg")
+    files = {
+        main: HEAD
+        + FRONT
+        + "    use_backend ws if { path_beg /ws/ }\n    default_backend events\n",
+        extra: backend("ws").lstrip("\n") + backend("events"),
+    }
+    found = findings("ws.idle:idle", "sse.stream:delayed", "sse.idle:idle", dropped_after_s=29.9)
+    plan = PLANNER.plan(files, found)
+    assert plan.refusals == ()
+    where = {c.knob: c.file for c in plan.changes}
+    assert where == {
+        "timeout tunnel 1h": extra,
+        "option http-no-delay": extra,
+        "timeout server 1h": extra,
+        "timeout client 1h": main,
+        "timeout http-request 10s": main,
+    }
+    new = plan.files[extra]
+    assert "timeout tunnel 1h" in new[: new.index("\nbackend events")]
+    assert "option http-no-delay" in new[new.index("\nbackend events") :]
+    assert_smallest(plan, files)
+    assert_idempotent(PLANNER, plan, files, found)
+    accepts("haproxy", tmp_path, {**files, **plan.files})
+
+
+def test_defaults_of_an_earlier_file_apply_to_the_sections_of_a_later_one() -> None:
+    head = HEAD.replace(
+        "    timeout server 30s\n", "    timeout server 30s\n    timeout tunnel 2h\n"
+    )
+    files = {Path("a.cfg"): head, Path("b.cfg"): FRONT + "    default_backend b\n" + backend("b")}
+    plan = PLANNER.plan(files, findings("ws.idle:idle", dropped_after_s=29.9))
+    assert plan.empty
+    (refusal,) = plan.refusals
+    assert "7200 s" in refusal.reason and "heartbeat" in refusal.remedy
+
+
+def test_a_refusal_names_the_file_of_a_config_of_several() -> None:
+    files = {Path("a.cfg"): HEAD + FRONT + "    default_backend b\n",
+             Path("b.cfg"): backend("b", "timeout tunnel 10m")}  # fmt: skip
+    plan = PLANNER.plan(files, findings("ws.idle:idle", dropped_after_s=599.0))
+    (refusal,) = plan.refusals
+    assert "(b.cfg:3, backend b)" in refusal.reason and refusal.proposal == "timeout tunnel 1h"

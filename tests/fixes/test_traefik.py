@@ -11,7 +11,7 @@ from proxytest.fixes.traefik import PLANNER
 from proxytest.results import Failure
 
 from ..conftest import ROOT
-from .helpers_yaml import accepted, assert_minimal, patched
+from .helpers import accepted, assert_minimal, patched
 
 TRAEFIK = ROOT / "proxies/traefik"
 STATIC = Path("traefik.yaml")
