@@ -173,25 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _shard_option(run)
     _common(run)
     check = sub.add_parser("check", help="run the checks against a config you bring")
-    check.add_argument("--proxy", required=True, choices=sorted(ADAPTERS))
-    check.add_argument(
-        "--config",
-        required=True,
-        action="append",
-        type=Path,
-        metavar="FILE",
-        help="config file with placeholders; repeat for multi-file configs "
-        "(Traefik: static first, then dynamic)",
-    )
-    check.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
-    check.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an environment variable for the proxy process (repeatable), "
-        "e.g. GODEBUG=http2xconnect=1",
-    )
+    _own_config(check, required=True)
     _common(check)
     _probe_parser(sub)
     _fix_parser(sub)
@@ -666,6 +648,29 @@ def _own_target(args: argparse.Namespace) -> TargetSpec:
     )
 
 
+def _own_config(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--proxy``, ``--config``, ``--binary``, ``--env``: a config the user brings."""
+    parser.add_argument("--proxy", required=required, choices=sorted(ADAPTERS))
+    parser.add_argument(
+        "--config",
+        required=required,
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="config file with placeholders; repeat for multi-file configs "
+        "(Traefik: static first, then dynamic)",
+    )
+    parser.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for the proxy process (repeatable), "
+        "e.g. GODEBUG=http2xconnect=1",
+    )
+
+
 # -- fix -----------------------------------------------------------------------------------
 def _fix_parser(sub: Any) -> None:
     fix = sub.add_parser(
@@ -685,22 +690,7 @@ def _fix_parser(sub: Any) -> None:
         metavar="PROXY[/SETUP]",
         help="with a matrix: fix only these targets (repeatable)",
     )
-    fix.add_argument("--proxy", choices=sorted(ADAPTERS), help="with --config: your config's proxy")
-    fix.add_argument(
-        "--config",
-        action="append",
-        type=Path,
-        metavar="FILE",
-        help="your config file with placeholders; repeat for multi-file configs",
-    )
-    fix.add_argument("--binary", type=Path, metavar="PATH", help="the proxy binary to run")
-    fix.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an environment variable for the proxy process (repeatable)",
-    )
+    _own_config(fix, required=False)
     fix.add_argument(
         "--write",
         action="store_true",
