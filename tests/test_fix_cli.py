@@ -12,7 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,14 @@ from proxytest import cli as command
 from proxytest import fixing
 from proxytest.fixes.base import Finding, Plan
 
-from .conftest import ROOT, Cli, changed_lines, patch_lines
+from .conftest import (
+    ROOT,
+    Cli,
+    changed_lines,
+    patch_lines,
+    processes_under,
+    signal_once_running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +201,38 @@ def test_bad_input_is_exit_2_before_anything_runs(tmp_path: Path, cli: Cli) -> N
     finally:
         config.chmod(0o644)
     assert cli.leftovers() == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_fix_stopped_while_it_proves_leaves_nothing_and_writes_nothing(
+    tmp_path: Path, cli: Cli, sig: int
+) -> None:
+    """Stopped while the patched copy runs: the user's file is untouched, no backup; after
+    SIGTERM nothing is left, after SIGKILL the next run sweeps the copy and its proxy."""
+    config = tmp_path / "site.Caddyfile"
+    shutil.copyfile(CADDY, config)
+    original = config.read_text()
+    args = ("fix", "--proxy", "caddy", "--config", str(config), *checks(*CADDY_CHECKS))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxytest", *args, "--write"],
+        cwd=tmp_path, env=cli.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+    def copies_running() -> int:
+        """Caddy processes while a patched copy exists (the first run's are gone then)."""
+        if not list(cli.tmp.glob("proxytest-fix-*")):
+            return 0
+        return sum(len(processes_under(d)) for d in cli.tmp.glob("proxytest-caddy-*"))
+
+    _, err = signal_once_running(process, copies_running, sig, want=1, within_s=60, settle_s=1)
+    assert config.read_text() == original and not list(tmp_path.glob("*.bak*"))
+    if sig == signal.SIGTERM:
+        assert process.returncode == 143 and "terminated" in err, err
+    else:
+        assert cli.leftovers() != []  # a SIGKILL runs no clean-up ...
+        cli(*args[:5], "--checks", "ws.upgrade", cwd=tmp_path)  # ... the next run sweeps
+    deadline = time.monotonic() + 10
+    while cli.leftovers() and time.monotonic() < deadline:  # processes end, then dirs go
+        time.sleep(0.1)
+    assert cli.leftovers() == []
+    assert not processes_under(cli.tmp)
