@@ -261,9 +261,11 @@ def _addressed(plan: Plan) -> set[str]:
 
 
 def _rerun(before: TargetResult, plan: Plan) -> list[str]:
-    """What runs on the patched copy: every check a change addresses, every one that passed."""
+    """What runs on the patched copy: every check a change addresses, every one that
+    passed, and every one that could not be judged (it may judge now)."""
     addressed = _addressed(plan)
-    return [r.check for r in before.results if r.check in addressed or r.verdict == Verdict.PASS]
+    again = (Verdict.PASS, Verdict.ERROR)
+    return [r.check for r in before.results if r.check in addressed or r.verdict in again]
 
 
 def _copy(prepared: Prepared, plan: Plan, folder: Path, checks: list[str]) -> TargetSpec:
@@ -324,6 +326,8 @@ def _judge(
     needed = [row for row in rows if row.addressed or row.before == Verdict.PASS]
     failed = [row for row in needed if row.after != Verdict.PASS]
     left = sorted({r.check for r in broken} - addressed)
+    # Checks the first run could not judge count once the copy judged them pass.
+    unknown = [r.check for r in rows if r.before == Verdict.ERROR and r.after != Verdict.PASS]
     fixed = sum(1 for row in rows if row.outcome == "fixed")
     kept = sum(1 for row in rows if row.outcome == "kept")
     if after is None or after.status != TargetStatus.OK:
@@ -333,20 +337,22 @@ def _judge(
         status = FixStatus.UNPROVEN
         said = "unproven: " + "; ".join(f"{row.check} {row.outcome}" for row in failed)
     else:
-        status = FixStatus.PROVEN_IN_PART if left else FixStatus.PROVEN
+        status = FixStatus.PROVEN_IN_PART if left or unknown else FixStatus.PROVEN
         said = (
             f"proven: {fixed} check(s) fixed by {len(changes)} change(s), "
             f"{kept} that passed still pass"
         )
         if left:
             said += f"; {len(left)} left without a config change ({', '.join(left)})"
+        if unknown:
+            said += f"; {len(unknown)} not judged in either run ({', '.join(unknown)}): run again"
     if rounds > 1:
         said += (
             f" ({rounds} runs of the patched copy: each added what the last one showed "
             "failing once the traffic got further)"
         )
     return TargetFix(
-        before.id, status, said + unjudged, patch=patch, files=files, changes=changes,
+        before.id, status, said, patch=patch, files=files, changes=changes,
         refusals=refusals, rows=rows, after=after,
     )  # fmt: skip
 
