@@ -456,10 +456,10 @@ async def _invalid(ctx: ProbeContext, check: str, case: str) -> InvalidCase:
                     echoed |= got == payload
         except _Closed as exc:
             outcome, code = "closed", exc.code
+        except TimeoutError:  # before OSError, its base class
+            outcome = "ignored"
         except (asyncio.IncompleteReadError, OSError):
             outcome = "dropped"
-        except TimeoutError:
-            outcome = "ignored"
         except ValueError as exc:
             outcome, detail = "dropped", str(exc)
     records = await ctx.origin.wait_for(probe, lambda r: r and r[0].end is not None, wait / 2)
