@@ -122,3 +122,37 @@ def test_real_proxies_that_tunnel_frames_pass(proxy: str) -> None:
     assert got["ws.deflate"].metrics["deflate"] == "negotiated"
     assert got["ws.frames"].verdict == Verdict.PASS, got["ws.frames"].summary
     assert got["ws.frames"].metrics["max_message_bytes"] == 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("line", "verdict", "deflate"),
+    [
+        # the clean way to turn compression off: the offer never reaches the origin
+        ('proxy_set_header Sec-WebSocket-Extensions "";', Verdict.PASS, "stripped"),
+        # the wrong way: the origin compresses, the client was not told
+        ("proxy_hide_header Sec-WebSocket-Extensions;", Verdict.FAIL, None),
+    ],
+)
+def test_nginx_stripping_the_offer_passes_hiding_the_answer_fails(
+    tmp_path: Path, line: str, verdict: Verdict, deflate: str | None
+) -> None:
+    text = (ROOT / "proxies/nginx/realtime.conf").read_text()
+    anchor = "proxy_set_header Host $host;"
+    assert anchor in text
+    config = tmp_path / "nginx.conf"
+    config.write_text(text.replace(anchor, f"{anchor}\n            {line}", 1))
+    run = asyncio.run(
+        run_targets(
+            [TargetSpec("nginx", "strip", (config,))],
+            RunOptions.from_matrix(checks=["ws.deflate"]),
+        )
+    )
+    (done,) = run.targets
+    if done.status == TargetStatus.SKIPPED:
+        pytest.skip(done.reason or "nginx is not installed")
+    (result,) = done.results
+    assert result.verdict == verdict, result.summary
+    assert result.metrics["deflate"] == deflate
+    if verdict == Verdict.FAIL:
+        assert result.failure == Failure.EXTENSION
+        assert result.hint and "proxy_set_header Sec-WebSocket-Extensions" in result.hint
