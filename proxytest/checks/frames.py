@@ -135,6 +135,13 @@ def evaluate_frames(tl: FramesTimeline, ctx: EvalContext) -> Outcome:
         "burst_ms": burst.took_ms if burst else None,
         **{f"invalid_{case.name}": _said(case) for case in tl.invalid},
     }
+    if not tl.accept_ok:
+        return Outcome(
+            Verdict.FAIL,
+            "101 with a wrong Sec-WebSocket-Accept (see ws.upgrade)",
+            metrics,
+            failure=Failure.ACCEPT,
+        )
     delivered = [c for c in tl.invalid if c.outcome == "delivered"]
     if delivered:
         return Outcome(
@@ -249,6 +256,7 @@ CHECKS = (
         {
             Failure.UPGRADE: _UPGRADE_HINT,
             Failure.SILENT: _SILENT_HINT,
+            Failure.ACCEPT: "the proxy must pass the origin's handshake answer unchanged",
             Failure.FRAGMENTS: "continuation frames must be forwarded unchanged; a proxy that "
             "re-frames messages must reassemble them exactly (UTF-8 split across fragments is "
             "valid)",

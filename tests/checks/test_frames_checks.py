@@ -175,3 +175,8 @@ def test_the_burst_judged_corrupted_then_order_then_lost_or_slow() -> None:
 def test_no_upgrade_fails_frames() -> None:
     out = evaluate_frames(FramesTimeline(403, "status 403"), CTX)
     assert out.verdict == Verdict.FAIL and out.failure == Failure.UPGRADE
+
+
+def test_a_wrong_accept_fails_frames() -> None:
+    out = evaluate_frames(frames(accept_ok=False), CTX)
+    assert out.verdict == Verdict.FAIL and out.failure == Failure.ACCEPT
