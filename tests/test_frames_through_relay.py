@@ -24,6 +24,7 @@ from proxytest.runner import run_checks, run_targets
 from proxytest.timing import Thresholds
 
 from .relay import Fault, Relay
+from .test_probe_mode import PREFIX, TOKEN, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = ("ws.deflate", "ws.frames")
@@ -156,3 +157,25 @@ def test_nginx_stripping_the_offer_passes_hiding_the_answer_fails(
     if verdict == Verdict.FAIL:
         assert result.failure == Failure.EXTENSION
         assert result.hint and "proxy_set_header Sec-WebSocket-Extensions" in result.hint
+
+
+@pytest.mark.asyncio
+async def test_probe_mode_runs_both_through_a_prefix_with_a_token() -> None:
+    # A deployed origin (token, prefix) read through its records API: the digests and
+    # the extension it answered travel in the records' JSON.
+    async with (
+        Origin(token=TOKEN, prefix=PREFIX) as origin,
+        Relay(origin.host, origin.port, Fault("launder_frames")) as relay,
+    ):
+        results = await probe(relay.port, list(IDS))
+    assert results["ws.frames"].verdict == Verdict.FAIL, results["ws.frames"].summary
+    assert results["ws.frames"].failure == Failure.INVALID_FRAME
+    assert "the origin received it" in results["ws.frames"].summary
+    async with (
+        Origin(token=TOKEN, prefix=PREFIX) as origin,
+        Relay(origin.host, origin.port, Fault("clean")) as relay,
+    ):
+        results = await probe(relay.port, list(IDS))
+    for check in IDS:
+        assert results[check].verdict == Verdict.PASS, results[check].summary
+    assert results["ws.deflate"].metrics["deflate"] == "negotiated"
