@@ -69,6 +69,7 @@ def test_both_pass_directly_and_through_the_clean_relay(
     assert frames.metrics["invalid_bad_utf8"] == "closed 1007"
     for case in ("reserved_opcode", "fragmented_control", "rsv_bits"):
         assert frames.metrics[f"invalid_{case}"] == "closed 1002"
+    assert frames.metrics["invalid_refused_by"] == "origin"  # the relay is a byte tunnel
 
 
 def test_a_relay_that_drops_the_extension_from_the_101_fails_deflate(

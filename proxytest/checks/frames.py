@@ -115,6 +115,16 @@ def _said(case: InvalidCase) -> str:
     return case.outcome
 
 
+def _refused_by(cases: tuple[InvalidCase, ...]) -> str | None:
+    """Who refused the invalid frames: "origin" (the proxy passed them through as
+    bytes), "proxy" (none reached the origin's reader), "both", None (none refused)."""
+    refused = [c for c in cases if c.outcome in ("closed", "dropped")]
+    if not refused:
+        return None
+    by_origin = {c.origin_refused for c in refused}
+    return "both" if len(by_origin) == 2 else "origin" if True in by_origin else "proxy"
+
+
 def _mib(size: int) -> str:
     return f"{size // (1024 * 1024)} MiB" if size >= 1024 * 1024 else f"{size} B"
 
@@ -134,6 +144,7 @@ def evaluate_frames(tl: FramesTimeline, ctx: EvalContext) -> Outcome:
         "burst_p99_ms": burst.p99_ms if burst else None,
         "burst_ms": burst.took_ms if burst else None,
         **{f"invalid_{case.name}": _said(case) for case in tl.invalid},
+        "invalid_refused_by": _refused_by(tl.invalid),
     }
     if not tl.accept_ok:
         return Outcome(

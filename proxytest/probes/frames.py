@@ -116,6 +116,7 @@ class InvalidCase:
     outcome: str
     code: int | None = None
     detail: str | None = None
+    origin_refused: bool = False  # the origin's own reader refused it (it got that far)
 
 
 @dataclass(frozen=True)
@@ -470,9 +471,10 @@ async def _invalid(ctx: ProbeContext, check: str, case: str) -> InvalidCase:
     if at_origin or echoed or payload in raw.pongs:
         where = "the origin received it" if at_origin else "its echo or pong came back"
         return InvalidCase(case, "delivered", code, f"as a valid frame: {where}")
-    if detail is None and records and records[0].close_reason:
+    refused = bool(records) and (records[0].close_reason or "").startswith("refused:")
+    if detail is None and refused:
         detail = f"origin: {records[0].close_code} {records[0].close_reason}"
-    return InvalidCase(case, outcome, code, detail)
+    return InvalidCase(case, outcome, code, detail, refused)
 
 
 async def frames(ctx: ProbeContext, check: str) -> FramesTimeline:

@@ -180,3 +180,12 @@ def test_no_upgrade_fails_frames() -> None:
 def test_a_wrong_accept_fails_frames() -> None:
     out = evaluate_frames(frames(accept_ok=False), CTX)
     assert out.verdict == Verdict.FAIL and out.failure == Failure.ACCEPT
+
+
+def test_who_refused_the_invalid_frames() -> None:
+    assert evaluate_frames(frames(), CTX).metrics["invalid_refused_by"] == "proxy"
+    by_origin = tuple(replace(c, origin_refused=True) for c in GOOD_INVALID)
+    out = evaluate_frames(frames(invalid=by_origin), CTX)
+    assert out.metrics["invalid_refused_by"] == "origin"
+    mixed = (*by_origin[:2], *GOOD_INVALID[2:])
+    assert evaluate_frames(frames(invalid=mixed), CTX).metrics["invalid_refused_by"] == "both"
