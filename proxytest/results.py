@@ -118,6 +118,10 @@ class Failure(enum.StrEnum):
     H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
     STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused
     STREAM_LIMIT = "stream_limit"  # fewer concurrent streams advertised than a page needs
+    # WebSocket frame depth (issue 15, frames part: ws.deflate, ws.frames)
+    EXTENSION = "extension"  # Sec-WebSocket-Extensions differs between client and origin
+    FRAGMENTS = "fragments"  # a fragmented message did not arrive whole and byte-exact
+    INVALID_FRAME = "invalid_frame"  # an invalid frame reached the other end as a valid one
 
 
 class TargetStatus(enum.StrEnum):

@@ -60,6 +60,21 @@ Faults (``Fault.kind``), each with the real proxy behaviour it imitates:
   upstream chunk (events stay prompt), ``flush=False`` sends output only when
   zlib produces it or at the end (nginx ``gzip on`` for text/event-stream).
 
+WebSocket frame depth (``ws.deflate``, ``ws.frames``):
+
+- ``mangle_extensions``: ``Sec-WebSocket-Extensions`` is removed from the 101
+  while the request's offer still reaches the origin, so the origin compresses
+  and the client does not know (a proxy that passes only the response headers it
+  knows).
+- ``corrupt_fragment``: after a 101, client frames are parsed and the first
+  payload byte of every continuation frame is flipped (a hop that re-frames
+  fragmented messages and gets it wrong).
+- ``launder_frames``: after a 101, invalid client frames are made valid before
+  they go upstream: RSV bits cleared, a reserved opcode becomes binary, a
+  control frame without FIN gets it, a text frame with bad UTF-8 becomes binary
+  (a proxy that re-frames without validating: garbage reaches the origin as a
+  valid message).
+
 Several backends (``Relay(..., more=[(host, port), ...], balance=...)``): each
 request goes to one of the upstreams, chosen once its head is read:
 
@@ -110,6 +125,7 @@ FAULT_KINDS = (
     "clean", "hold", "strip_headers", "delay", "stall", "coalesce", "close_after_idle",
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
     "no_retry", "hold_dead", "lose_resume", "crowd_delay", "drop_messages",
+    "mangle_extensions", "corrupt_fragment", "launder_frames",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -277,6 +293,60 @@ class _WsFilter:
             length = int.from_bytes(buf[2:pos], "big")
         pos += 4 if buf[1] & 0x80 else 0  # masking key
         return (buf[0] & 0x0F, pos, length) if len(buf) >= pos else None
+
+
+class _WsRewriter:
+    """Client-to-upstream frames, whole, rewritten by ``corrupt_fragment`` or
+    ``launder_frames`` (see the module docstring); every other byte unchanged."""
+
+    def __init__(self, kind: str) -> None:
+        self._kind = kind
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> bytes:
+        out = bytearray()
+        self._buf += data
+        while (frame := self._frame()) is not None:
+            out += self._rewrite(frame)
+        return bytes(out)
+
+    def _frame(self) -> bytearray | None:
+        buf = self._buf
+        if len(buf) < 2:
+            return None
+        pos, length = 2, buf[1] & 0x7F
+        if length >= 126:
+            pos = 4 if length == 126 else 10
+            if len(buf) < pos:
+                return None
+            length = int.from_bytes(buf[2:pos], "big")
+        pos += 4 if buf[1] & 0x80 else 0
+        if len(buf) < pos + length:
+            return None
+        frame = buf[: pos + length]
+        del buf[: pos + length]
+        return frame
+
+    def _rewrite(self, frame: bytearray) -> bytearray:
+        opcode, masked = frame[0] & 0x0F, bool(frame[1] & 0x80)
+        pos = {126: 4, 127: 10}.get(frame[1] & 0x7F, 2) + (4 if masked else 0)
+        if self._kind == "corrupt_fragment":
+            if opcode == 0x0 and len(frame) > pos:
+                frame[pos] ^= 0x01  # flips the unmasked byte as well
+            return frame
+        frame[0] &= 0x8F  # launder_frames: RSV bits cleared
+        if opcode in (0x3, 0x4, 0x5, 0x6, 0x7, 0xB, 0xC, 0xD, 0xE, 0xF):
+            frame[0] = (frame[0] & 0xF0) | 0x2
+        elif opcode >= 0x8:
+            frame[0] |= 0x80
+        elif opcode == 0x1 and frame[0] & 0x80:
+            key = frame[pos - 4 : pos] if masked else b"\0\0\0\0"
+            payload = bytes(b ^ key[i % 4] for i, b in enumerate(frame[pos:]))
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                frame[0] = (frame[0] & 0xF0) | 0x2
+        return frame
 
 
 async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
@@ -472,6 +542,8 @@ class _Connection:
                 break
             await self.sink.head(resp.encode())
         if resp.status == 101:
+            if self.fault.kind == "mangle_extensions":
+                resp.remove("Sec-WebSocket-Extensions")
             await self.sink.head(resp.encode())
             return await self._tunnel()
         await _first_of(self._response(resp, method, wants_gzip), self._watch_client())
@@ -554,7 +626,15 @@ class _Connection:
                 raise EOFError("the backend closed the tunnel")
             await self.sink.finish()
 
-        await _first_of(pump(self.creader, self._to_upstream), downstream())
+        async def upstream() -> None:
+            if kind not in ("corrupt_fragment", "launder_frames"):
+                return await pump(self.creader, self._to_upstream)
+            frames = _WsRewriter(kind)
+            while data := await self._read(self.creader, READ_SIZE):
+                if data := frames.feed(data):
+                    await self._to_upstream(data)
+
+        await _first_of(upstream(), downstream())
 
     async def _copy_body(
         self, reader: asyncio.StreamReader, framing: str, length: int, emit: Emit, decode: bool

@@ -75,6 +75,11 @@ class Caddy(Adapter):
         "h2_websocket": "Caddy (Go) advertises extended CONNECT only with "
         "`GODEBUG=http2xconnect=1` and proxies it since 2.9: upgrade Caddy, or unset that "
         "GODEBUG so browsers use HTTP/1.1 WebSockets",
+        # ws.deflate (issue 15, frames part)
+        "ws.deflate:extension": "Caddy passes Sec-WebSocket-Extensions both ways by default: "
+        "look for `header_down -Sec-WebSocket-Extensions`. To turn compression off, strip the "
+        "offer instead: `header_up -Sec-WebSocket-Extensions` in `reverse_proxy` (measured: "
+        "stripped cleanly)",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

@@ -92,6 +92,11 @@ class Envoy(Adapter):
         "400): drop `allow_connect` so browsers use HTTP/1.1 WebSockets",
         "stream_limit": "Envoy: `http2_protocol_options.max_concurrent_streams` on the "
         "HttpConnectionManager",
+        # ws.deflate (issue 15, frames part)
+        "ws.deflate:extension": "Envoy passes Sec-WebSocket-Extensions both ways by default: "
+        "look for `response_headers_to_remove` naming it. To turn compression off, strip the "
+        "offer instead: `request_headers_to_remove: [sec-websocket-extensions]` on the route "
+        "(measured: stripped cleanly)",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

@@ -73,6 +73,11 @@ class HAProxy(Adapter):
         "then use HTTP/1.1 WebSockets)",
         "stream_limit": "HAProxy advertises `tune.h2.max-concurrent-streams` (100 by "
         "default): raise it in `global`",
+        # ws.deflate (issue 15, frames part)
+        "ws.deflate:extension": "HAProxy passes Sec-WebSocket-Extensions both ways by default: "
+        "look for `http-response del-header Sec-WebSocket-Extensions` (measured: it applies to "
+        "the 101 and breaks every compressed message). To turn compression off, strip the offer "
+        "instead: `http-request del-header Sec-WebSocket-Extensions` (measured: stripped cleanly)",
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

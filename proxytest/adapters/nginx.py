@@ -100,6 +100,11 @@ class Nginx(Adapter):
         "look at the origin or another hop",
         "stream_limit": "nginx: `http2_max_concurrent_streams` (128 by default) in the "
         "server block",
+        # ws.deflate (issue 15, frames part)
+        "ws.deflate:extension": "nginx passes Sec-WebSocket-Extensions both ways by default: "
+        "look for `proxy_hide_header Sec-WebSocket-Extensions` (measured: the origin compresses, "
+        "the client cannot read it). To turn compression off, strip the offer instead: "
+        '`proxy_set_header Sec-WebSocket-Extensions "";` (measured: stripped cleanly)',
     }
 
     def neutralise(self, text: str, source: Path, config: Sequence[Path]) -> Neutralised:

@@ -83,6 +83,11 @@ class Traefik(Adapter):
         "measured: 3.7.15 answers the CONNECT 501): unset that GODEBUG so browsers use "
         "HTTP/1.1 WebSockets",
         "stream_limit": "Traefik: `entryPoints.<name>.http2.maxConcurrentStreams` (250 by default)",
+        # ws.deflate (issue 15, frames part)
+        "ws.deflate:extension": "Traefik passes Sec-WebSocket-Extensions both ways by default: "
+        "look for a headers middleware's `customResponseHeaders` naming it. To turn compression "
+        'off, strip the offer instead: `customRequestHeaders: {Sec-WebSocket-Extensions: ""}` '
+        "(measured: stripped cleanly)",
     }
 
     def reload(self, binary: Path, config: RenderedConfig) -> Reload:

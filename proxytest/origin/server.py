@@ -92,7 +92,7 @@ from typing import Any
 from aiohttp import WSMessage, WSMsgType, web
 
 from ..routes import BROWSER_PATH, READY_PATH, RECORDS_PATH
-from . import events
+from . import events, frames
 from .events import EventLog
 from .fanout import Fanout
 from .page import BROWSER_PAGE
@@ -146,6 +146,10 @@ class OriginRecord:
     # The id of the origin that received it: with several backends sharing one
     # RecordStore, which backend the proxy picked.
     origin_id: str | None = None
+    # ws.frames and ws.deflate (origin/frames.py): each message's digest, in order,
+    # and the Sec-WebSocket-Extensions the origin answered
+    digests: list[str] = field(default_factory=list)
+    extensions_selected: str | None = None
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
@@ -179,6 +183,8 @@ class OriginRecord:
             "finished_at": self.finished_at,
             "end": self.end,
             "origin_id": self.origin_id,
+            "digests": list(self.digests),
+            "extensions_selected": self.extensions_selected,
         }
 
     @classmethod
@@ -206,6 +212,8 @@ class OriginRecord:
             finished_at=None if data["finished_at"] is None else float(data["finished_at"]),
             end=_opt_str(data["end"]),
             origin_id=_opt_str(data.get("origin_id")),  # added later: older origins lack it
+            digests=[str(d) for d in data.get("digests", [])],  # added later, as origin_id
+            extensions_selected=_opt_str(data.get("extensions_selected")),
         )
 
 
@@ -373,6 +381,7 @@ class Origin:
             "/ws/ping": self._ws_ping,
             "/ws/close": self._ws_close,
             **events.routes(self),
+            **frames.routes(self),
             HANDSHAKE_PATH: self._lb_handshake,
             POLL_PATH: self._lb_poll,
             "/fanout/sse": self._fanout.sse,
