@@ -118,6 +118,11 @@ class Failure(enum.StrEnum):
     H2_WEBSOCKET = "h2_websocket"  # extended CONNECT advertised, the WebSocket over it broken
     STREAM_STALL = "stream_stall"  # a stream within the advertised limit stalled or refused
     STREAM_LIMIT = "stream_limit"  # fewer concurrent streams advertised than a page needs
+    # security (issue 15, sec part: checks/security.py)
+    SMUGGLED = "smuggled"  # a raw tunnel opened although the origin refused the upgrade
+    LAX_HANDSHAKE = "lax_handshake"  # a malformed handshake forwarded and tunnelled
+    UNREQUESTED_SWITCH = "unrequested_switch"  # a 101 to a plain request switched protocols
+    HOP_BY_HOP = "hop_by_hop"  # headers named in Connection, Keep-Alive or Proxy-* forwarded
 
 
 class TargetStatus(enum.StrEnum):

@@ -360,6 +360,8 @@ class Origin:
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
+        from .security import routes as security_routes  # imports this module
+
         middlewares = [_client_gone] if self._token is None else [self._guard, _client_gone]
         app = web.Application(client_max_size=MAX_MESSAGE, middlewares=middlewares)
         app.on_response_prepare.append(self._identify)
@@ -377,6 +379,7 @@ class Origin:
             POLL_PATH: self._lb_poll,
             "/fanout/sse": self._fanout.sse,
             "/fanout/ws": self._fanout.ws,
+            **security_routes(self),  # /sec/*: origin/security.py (issue 15, security)
         }
         for path, handler in routes.items():
             app.router.add_get(self.prefix + path, handler)
