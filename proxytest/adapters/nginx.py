@@ -58,8 +58,8 @@ class Nginx(Adapter):
         "lax_handshake": "nginx validates no WebSocket handshake, and the usual `map "
         "$http_upgrade $connection_upgrade` sends `Connection: upgrade` for any request that "
         "carries Upgrade, even without `Connection: upgrade` or over HTTP/1.0: map on "
-        "`$http_connection` too, or deny those on the location (`if ($http_sec_websocket_key = "
-        '"") { return 400; }`), and let the backend validate the handshake',
+        "`$http_connection` too, refuse a handshake without a key on a WebSocket-only location "
+        '(`if ($http_sec_websocket_key = "") { return 400; }`), and let the backend validate',
         "unrequested_switch": "nginx passes an origin's 101 to a request without Upgrade on "
         "as an ordinary response (no tunnel): the client gets a 101 it never asked for; no "
         "nginx knob refuses it, the backend must not answer 101 to plain requests",

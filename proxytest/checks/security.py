@@ -214,8 +214,7 @@ CHECKS: tuple[Check[Any], ...] = (
     ),
     Check(
         "ws.handshake-strict",
-        "a malformed WebSocket handshake (no key, bad version, HTTP/1.0, no Connection: "
-        "upgrade) is never tunnelled",
+        "malformed handshakes (no key, bad version, HTTP/1.0, no Connection: upgrade) never tunnel",
         probe_handshake_strict,
         evaluate_handshake_strict,
         {
