@@ -36,14 +36,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from .server import OriginRecord
+from .server import ORIGIN_HEADER, OriginRecord
 
 if TYPE_CHECKING:
     from .server import Origin
@@ -69,7 +68,9 @@ HEADERS_PATH = "/sec/headers"
 RAW_PATH = "/sec/raw"  # not a route: the path of a record of raw bytes on a connection
 SMUGGLED_HEADER = "X-Proxytest-Smuggled"
 RAW_HELLO = b"proxytest-raw-after-101\r\n"
-HOLD_MS = 1500
+# Longer than a probe listens after its second request (probes/security.py: 1.5 s for
+# an answer, then up to 1 s for records), so a tunnel that delivers late is still seen.
+HOLD_MS = 2500
 MAX_HOLD_MS = 5000
 MAX_RAW = 16 * 1024
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -120,7 +121,7 @@ class _Routes:
         self.origin = origin
 
     def _identity(self) -> list[tuple[str, str]]:
-        return [("X-Proxytest-Origin", self.origin.id)]
+        return [(ORIGIN_HEADER, self.origin.id)]
 
     async def _raw_answer(self, request: web.Request, answer: bytes, after: str) -> None:
         """Write ``answer`` raw, then record what arrives on this connection until EOF,
@@ -276,9 +277,3 @@ def routes(origin: Origin) -> dict[str, Callable[[web.Request], Awaitable[web.St
         MARKER_PATH: r.marker,
         HEADERS_PATH: r.headers,
     }
-
-
-def headers_json(body: bytes) -> list[tuple[str, str]]:
-    """The headers ``/sec/headers`` answered with (for a client that reads them)."""
-    data = json.loads(body)
-    return [(str(k), str(v)) for k, v in data["headers"]]
