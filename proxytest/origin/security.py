@@ -27,8 +27,8 @@ as a record of path ``RAW_PATH`` (``query``: ``bytes``, ``first_line``,
 hold a request for ``/sec/marker``, answers it with ``SMUGGLED_HEADER`` (the
 client then holds a response that only a tunnel could give). A parsed second
 request arrives as its own ``/sec/marker`` record instead. Bounded: at most
-``MAX_RAW`` bytes and ``hold_ms`` (default ``HOLD_MS``, at most ``MAX_HOLD_MS``)
-per connection; the connection is closed after.
+``MAX_RAW`` bytes and ``hold_ms`` (default ``HOLD_MS``, after a 101
+``SWITCH_HOLD_MS``; at most ``MAX_HOLD_MS``) per connection, then closed.
 """
 
 from __future__ import annotations
@@ -71,6 +71,11 @@ RAW_HELLO = b"proxytest-raw-after-101\r\n"
 # Longer than a probe listens after its second request (probes/security.py: 1.5 s for
 # an answer, then up to 1 s for records), so a tunnel that delivers late is still seen.
 HOLD_MS = 2500
+# After a 101 the hold is shorter: a proxy that takes the 101 for an ordinary response
+# delimited by the close (nginx, for a request that did not ask to upgrade) answers
+# the client only when the origin closes, which must come before the probe gives up
+# (2 s); a tunnel after a 101 delivers the next request at once.
+SWITCH_HOLD_MS = 1000
 MAX_HOLD_MS = 5000
 MAX_RAW = 16 * 1024
 _GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -103,11 +108,11 @@ class _RawRecorder:
         self.changed.set()
 
 
-def _hold(request: web.Request) -> float:
+def _hold(request: web.Request, default: int) -> float:
     try:
-        ms = int(request.query.get("hold_ms", HOLD_MS))
+        ms = int(request.query.get("hold_ms", default))
     except ValueError:
-        ms = HOLD_MS
+        ms = default
     return max(0, min(ms, MAX_HOLD_MS)) / 1000
 
 
@@ -123,7 +128,9 @@ class _Routes:
     def _identity(self) -> list[tuple[str, str]]:
         return [(ORIGIN_HEADER, self.origin.id)]
 
-    async def _raw_answer(self, request: web.Request, answer: bytes, after: str) -> None:
+    async def _raw_answer(
+        self, request: web.Request, answer: bytes, after: str, hold_ms: int
+    ) -> None:
         """Write ``answer`` raw, then record what arrives on this connection until EOF,
         ``hold_ms`` or ``MAX_RAW``; answer a smuggled marker request; close."""
         record = self.origin._record(request)
@@ -135,7 +142,7 @@ class _Routes:
         # Before the answer is written: no byte after it can reach aiohttp's parser.
         cast(Any, request.protocol).set_parser(recorder)
         transport.write(answer)
-        deadline = time.monotonic() + _hold(request)
+        deadline = time.monotonic() + _hold(request, hold_ms)
         answered = False
         while not recorder.eof and len(recorder.data) < MAX_RAW:
             remaining = deadline - time.monotonic()
@@ -218,7 +225,7 @@ class _Routes:
             ],
             body,
         )
-        return await self._closing(request, head, status)
+        return await self._closing(request, head, status, HOLD_MS)
 
     async def naive(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
@@ -246,10 +253,12 @@ class _Routes:
             {"headers": seen, "version": f"{request.version.major}.{request.version.minor}"}
         )
 
-    async def _closing(self, request: web.Request, answer: bytes, after: str) -> web.StreamResponse:
+    async def _closing(
+        self, request: web.Request, answer: bytes, after: str, hold_ms: int = SWITCH_HOLD_MS
+    ) -> web.StreamResponse:
         """``_raw_answer``, then the response aiohttp is given back: one already
         prepared is never written again (the connection is closed)."""
-        await self._raw_answer(request, answer, after)
+        await self._raw_answer(request, answer, after, hold_ms)
         return _Written()
 
 
