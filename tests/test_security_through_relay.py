@@ -16,6 +16,7 @@ from proxytest.matrix import TargetSpec
 from proxytest.options import RunOptions
 from proxytest.origin import Origin
 from proxytest.origin.security import RAW_PATH, SMUGGLED_HEADER
+from proxytest.pathprobe import DeployedPath, probe_path
 from proxytest.probes import ProbeContext
 from proxytest.probes.context import new_session
 from proxytest.results import CheckResult, Failure, RunResult, TargetStatus, Verdict
@@ -175,3 +176,26 @@ def test_real_proxies_give_the_measured_verdicts(real: RunResult, target_id: str
     if target_id == "caddy/default":
         assert got["http.hop-by-hop"].metrics["x_forwarded_for"] == "127.0.0.1"
         assert got["http.hop-by-hop"].metrics["via"] == "1.1 Caddy"
+
+
+@pytest.mark.asyncio
+async def test_in_probe_mode_behind_a_token_and_a_prefix_the_verdicts_are_the_same() -> None:
+    # A deployed origin (token, prefix) read through the records API: the raw
+    # requests carry the token header and the prefix, /sec/raw records come back.
+    async def probe(port: int) -> dict[str, CheckResult]:
+        path = DeployedPath.parse(f"http://127.0.0.1:{port}/rt", token="sec-token")
+        result = await probe_path(path, RunOptions.from_matrix(None, checks=IDS))
+        return {r.check: r for r in result.targets[0].results}
+
+    async with Origin(token="sec-token", prefix="/rt") as origin:
+        async with Relay(origin.host, origin.port, Fault("clean")) as relay:
+            clean = await probe(relay.port)
+        async with Relay(origin.host, origin.port, Fault("tunnel_any")) as relay:
+            unsafe = await probe(relay.port)
+    assert {c: r.verdict for c, r in clean.items()} == {c: Verdict.PASS for c in IDS}, {
+        c: r.summary for c, r in clean.items()
+    }
+    assert unsafe["ws.smuggling"].verdict == Verdict.FAIL
+    assert unsafe["ws.smuggling"].metrics["status_403_second_request"] == "tunnel"
+    assert unsafe["ws.handshake-strict"].verdict == Verdict.FAIL
+    assert unsafe["ws.upgrade-unrequested"].verdict == Verdict.FAIL
