@@ -65,6 +65,8 @@ def evaluate_smuggling(tl: SecurityTimeline, ctx: EvalContext) -> Outcome:
         return Outcome(Verdict.ERROR, "no answer to any upgrade attempt: cannot judge", metrics)
     tunnels = [a for a in tl.attempts if a.second == "tunnel" and a.variant != TRUSTED_101]
     trusted = [a for a in tl.attempts if a.second == "tunnel" and a.variant == TRUSTED_101]
+    # 0ang3el's scenario 2: a backend made to answer 101 (an SSRF) opens the tunnel.
+    metrics["trusts_origin_101"] = bool(trusted)
     note = (
         "; a 101 with a wrong Sec-WebSocket-Accept was tunnelled (the proxy trusts the "
         "origin's 101; the client rejects the accept)"

@@ -54,6 +54,8 @@ def test_smuggling_reports_a_tunnel_on_the_origins_101_without_judging_it() -> N
     assert out.verdict == Verdict.PASS
     assert "wrong Sec-WebSocket-Accept was tunnelled" in out.summary
     assert out.metrics["bad_accept_101_second_request"] == "tunnel"
+    assert out.metrics["trusts_origin_101"] is True
+    assert evaluate_smuggling(smuggling("parsed"), CTX).metrics["trusts_origin_101"] is False
 
 
 def test_smuggling_without_any_answer_is_an_error_and_direct_is_a_skip() -> None:
