@@ -41,6 +41,10 @@ Routes are behaviours, chosen by path and query (all GET but the publisher):
     Broadcast: subscribers of ``topic`` over SSE or WebSocket receive every
     message the publisher posts (origin/fanout.py; ``load.fanout``). Not recorded.
 
+``/sec/answer``, ``/sec/naive``, ``/sec/unrequested``, ``/sec/marker``, ``/sec/headers``
+    Upgrades answered the wrong way and what arrives after them on the same
+    connection, for the security checks (origin/security.py).
+
 ``/__proxytest/records?probe=<P>``
     What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
     <origin time.monotonic()>, "records": [OriginRecord.to_json(), ...]}``, for a
