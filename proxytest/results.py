@@ -122,6 +122,11 @@ class Failure(enum.StrEnum):
     EXTENSION = "extension"  # Sec-WebSocket-Extensions differs between client and origin
     FRAGMENTS = "fragments"  # a fragmented message did not arrive whole and byte-exact
     INVALID_FRAME = "invalid_frame"  # an invalid frame reached the other end as a valid one
+    # security (issue 15, sec part: checks/security.py)
+    SMUGGLED = "smuggled"  # a raw tunnel opened although the origin refused the upgrade
+    LAX_HANDSHAKE = "lax_handshake"  # a malformed handshake forwarded and tunnelled
+    UNREQUESTED_SWITCH = "unrequested_switch"  # a 101 to a plain request switched protocols
+    HOP_BY_HOP = "hop_by_hop"  # headers named in Connection, Keep-Alive or Proxy-* forwarded
 
 
 class TargetStatus(enum.StrEnum):

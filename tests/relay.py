@@ -75,6 +75,19 @@ WebSocket frame depth (``ws.deflate``, ``ws.frames``):
   (a proxy that re-frames without validating: garbage reaches the origin as a
   valid message).
 
+Security (issue 15; the clean relay is the safe path: it validates a WebSocket
+handshake, ``400`` to one without ``Sec-WebSocket-Key``, with a version other
+than 13 or over HTTP/1.0, forwards ``Upgrade`` only with ``Connection:
+upgrade``, answers ``502`` to a 101 for a request that did not ask to upgrade,
+and removes ``Proxy-Authorization`` with the other hop-by-hop headers):
+
+- ``tunnel_any``: a request that asks to upgrade is forwarded unvalidated and the
+  connection becomes a raw tunnel after ANY response, 101 or not, and after a
+  101 to a request that did not ask (Varnish and Envoy before 1.8 as 0ang3el's
+  websocket-smuggle shows: the request's Upgrade header decides, not the status).
+- ``forward_hop_by_hop``: headers named in ``Connection``, ``Keep-Alive``,
+  ``Proxy-Connection`` and ``Proxy-Authorization`` are forwarded to the origin.
+
 Several backends (``Relay(..., more=[(host, port), ...], balance=...)``): each
 request goes to one of the upstreams, chosen once its head is read:
 
@@ -126,6 +139,7 @@ FAULT_KINDS = (
     "cut_after_bytes", "drop_ws_control", "drop_ws_close", "gzip", "max_connections",
     "no_retry", "hold_dead", "lose_resume", "crowd_delay", "drop_messages",
     "mangle_extensions", "corrupt_fragment", "launder_frames",
+    "tunnel_any", "forward_hop_by_hop",
 )  # fmt: skip
 
 STALLED_CHUNK = 5  # stall: which downstream chunk (1-based) is held
@@ -237,6 +251,17 @@ def _framing(head: _Head, method: str | None) -> tuple[str, int]:
         except ValueError:
             raise _BadMessage(f"bad Content-Length {length!r}") from None
     return ("none", 0) if method is None else ("close", 0)
+
+
+def _valid_handshake(req: _Head) -> bool:
+    """A WebSocket upgrade a strict proxy forwards (RFC 6455 4.1); other upgrades pass."""
+    if (req.get("upgrade") or "").lower() != "websocket":
+        return True
+    return (
+        req.start.endswith("HTTP/1.1")
+        and bool(req.get("sec-websocket-key"))
+        and req.get("sec-websocket-version") == "13"
+    )
 
 
 class _WsFilter:
@@ -513,7 +538,9 @@ class _Connection:
         wants_gzip = "gzip" in (req.get("accept-encoding") or "").lower()
         if self.pick is not None:
             self.upstream = self.pick(req)
-        self._rewrite_request(req)
+        upgrade = self._rewrite_request(req)
+        if upgrade and self.fault.kind != "tunnel_any" and not _valid_handshake(req):
+            return await self._reply(400, "Bad Request")
         turn = self.upstreams.index(self.upstream) if self.upstream in self.upstreams else 0
         tries = (*self.upstreams[turn:], *self.upstreams[:turn])
         if self.fault.kind == "no_retry":
@@ -541,8 +568,10 @@ class _Connection:
             if resp.status == 101 or not 100 <= resp.status < 200:
                 break
             await self.sink.head(resp.encode())
-        if resp.status == 101:
-            if self.fault.kind == "mangle_extensions":
+        if resp.status == 101 and not upgrade and self.fault.kind != "tunnel_any":
+            return await self._reply(502, "Bad Gateway")  # a switch nobody asked for
+        if resp.status == 101 or (upgrade and self.fault.kind == "tunnel_any"):
+            if resp.status == 101 and self.fault.kind == "mangle_extensions":
                 resp.remove("Sec-WebSocket-Extensions")
             await self.sink.head(resp.encode())
             return await self._tunnel()
@@ -554,19 +583,25 @@ class _Connection:
             async with asyncio.timeout(READ_TIMEOUT_S):
                 await self._watch_client()
 
-    def _rewrite_request(self, req: _Head) -> None:
-        """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy."""
+    def _rewrite_request(self, req: _Head) -> bool:
+        """Apply strip_headers, then the hop-by-hop rules of a well-configured proxy;
+        whether the request asks to upgrade."""
         if self.fault.kind == "strip_headers":
             req.remove(*self.fault.headers)
         if self.fault.kind == "lose_resume":
             req.remove("Last-Event-ID")
             req.start = re.sub(r"([?&])after=[^& ]*&?", r"\1", req.start)
         upgrade = req.get("upgrade") is not None and "upgrade" in req.tokens("connection")
-        req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
-        req.remove("connection", "keep-alive", "proxy-connection")
+        if self.fault.kind == "tunnel_any":
+            upgrade = req.get("upgrade") is not None
+        if self.fault.kind != "forward_hop_by_hop":
+            req.remove(*(req.tokens("connection") - {"upgrade", "close"}))
+            req.remove("keep-alive", "proxy-connection", "proxy-authorization")
+        req.remove("connection")
         if not upgrade:
             req.remove("upgrade")
         req.headers.append(("Connection", "upgrade" if upgrade else "close"))
+        return upgrade
 
     async def _response(self, resp: _Head, method: str, wants_gzip: bool) -> None:
         assert self.ureader is not None

@@ -110,7 +110,7 @@ def test_unknown_verdict_in_expect(project: Path) -> None:
 
 
 def test_unknown_check_glob(project: Path) -> None:
-    err = error(project, "checks: [http.*]\ntargets:\n  - proxy: nginx\n    setup: default\n")
+    err = error(project, "checks: [smtp.*]\ntargets:\n  - proxy: nginx\n    setup: default\n")
     assert err.line == 1
 
 

@@ -34,6 +34,11 @@ class Caddy(Adapter):
     )
     upstream_example = "`reverse_proxy {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        # security (issue 15, sec part: checks/security.py), measured on 2.11.7
+        "lax_handshake": "Caddy's reverse_proxy forwards any request with `Upgrade: websocket` "
+        "and `Connection: upgrade` and tunnels on the backend's 101, HTTP/1.0 and a missing "
+        "Sec-WebSocket-Key or another version included: match real handshakes (`@ws header "
+        "Sec-WebSocket-Version 13`) before reverse_proxy, or make the backend validate",
         "retried_dead_backend": "Caddy tries one upstream per request unless `lb_try_duration` "
         "(0 by default) is set: a request sent to a dead upstream is answered 502 (measured, "
         "2.11). Add `lb_try_duration 5s` (measured: every reconnect then reached the live "

@@ -33,6 +33,16 @@ class Envoy(Adapter):
         "`port_value: {{ upstream_port }}`"
     )
     hints = {
+        # security (issue 15, sec part: checks/security.py), measured on 1.40.0
+        "hop_by_hop": "Envoy removes Connection, Keep-Alive and Proxy-Connection but forwards "
+        "Proxy-Authorization: add `request_headers_to_remove: [proxy-authorization]` to the "
+        "route_config (or the virtual host)",
+        "lax_handshake": "Envoy's `upgrade_configs: [{upgrade_type: websocket}]` forwards any "
+        "request with Upgrade and Connection: upgrade (it refuses HTTP/1.0 with 426) without "
+        "checking Sec-WebSocket-Key or the version: the backend must validate the handshake",
+        "unrequested_switch": "Envoy passes an origin's 101 to a request without Upgrade on to "
+        "the client (no tunnel): no Envoy knob refuses it; the backend must not answer 101 to "
+        "plain requests",
         "retried_dead_backend": "Envoy answers 503 at once when the chosen host refuses "
         "(measured, 1.40): add on the route `retry_policy: {retry_on: connect-failure,reset, "
         "num_retries: 2, retry_host_predicate: [{name: "

@@ -24,6 +24,14 @@ class HAProxy(Adapter):
     listen_example = "the frontend's `bind {{ listen_host }}:{{ listen_port }}`"
     upstream_example = "the backend's `server app {{ upstream_host }}:{{ upstream_port }}`"
     hints = {
+        # security (issue 15, sec part: checks/security.py), measured on 2.6.12
+        "hop_by_hop": "HAProxy forwards Keep-Alive, Proxy-Connection, Proxy-Authorization and "
+        "the headers a client names in Connection: `http-request del-header "
+        "Proxy-Authorization` (and Keep-Alive, Proxy-Connection) in the frontend or backend",
+        "lax_handshake": "HAProxy answers 400 to a WebSocket upgrade without Sec-WebSocket-Key "
+        "but forwards one with another version than 13 or over HTTP/1.0: `http-request deny if "
+        "{ req.hdr(upgrade) -i websocket } !{ req.hdr(sec-websocket-version) 13 }` and "
+        "`http-request deny if { req.ver 1.0 } { req.hdr(upgrade) -m found }`",
         "retried_dead_backend": "HAProxy retries a refused connect on the same server (`retries "
         "3`, about 1 s apart) and keeps choosing a dead server without health checks: add "
         "`option redispatch` (measured: reconnects then reached the live server at once) and "

@@ -50,6 +50,19 @@ class Nginx(Adapter):
         "`proxy_pass http://{{ upstream_host }}:{{ upstream_port }};`"
     )
     hints = {
+        # security (issue 15, sec part: checks/security.py), measured on 1.31.3
+        "hop_by_hop": "nginx removes Keep-Alive and Proxy-Connection but forwards "
+        "Proxy-Authorization and the headers a client names in Connection: add "
+        '`proxy_set_header Proxy-Authorization "";` (and one `proxy_set_header <Name> "";` per '
+        "header your clients name in Connection) to the location",
+        "lax_handshake": "nginx validates no WebSocket handshake, and the usual `map "
+        "$http_upgrade $connection_upgrade` sends `Connection: upgrade` for any request that "
+        "carries Upgrade, even without `Connection: upgrade` or over HTTP/1.0: map on "
+        "`$http_connection` too, refuse a handshake without a key on a WebSocket-only location "
+        '(`if ($http_sec_websocket_key = "") { return 400; }`), and let the backend validate',
+        "unrequested_switch": "nginx passes an origin's 101 to a request without Upgrade on "
+        "as an ordinary response (no tunnel): the client gets a 101 it never asked for; no "
+        "nginx knob refuses it, the backend must not answer 101 to plain requests",
         "not_sticky": "nginx balances an upstream round robin: add `ip_hash;` (or "
         "`hash $remote_addr consistent;`) to the upstream block. `hash $cookie_<app cookie> "
         "consistent;` keeps WebSocket and SSE reconnects together but misroutes a "

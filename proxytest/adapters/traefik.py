@@ -42,6 +42,11 @@ class Traefik(Adapter):
     )
     _reloads = 0
     hints = {
+        # security (issue 15, sec part: checks/security.py), measured on 3.7.15
+        "lax_handshake": "Traefik (Go's reverse proxy) forwards any request with `Upgrade: "
+        "websocket` and `Connection: upgrade` and tunnels on the backend's 101, HTTP/1.0 "
+        "and a missing Sec-WebSocket-Key or another version included: the backend must "
+        "validate the handshake (or a middleware in front refuse it)",
         "retried_dead_backend": "Traefik has no passive retry: a request sent to a dead server "
         "is answered 502 (measured, 3.7) unless the router has the `retry` middleware (`retry: "
         "{attempts: 3}`; measured: every reconnect then reached the live server at once); a "

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..probes.context import TRANSPORTS
-from . import browser, failover, frames, h2, lb, lifecycle, load, long, sse, ws
+from . import browser, failover, frames, h2, lb, lifecycle, load, long, security, sse, ws
 from .base import Check, EvalContext, Phase
 from .delivery import analyse, judge_stream
 
@@ -30,13 +30,14 @@ __all__ = [
     "select_valid",
 ]
 
-# WebSocket, SSE, HTTP/2, lifecycle, load, several backends (lb), and a real browser's
-# view of both protocols
-FAMILIES = ("ws", "sse", "h2", "lifecycle", "load", "lb", "browser")
+# WebSocket, SSE, plain HTTP (http.hop-by-hop), HTTP/2, lifecycle, load, several
+# backends (lb), and a real browser's view of both protocols
+FAMILIES = ("ws", "sse", "http", "h2", "lifecycle", "load", "lb", "browser")
 # long.py holds the long-lived checks of both ws and sse: each goes after its family's
 # quick ones (the sort by family is stable); a family's checks over HTTP/2 (@h2,
-# @h2c) come after its HTTP/1.1 ones. h2.py holds ws.*@h2 and h2.streams.
-_MODULES = (ws, frames, sse, h2, long, lifecycle, load, lb, failover, browser)
+# @h2c) come after its HTTP/1.1 ones. h2.py holds ws.*@h2 and h2.streams. security.py
+# holds ws.smuggling, ws.handshake-strict, ws.upgrade-unrequested and http.hop-by-hop.
+_MODULES = (ws, frames, security, sse, h2, long, lifecycle, load, lb, failover, browser)
 CHECKS: dict[str, Check[Any]] = {
     c.id: c
     for c in sorted(

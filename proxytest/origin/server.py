@@ -41,6 +41,10 @@ Routes are behaviours, chosen by path and query (all GET but the publisher):
     Broadcast: subscribers of ``topic`` over SSE or WebSocket receive every
     message the publisher posts (origin/fanout.py; ``load.fanout``). Not recorded.
 
+``/sec/answer``, ``/sec/naive``, ``/sec/unrequested``, ``/sec/marker``, ``/sec/headers``
+    Upgrades answered the wrong way and what arrives after them on the same
+    connection, for the security checks (origin/security.py).
+
 ``/__proxytest/records?probe=<P>``
     What the origin recorded for probe ``P``, as JSON: ``{"origin": id, "now":
     <origin time.monotonic()>, "records": [OriginRecord.to_json(), ...]}``, for a
@@ -368,6 +372,8 @@ class Origin:
 
     # -- lifecycle ---------------------------------------------------------------
     def app(self) -> web.Application:
+        from .security import routes as security_routes  # imports this module
+
         middlewares = [_client_gone] if self._token is None else [self._guard, _client_gone]
         app = web.Application(client_max_size=MAX_MESSAGE, middlewares=middlewares)
         app.on_response_prepare.append(self._identify)
@@ -386,6 +392,7 @@ class Origin:
             POLL_PATH: self._lb_poll,
             "/fanout/sse": self._fanout.sse,
             "/fanout/ws": self._fanout.ws,
+            **security_routes(self),  # /sec/*: origin/security.py (issue 15, security)
         }
         for path, handler in routes.items():
             app.router.add_get(self.prefix + path, handler)

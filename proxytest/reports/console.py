@@ -40,7 +40,10 @@ _STYLE = {
 
 
 _SHORT = {"subprotocol": "subproto", "last-event-id": "last-id", "compression": "gzip",
-          "connection-limit": "conn-limit"}  # fmt: skip
+          "connection-limit": "conn-limit",
+          # security (issue 15, sec part)
+          "smuggling": "smuggle", "handshake-strict": "strict",
+          "upgrade-unrequested": "unasked"}  # fmt: skip
 _SYMBOL = {
     Verdict.PASS: "✓",
     Verdict.DEGRADED: "≈",

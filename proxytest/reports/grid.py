@@ -29,6 +29,9 @@ TINY = {
     "heartbeat": "beat", "lifetime": "span", "reconnect": "recn", "reload": "rlod",
     "origin-restart": "orig", "concurrency": "conc", "eventsource": "evsr",
     "websocket": "wsck", "connection-limit": "clim",
+    # security (issue 15, sec part)
+    "smuggling": "smug", "handshake-strict": "hsst", "upgrade-unrequested": "unrq",
+    "hop-by-hop": "hop",
 }  # fmt: skip
 TINY_FAMILY = {"lifecycle": "life", "browser": "brow"}
 
