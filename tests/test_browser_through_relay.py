@@ -9,6 +9,7 @@ browser.eventsource to a few seconds.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -83,16 +84,18 @@ async def test_every_browser_check_passes_directly_and_through_the_clean_relay()
 async def test_each_browser_check_fails_against_its_fault() -> None:
     browser_or_skip()
     async with Browsers() as browsers:
-        stripped = await run(
-            ["browser.eventsource"], Fault("strip_headers", headers=("Last-Event-ID",)), browsers
+        # Each fault behind its own relay and origin, at once, in one Chromium (a
+        # browser context per check), as the runner runs every target's browser checks.
+        stripped, limited, no_upgrade, no_close = await asyncio.gather(
+            run(
+                ["browser.eventsource"],
+                Fault("strip_headers", headers=("Last-Event-ID",)),
+                browsers,
+            ),
+            run(["browser.connection-limit"], Fault("max_connections", connections=3), browsers),
+            run(["browser.websocket"], Fault("strip_headers", headers=("Upgrade",)), browsers),
+            run(["browser.websocket"], Fault("drop_ws_close"), browsers),
         )
-        limited = await run(
-            ["browser.connection-limit"], Fault("max_connections", connections=3), browsers
-        )
-        no_upgrade = await run(
-            ["browser.websocket"], Fault("strip_headers", headers=("Upgrade",)), browsers
-        )
-        no_close = await run(["browser.websocket"], Fault("drop_ws_close"), browsers)
     es = stripped["browser.eventsource"]
     assert es.verdict == Verdict.FAIL, es.summary
     assert es.metrics["last_event_id_resumed"] is False and es.metrics["lost"] > 0

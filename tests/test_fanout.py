@@ -1,32 +1,28 @@
 """load.fanout for real: the origin's broadcast routes, the faulty relay, a real proxy.
 
-N stays small (up to 50 subscribers of each protocol) so these take seconds.
+N stays small (up to 50 subscribers of each protocol) so these take seconds. The
+check through real proxies, with the origin in its own process, at the matrix's 250:
+tests/integration/test_proxies.py (full_load_run).
 """
 
 from __future__ import annotations
-
-import asyncio
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from proxytest.checks import select
 from proxytest.lag import LagMonitor
-from proxytest.matrix import TargetSpec
-from proxytest.options import RunOptions
 from proxytest.origin import Origin
 from proxytest.origin.fanout import ws_text_frame
 from proxytest.probes import ProbeContext
 from proxytest.probes.context import new_session
-from proxytest.results import CheckResult, TargetStatus, Verdict
-from proxytest.runner import run_checks, run_targets
+from proxytest.results import CheckResult, Verdict
+from proxytest.runner import run_checks
 from proxytest.settings import Settings
 from proxytest.timing import Thresholds
 
 from .relay import Fault, Relay
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = Settings(fanout_max_n=50)
 # One attempt: a degraded verdict is not measured again here (the runner would).
 ONCE = Thresholds(timing_retries=0)
@@ -78,19 +74,6 @@ async def test_a_relay_that_drops_messages_fails() -> None:
     assert result.metrics["sse_knee_n"] == 10  # the first step already
     assert "messages lost on open connections" in result.summary
     assert "already at a small N" in result.summary
-
-
-def test_through_nginx_realtime_it_passes_with_the_origin_in_its_own_process() -> None:
-    target = TargetSpec("nginx", "realtime", (ROOT / "proxies/nginx/realtime.conf",))
-    options = RunOptions.from_matrix(checks=["load.fanout"], fanout_max_n=50)
-    run = asyncio.run(run_targets([target], options))
-    (done,) = run.targets
-    if done.status == TargetStatus.SKIPPED:
-        pytest.skip(done.reason or "nginx is not installed")
-    (result,) = done.results
-    assert result.verdict == Verdict.PASS, result.summary
-    assert result.metrics["origin_process"] is True
-    assert result.metrics["max_n"] == 50 and result.metrics["sse_lost"] == 0
 
 
 @pytest.mark.asyncio
