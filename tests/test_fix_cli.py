@@ -120,9 +120,16 @@ _REAL = fixing.PLANNERS["caddy"]
 
 class _Faulty:
     """Caddy's planner with a patch that does not work: the reload knob set to its
-    default, and the stream's Content-Type rewritten (a fix that breaks what worked)."""
+    default, and the stream's Content-Type rewritten (a fix that breaks what worked).
+    Asked again about what the re-run showed, it has nothing to add (one run of the copy)."""
+
+    def __init__(self) -> None:
+        self.asked = 0
 
     def plan(self, files: Mapping[Path, str], findings: Sequence[Finding]) -> Plan:
+        self.asked += 1
+        if self.asked > 1:
+            return Plan({})
         plan = _REAL.plan(files, findings)
         bad = "stream_close_delay 0\n\t\theader_down Content-Type text/plain"
         broken = {p: t.replace("stream_close_delay 1h", bad) for p, t in plan.files.items()}
@@ -136,7 +143,8 @@ def test_an_unproven_patch_is_reported_and_never_written(
     shutil.copyfile(CADDY, config)
     original = config.read_text()
     report = tmp_path / "fix.json"
-    monkeypatch.setattr(fixing, "PLANNERS", {**fixing.PLANNERS, "caddy": _Faulty()})
+    faulty = _Faulty()
+    monkeypatch.setattr(fixing, "PLANNERS", {**fixing.PLANNERS, "caddy": faulty})
     code = command.main([
         "fix", "--proxy", "caddy", "--config", str(config),
         *checks(*CADDY_CHECKS, "sse.headers"), "--write", "--json", str(report),
@@ -149,6 +157,7 @@ def test_an_unproven_patch_is_reported_and_never_written(
     assert outcomes["lifecycle.reload"] == "not fixed"
     assert outcomes["sse.headers"] == "regressed" and outcomes["ws.upgrade"] == "kept"
     assert [c["proven"] for c in fix["changes"]] == [False]
+    assert faulty.asked == 2  # the re-run's failures were put to the planner, once
     assert config.read_text() == original and not list(tmp_path.glob("*.bak*"))
     assert fix["written"] == [] and "UNPROVEN" in out and "never written" in out
 

@@ -50,13 +50,13 @@ TLS = {"sse.*@h2c": S}
 # ip_hash moves on to the next server; HAProxy's `option redispatch` and Caddy's
 # `lb_try_duration` + `fail_duration` (in their lb-sticky setups) do too. Traefik's
 # and Envoy's setups have no failover knob (each knob measured gave a verdict that
-# flips between runs): every reconnect gets 502/503.
+# flips between runs): every reconnect gets 502/503. envoy/lb-sticky does not run
+# lb.failover at all: without a knob its verdict flipped too (fail, once degraded).
 FAILOVER: dict[str, dict[str, Verdict]] = {
     "haproxy/lb-round-robin": {"lb.failover": F},
     "envoy/lb-round-robin": {"lb.failover": D},
     "traefik/lb-round-robin": {"lb.failover": D},
     "caddy/lb-round-robin": {"lb.failover": D},
-    "envoy/lb-sticky": {"lb.failover": F},
     "traefik/lb-sticky": {"lb.failover": F},
 }
 DOCUMENTED: dict[str, dict[str, Verdict]] = {
