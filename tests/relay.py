@@ -307,17 +307,22 @@ class _WsFilter:
         return bytes(out), False
 
     def _header(self) -> tuple[int, int, int] | None:
-        buf = self._buf
-        if len(buf) < 2:
+        return _frame_header(self._buf)
+
+
+def _frame_header(buf: bytearray) -> tuple[int, int, int] | None:
+    """A WebSocket frame's (opcode, header length, payload length) at the start of
+    ``buf``, or None until its whole header is there."""
+    if len(buf) < 2:
+        return None
+    pos, length = 2, buf[1] & 0x7F
+    if length >= 126:
+        pos = 4 if length == 126 else 10
+        if len(buf) < pos:
             return None
-        pos, length = 2, buf[1] & 0x7F
-        if length >= 126:
-            pos = 4 if length == 126 else 10
-            if len(buf) < pos:
-                return None
-            length = int.from_bytes(buf[2:pos], "big")
-        pos += 4 if buf[1] & 0x80 else 0  # masking key
-        return (buf[0] & 0x0F, pos, length) if len(buf) >= pos else None
+        length = int.from_bytes(buf[2:pos], "big")
+    pos += 4 if buf[1] & 0x80 else 0  # masking key
+    return (buf[0] & 0x0F, pos, length) if len(buf) >= pos else None
 
 
 class _WsRewriter:
@@ -337,15 +342,10 @@ class _WsRewriter:
 
     def _frame(self) -> bytearray | None:
         buf = self._buf
-        if len(buf) < 2:
+        header = _frame_header(buf)
+        if header is None:
             return None
-        pos, length = 2, buf[1] & 0x7F
-        if length >= 126:
-            pos = 4 if length == 126 else 10
-            if len(buf) < pos:
-                return None
-            length = int.from_bytes(buf[2:pos], "big")
-        pos += 4 if buf[1] & 0x80 else 0
+        _, pos, length = header
         if len(buf) < pos + length:
             return None
         frame = buf[: pos + length]
