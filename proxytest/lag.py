@@ -17,9 +17,14 @@ import time
 from collections import deque
 from pathlib import Path
 
-__all__ = ["LagMonitor", "cpu_stall_total_us"]
+__all__ = ["LagMonitor", "PressureSamples", "cpu_stall_total_us", "stall_between"]
 
 PRESSURE = Path("/proc/pressure/cpu")
+# PSI is read every fifth tick (50 ms); a window is bracketed by the samples
+# up to this far outside it.
+BRACKET_S = 0.06
+# (monotonic time, PSI some-total µs) samples.
+PressureSamples = tuple[tuple[float, int], ...]
 
 
 def cpu_stall_total_us(path: Path = PRESSURE) -> int | None:
@@ -79,6 +84,13 @@ class LagMonitor:
                 worst = max(worst, lag)
         return round(worst, 2)
 
+    def pressure(self, since: float, until: float | None = None) -> PressureSamples:
+        """The PSI samples that bracket ``since`` … ``until`` (empty without PSI)."""
+        end = time.monotonic() if until is None else until
+        return tuple(
+            (t, total) for t, total in self._pressure if since - BRACKET_S <= t <= end + BRACKET_S
+        )
+
     def cpu_stall_ms(self, since: float, until: float | None = None) -> float | None:
         """How long (ms) some task waited for a CPU between ``since`` and ``until``.
 
@@ -86,10 +98,22 @@ class LagMonitor:
         kernel has no PSI or no samples cover the window.
         """
         end = time.monotonic() if until is None else until
-        inside = [(t, total) for t, total in self._pressure if since - 0.06 <= t <= end + 0.06]
-        if len(inside) < 2:
-            return None
-        (first_t, first), (last_t, last) = inside[0], inside[-1]
-        if last_t <= first_t:
-            return None
-        return round((last - first) / 1000, 1)
+        found = stall_between(self.pressure(since, end), since, end)
+        return None if found is None else found[0]
+
+
+def stall_between(
+    samples: PressureSamples, since: float, until: float
+) -> tuple[float, float] | None:
+    """(stall ms, covered ms): CPU wait between the samples bracketing ``since`` … ``until``.
+
+    The covered span is that of the bracketing samples, a little wider than the
+    window; None where fewer than two samples bracket it.
+    """
+    inside = [(t, total) for t, total in samples if since - BRACKET_S <= t <= until + BRACKET_S]
+    if len(inside) < 2:
+        return None
+    (first_t, first), (last_t, last) = inside[0], inside[-1]
+    if last_t <= first_t:
+        return None
+    return round((last - first) / 1000, 1), round((last_t - first_t) * 1000, 1)

@@ -19,6 +19,7 @@ def stream(
     kind: str = "sse",
     lag_ms: float = 0.0,
     cpu_stall_ms: float | None = None,
+    pressure: tuple[tuple[float, int], ...] = (),
     headers: tuple[tuple[str, str], ...] = (("Content-Type", "text/event-stream"),),
     headers_ms: float | None = 1.0,
     initial_delay_ms: float = 0.0,
@@ -55,5 +56,20 @@ def stream(
         error=error,
         loop_lag_ms=lag_ms,
         cpu_stall_ms=cpu_stall_ms,
+        pressure=pressure,
         initial_delay_ms=initial_delay_ms,
     )
+
+
+def pressure(
+    span_ms: float, starved: list[tuple[float, float]], *, tick_ms: float = 50.0
+) -> tuple[tuple[float, int], ...]:
+    """PSI samples every ``tick_ms`` from T0: CPU wait 80 % of each tick inside a
+    ``starved`` (from_ms, to_ms) range, 2 % elsewhere (as LagMonitor.pressure gives)."""
+    samples, total, at = [], 0, -tick_ms
+    while at <= span_ms + tick_ms:
+        busy = any(lo <= at < hi for lo, hi in starved)
+        total += int(tick_ms * (0.8 if busy else 0.02) * 1000)
+        samples.append((T0 + at / 1000, total))
+        at += tick_ms
+    return tuple(samples)

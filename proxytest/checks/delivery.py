@@ -22,6 +22,7 @@ runner reports how many of them were delayed (runner.py, ``combine``).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..probes.timeline import Delivery, StreamTimeline
@@ -88,21 +89,36 @@ def loop_late(tl: StreamTimeline, th: Thresholds) -> str | None:
     return None
 
 
-def starved(tl: StreamTimeline, th: Thresholds) -> str | None:
+def starved(tl: StreamTimeline, th: Thresholds, late: Sequence[Delivery] = ()) -> str | None:
     """Why the machine was starved of CPU while ``tl`` ran (PSI); None if not, or unknown.
 
     Starvation can explain a few late items (one process descheduled for a
     while), never a steady delay of every item: that would show in the tool's
-    own loop lag too.
+    own loop lag too. Starved over the whole stream, or during the travel of
+    every one of the ``late`` items, explains them.
     """
     window_ms = (tl.ended_at - tl.requested_at) * 1000
     stall = tl.cpu_stall_ms
-    if stall is None or window_ms <= 0 or stall / window_ms < th.cpu_pressure_limit:
+    if stall is not None and window_ms > 0 and stall / window_ms >= th.cpu_pressure_limit:
+        return (
+            f"the machine was starved of CPU ({stall / window_ms:.0%} of the time some task "
+            "waited for one)"
+        )
+    shares = [tl.stall_fraction(d.sent_at, d.received_at) for d in late]
+    if not shares or any(f is None or f < th.cpu_pressure_limit for f in shares):
         return None
+    least = min(f for f in shares if f is not None)
+    what = "the late item" if len(late) == 1 else f"each of the {len(late)} late items"
     return (
-        f"the machine was starved of CPU ({stall / window_ms:.0%} of the time some task "
-        "waited for one)"
+        f"the machine was starved of CPU while {what} travelled (some task waited for one "
+        f"{least:.0%} of that time or more)"
     )
+
+
+def _late_stall(tl: StreamTimeline, late: Sequence[Delivery]) -> dict[str, float]:
+    """``late_cpu_stall_fraction``: the most CPU-starved late item's share (where PSI says)."""
+    shares = [f for d in late if (f := tl.stall_fraction(d.sent_at, d.received_at)) is not None]
+    return {"late_cpu_stall_fraction": round(max(shares), 2)} if shares else {}
 
 
 def _ended(tl: StreamTimeline) -> str:
@@ -182,14 +198,15 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
         # a few late events, not a steady delay.
         lag = tl.loop_lag_ms
         beyond = excess - lag > th.delay_degraded_ms or worst - lag > th.worst_delay_degraded_ms
-        late = sum(
-            1
+        late_items = [
+            d
             for d in tl.deliveries
             if (d.received_at - d.sent_at) * 1000 - baseline > th.delay_degraded_ms
-        )
+        ]
+        late = len(late_items)
         few = not coalesced and late < th.coalesced_fraction_degraded * stats.received
         why = loop_late(tl, th) if not beyond else None
-        why = why or (starved(tl, th) if few else None)
+        why = why or (starved(tl, th, late_items) if few else None)
         if why:
             return Outcome(
                 Verdict.ERROR,
@@ -209,7 +226,7 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
         return Outcome(
             Verdict.DEGRADED,
             f"{shape} ({', '.join(detail)}): delayed or coalesced on the way",
-            {**metrics, "late_count": late},
+            {**metrics, "late_count": late, **_late_stall(tl, late_items)},
             failure=Failure.DELAYED,
         )
     # Without a baseline (probe mode: the origin is behind the path) the summary

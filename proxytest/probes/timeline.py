@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..lag import PressureSamples, stall_between
+
 Headers = tuple[tuple[str, str], ...]
 # What carried a stream: Server-Sent Events, or a WebSocket's pushed messages.
 StreamKind = Literal["sse", "ws"]
@@ -75,12 +77,22 @@ class StreamTimeline:
     # How long some task on the machine waited for a CPU during the stream (PSI);
     # None where the kernel does not say.
     cpu_stall_ms: float | None = None
+    # The PSI samples of the stream's window, so a check can ask how starved the
+    # machine was while one late item travelled (``stall_fraction``).
+    pressure: PressureSamples = ()
     comments: int = 0
     retry_ms: int | None = None
     initial_delay_ms: float = 0.0
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
+
+    def stall_fraction(self, since: float, until: float) -> float | None:
+        """Share of ``since`` … ``until`` in which some task waited for a CPU; None if unknown."""
+        found = stall_between(self.pressure, since, until)
+        if found is None or found[1] <= 0:
+            return None
+        return min(1.0, found[0] / found[1])
 
     def events_json(self, origin: float) -> list[list[float]]:
         return [

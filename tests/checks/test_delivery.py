@@ -9,7 +9,7 @@ from proxytest.errors import UsageError
 from proxytest.results import Verdict
 from proxytest.timing import Thresholds
 
-from ..timelines import stream
+from ..timelines import pressure, stream
 
 CTX = EvalContext(Thresholds(), {"sse": 0.5, "ws": 0.5})
 
@@ -193,6 +193,29 @@ def test_a_machine_starved_of_cpu_discards_the_attempt() -> None:
     assert judge_stream(busy_but_beyond, CTX).verdict in (Verdict.DEGRADED, Verdict.FAIL)
     calm = stream([1.0] * 9 + [180.0], count=10, cpu_stall_ms=50.0)
     assert judge_stream(calm, CTX).discard is None
+
+
+def test_a_machine_starved_while_the_late_event_travelled_discards_the_attempt() -> None:
+    # One event of ten 184 ms late (envoy/default sse.compression@h2c in CI32):
+    # the whole stream was only ~20 % starved, but the late event's own travel
+    # (sent at 900 ms) was.
+    delays = [1.0] * 9 + [184.0]
+    during = stream(delays, count=10, pressure=pressure(1100, [(880, 1100)]))
+    outcome = judge_stream(during, CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.discard and "while the late item travelled" in outcome.discard
+    # Starved at another moment: the proxy's own delay, with the share as a metric.
+    elsewhere = judge_stream(stream(delays, count=10, pressure=pressure(1100, [(0, 300)])), CTX)
+    assert elsewhere.verdict == Verdict.DEGRADED and elsewhere.discard is None
+    assert elsewhere.metrics["late_cpu_stall_fraction"] < 0.5
+    # Every late item must have been starved: one calm one is the proxy's.
+    two = stream([1.0] * 8 + [184.0, 1.0] + [1.0] * 9 + [184.0], count=20,
+                 pressure=pressure(2100, [(780, 1000)]))  # fmt: skip
+    assert judge_stream(two, CTX).verdict == Verdict.DEGRADED
+    # A steady delay is never explained by starvation, however starved.
+    steady = stream([207.0] * 10, count=10, pressure=pressure(1300, [(0, 1300)]))
+    judged = judge_stream(steady, CTX)
+    assert judged.verdict == Verdict.DEGRADED and judged.discard is None
 
 
 def test_systematic_delay_is_degraded_at_once() -> None:
