@@ -30,7 +30,7 @@ from ..results import Failure, Outcome, Verdict
 from ..timing import Thresholds
 from .base import EvalContext, fmt_ms
 
-__all__ = ["DeliveryStats", "analyse", "judge_stream", "loop_late", "starved"]
+__all__ = ["DeliveryStats", "analyse", "judge_stream", "loop_late", "starved", "starved_during"]
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,20 @@ def starved(tl: StreamTimeline, th: Thresholds, late: Sequence[Delivery] = ()) -
             f"the machine was starved of CPU ({stall / window_ms:.0%} of the time some task "
             "waited for one)"
         )
-    shares = [tl.stall_fraction(d.sent_at, d.received_at) for d in late]
+    what = "the late item" if len(late) == 1 else f"each of the {len(late)} late items"
+    return starved_during(tl, th, [(d.sent_at, d.received_at) for d in late], f"{what} travelled")
+
+
+def starved_during(
+    tl: StreamTimeline, th: Thresholds, spans: Sequence[tuple[float, float]], what: str
+) -> str | None:
+    """Why the machine was starved of CPU in each of ``spans`` (PSI); None if not, or unknown."""
+    shares = [tl.stall_fraction(since, until) for since, until in spans]
     if not shares or any(f is None or f < th.cpu_pressure_limit for f in shares):
         return None
     least = min(f for f in shares if f is not None)
-    what = "the late item" if len(late) == 1 else f"each of the {len(late)} late items"
     return (
-        f"the machine was starved of CPU while {what} travelled (some task waited for one "
+        f"the machine was starved of CPU while {what} (some task waited for one "
         f"{least:.0%} of that time or more)"
     )
 

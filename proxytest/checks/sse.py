@@ -7,7 +7,7 @@ from ..probes import sse as probe
 from ..probes.timeline import ReconnectTimeline
 from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, fmt_ms, over
-from .delivery import judge_stream
+from .delivery import judge_stream, loop_late, starved_during
 
 _IDENTITY = {"Accept-Encoding": "identity"}
 _COMPRESSED = ("gzip", "br", "deflate", "zstd", "compress")
@@ -72,6 +72,24 @@ def evaluate_headers(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
         )
     late_after = th.headers_late_fraction * tl.initial_delay_ms
     if headers_ms is not None and headers_ms >= late_after:
+        # Headers held for the first event arrive with it. Earlier than that, the
+        # tool's own lateness, or a machine starved of CPU, can explain them:
+        # measured again, never blamed on the proxy.
+        assert tl.headers_at is not None
+        first = tl.deliveries[0].sent_at if tl.deliveries else None
+        why = None
+        if first is not None and tl.headers_at < first:
+            why = loop_late(tl, th) or starved_during(
+                tl, th, [(tl.requested_at, tl.headers_at)], "the headers were awaited"
+            )
+        if why:
+            return Outcome(
+                Verdict.ERROR,
+                f"headers arrived after {fmt_ms(headers_ms)}, before the first event, but "
+                f"{why}: cannot tell the proxy's delay from the tool's",
+                metrics,
+                discard=why,
+            )
         return Outcome(
             Verdict.FAIL,
             f"headers arrived after {fmt_ms(headers_ms)}, held until the first event "

@@ -9,7 +9,7 @@ from proxytest.checks.sse import evaluate_compression, evaluate_headers, evaluat
 from proxytest.probes import ResumeTimeline
 from proxytest.results import Verdict
 
-from ..timelines import stream
+from ..timelines import pressure, stream
 
 CTX = EvalContext(baseline={"sse": 0.5})
 
@@ -28,6 +28,21 @@ def test_headers_late_boundary_is_half_the_first_event_delay(ms: float, verdict:
     if verdict == Verdict.FAIL:
         assert outcome.failure == "held"
         assert "held until the first event" in outcome.summary
+
+
+def test_late_headers_the_tool_can_explain_are_measured_again() -> None:
+    # caddy/default sse.headers@h2c at load average 16: headers after 878 ms,
+    # long before the first event (1.5 s). Starved while awaited, or the tool's
+    # own loop late: discarded (measured again), not blamed on the proxy.
+    starved = evaluate_headers(headers_tl(878.0, pressure=pressure(1600, [(0, 900)])), CTX)
+    assert starved.verdict == Verdict.ERROR
+    assert starved.discard and "while the headers were awaited" in starved.discard
+    assert evaluate_headers(headers_tl(878.0, lag_ms=120.0), CTX).discard
+    # Calm machine: the proxy's.
+    assert evaluate_headers(headers_tl(878.0, pressure=pressure(1600, [])), CTX).failure == "held"
+    # Held until the first event: never explained away, however busy.
+    held = headers_tl(1502.0, lag_ms=120.0, pressure=pressure(1600, [(0, 1600)]))
+    assert evaluate_headers(held, CTX).verdict == Verdict.FAIL
 
 
 def test_headers_wrong_content_type_fails() -> None:
