@@ -17,7 +17,7 @@ from ..probes.frames import (
 )
 from ..results import Failure, Outcome, Verdict
 from .base import Check, EvalContext, Phase, fmt_ms
-from .ws import _SILENT_HINT, _UPGRADE_HINT, _no_websocket
+from .ws import NO_WEBSOCKET_HINTS, no_websocket
 
 __all__ = ["CHECKS", "evaluate_deflate", "evaluate_frames", "same_extensions"]
 
@@ -48,7 +48,7 @@ def same_extensions(a: str | None, b: str | None) -> bool:
 
 def evaluate_deflate(tl: DeflateTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     expected = len(DEFLATE_SIZES) * 4
     good = [e for e in tl.exchanges if e.ok]
     negotiated = tl.client_got is not None and same_extensions(tl.client_got, tl.origin_selected)
@@ -131,7 +131,7 @@ def _mib(size: int) -> str:
 
 def evaluate_frames(tl: FramesTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     ok_sizes = [s for s in tl.sizes if s.ok]
     burst = tl.burst
     metrics: dict[str, object] = {
@@ -252,8 +252,7 @@ CHECKS = (
         probe_deflate,
         evaluate_deflate,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.EXTENSION: _EXTENSION_HINT,
             Failure.ECHO: "compressed frames (RSV1 set) were corrupted or lost: the tunnel "
             "must forward frames byte-exact",
@@ -265,8 +264,7 @@ CHECKS = (
         probe_frames,
         evaluate_frames,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.ACCEPT: "the proxy must pass the origin's handshake answer unchanged",
             Failure.FRAGMENTS: "continuation frames must be forwarded unchanged; a proxy that "
             "re-frames messages must reassemble them exactly (UTF-8 split across fragments is "

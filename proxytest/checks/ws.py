@@ -27,8 +27,11 @@ _SILENT_HINT = (
     "filter): keep it off WebSocket routes"
 )
 
+# The hints of every WebSocket check whose handshake can fail (no_websocket's kinds).
+NO_WEBSOCKET_HINTS = {Failure.UPGRADE: _UPGRADE_HINT, Failure.SILENT: _SILENT_HINT}
 
-def _no_websocket(status: int | None, error: str | None) -> Outcome:
+
+def no_websocket(status: int | None, error: str | None) -> Outcome:
     """The verdict of every WebSocket check whose handshake did not succeed."""
     what = f"status {status} from proxy" if status else (error or "no answer")
     silent = status is None and "no answer" in (error or "")
@@ -100,7 +103,7 @@ async def probe_echo(ctx: ProbeContext, check: str) -> EchoTimeline:
 
 def evaluate_echo(tl: EchoTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     wanted = 2 * len(ctx.thresholds.echo_sizes)
     good = [e for e in tl.exchanges if e.ok]
     rtts = [e.rtt_ms for e in good if e.rtt_ms is not None]
@@ -143,7 +146,7 @@ async def probe_push(ctx: ProbeContext, check: str) -> StreamTimeline:
 
 def evaluate_push(tl: StreamTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     return judge_stream(tl, ctx, noun="messages")
 
 
@@ -154,7 +157,7 @@ async def probe_ping(ctx: ProbeContext, check: str) -> PingTimeline:
 
 def evaluate_ping(tl: PingTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     metrics = {
         "client_pong_ms": tl.client_pong_ms,
         "origin_ping_delivered": tl.origin_ping_seen,
@@ -194,9 +197,9 @@ def _code(pair: tuple[int | None, str | None]) -> str:
 
 def evaluate_close(tl: CloseTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     if tl.second_status != 101:
-        return _no_websocket(tl.second_status, tl.second_error)
+        return no_websocket(tl.second_status, tl.second_error)
     metrics = {
         "origin_close_code": tl.origin_got[0],
         "client_close_code": tl.client_got[0],
@@ -222,7 +225,7 @@ async def probe_subprotocol(ctx: ProbeContext, check: str) -> SubprotocolTimelin
 
 def evaluate_subprotocol(tl: SubprotocolTimeline, ctx: EvalContext) -> Outcome:
     if tl.status != 101:
-        return _no_websocket(tl.status, tl.error)
+        return no_websocket(tl.status, tl.error)
     metrics = {
         "offered": list(tl.offered),
         "client_got": tl.client_got,
@@ -259,8 +262,7 @@ CHECKS = (
         probe_upgrade,
         evaluate_upgrade,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.ACCEPT: "the proxy must pass the origin's handshake answer unchanged",
         },
     ),
@@ -270,8 +272,7 @@ CHECKS = (
         probe_echo,
         evaluate_echo,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.SIZE: "a message or frame size limit on the path: raise it above your largest "
             "message",
             Failure.ECHO: "the tunnel corrupts or drops frames",
@@ -283,8 +284,7 @@ CHECKS = (
         probe_push,
         evaluate_push,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.HELD: "the proxy buffers the tunnel: flush each frame",
             Failure.DELAYED: "the proxy batches small writes (Nagle): enable no-delay on the "
             "tunnel",
@@ -300,8 +300,7 @@ CHECKS = (
         probe_ping,
         evaluate_ping,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.PING: "the proxy must forward control frames",
         },
     ),
@@ -311,8 +310,7 @@ CHECKS = (
         probe_close,
         evaluate_close,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.CLOSE: "the proxy must forward close frames instead of dropping the TCP "
             "connection",
         },
@@ -323,8 +321,7 @@ CHECKS = (
         probe_subprotocol,
         evaluate_subprotocol,
         {
-            Failure.UPGRADE: _UPGRADE_HINT,
-            Failure.SILENT: _SILENT_HINT,
+            **NO_WEBSOCKET_HINTS,
             Failure.REQUEST: _SUBPROTOCOL_HINT,
             Failure.RESPONSE: _SUBPROTOCOL_HINT,
         },
