@@ -350,6 +350,19 @@ def test_not_measured_says_why_for_skip_error_and_not_run() -> None:
     )
 
 
+def test_a_long_reason_is_cut_between_words_never_inside_an_aside() -> None:
+    # lb.failover's skip on one backend names the placeholder in parentheses.
+    why = (
+        "the target fronts one backend: failover needs two or more "
+        "({{ upstream_port_2 }} in the config)"
+    )
+    row = advise(target({"lb.failover": ("skip", {}, why, None)})).row("failover")
+    assert row.sse.text == (
+        "not measured (lb.failover skip: the target fronts one backend: failover needs two or "
+        "more …)"
+    )
+
+
 def test_failover_and_fanout_read_their_metrics() -> None:
     advice = advise(
         target(

@@ -40,6 +40,8 @@ def short(text: str, limit: int = 90) -> str:
     cut = text[:limit].rsplit(" ", 1)[0]
     if cut.count("`") % 2:  # never leave a code span open
         cut = cut[: cut.rindex("`")]
+    if cut.count("(") > cut.count(")"):  # nor a parenthesis: drop the aside it opened
+        cut = cut[: cut.rindex("(")]
     return cut.rstrip(",;:( ") + " …"
 
 
