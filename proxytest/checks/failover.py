@@ -54,7 +54,10 @@ def judge_client(c: FailoverClient, tl: FailoverTimeline) -> ClientJudgement:
     resumed = c.resumed
     failed = sum(1 for t in c.tries if t.backend is None)
     reconnected = None
-    if resumed is not None and resumed.backend != tl.victim:
+    # Live: one of the group's other backends. An origin outside the group (a
+    # server that took the dead backend's port) serves another log: no failover.
+    live = set(tl.backends) - {tl.victim}
+    if resumed is not None and resumed.backend in live:
         failed = c.tries.index(resumed)
         answered, learned = resumed.answered_at, c.learned_at
         if (

@@ -126,6 +126,16 @@ def test_an_answer_from_the_dead_backend_is_no_failover() -> None:
     assert out.failure == Failure.NO_FAILOVER
 
 
+def test_an_answer_from_outside_the_group_is_no_failover() -> None:
+    # An origin that is none of the proxy's backends (another server that took the
+    # dead backend's port, say) serves another log: no failover to a live backend.
+    stranger = (FailoverTry(KILL + 0.2, 200, None, "b9", KILL + 0.21),)
+    out = evaluate_failover(timeline(client(tries=stranger), live()), CTX)
+    assert out.verdict == Verdict.FAIL, out.summary
+    assert out.failure == Failure.NO_FAILOVER
+    assert "events from b9" in out.summary
+
+
 def test_lost_or_duplicated_events_fail() -> None:
     lost = evaluate_failover(timeline(client(after=range(15, 25)), live()), CTX)
     assert lost.verdict == Verdict.FAIL

@@ -48,10 +48,10 @@ TLS = {"sse.*@h2c": S}
 # answer a reconnect sent to the dead backend 503/502 at once, and the next one
 # reaches the live backend. Sticky: the cookie names the dead backend. nginx's
 # ip_hash moves on to the next server; HAProxy's `option redispatch` and Caddy's
-# `lb_try_duration` + `fail_duration` (in their lb-sticky setups) do too. Traefik's
-# and Envoy's setups have no failover knob (each knob measured gave a verdict that
-# flips between runs): every reconnect gets 502/503. envoy/lb-sticky does not run
-# lb.failover at all: without a knob its verdict flipped too (fail, once degraded).
+# `lb_try_duration` + `fail_duration` (in their lb-sticky setups) do too, and so does
+# Envoy's route retry_policy (previous_hosts, host_selection_retry_max_attempts) with
+# raised max_retries. Traefik's setup has no failover knob (each knob measured gave a
+# verdict that flips between runs): every reconnect gets 502.
 FAILOVER: dict[str, dict[str, Verdict]] = {
     "haproxy/lb-round-robin": {"lb.failover": F},
     "envoy/lb-round-robin": {"lb.failover": D},
