@@ -18,13 +18,16 @@ What each finding changes (check pattern, Failure):
   ``max_stream_duration`` or HCM ``common_http_protocol_options``
   (``max_stream_duration``/``max_connection_duration``) → refused with a proposal;
   nothing left in Envoy → refused: the origin must heartbeat (or a hop in front).
-- ``lb.*``, RETRIED_DEAD_BACKEND → route ``retry_policy`` (connect-failure,reset,
-  2 retries, the previous_hosts predicate).
+- ``lb.*``, RETRIED_DEAD_BACKEND or NO_FAILOVER → route ``retry_policy``
+  (connect-failure,reset, 2 retries, the previous_hosts predicate, and
+  ``host_selection_retry_max_attempts: 20`` so a ring hash walks past the dead
+  host's ring entries), and the cluster's ``circuit_breakers`` ``max_retries``
+  raised from its default 3 (every client of a dead host retries at once).
 - LIMIT → the cluster's circuit breaker thresholds when they are Envoy's default
   (1024) written out, or ``circuit_breakers`` with raised thresholds when the
   cluster has none (the defaults then apply); otherwise refused.
-- h2_websocket, held/compressed (a filter the user added), no_failover,
-  not_sticky and the rest → refused with the hint's remedy.
+- h2_websocket, held/compressed (a filter the user added), not_sticky and the
+  rest → refused with the hint's remedy.
 
 The refusal rule: a knob the user wrote is deliberate, unless its value is
 Envoy's default written out (route ``timeout: 15s``, ``stream_idle_timeout:
@@ -51,11 +54,19 @@ __all__ = ["PLANNER", "EnvoyPlanner"]
 _STREAMS = ("sse.*", "ws.*", "browser.*", "load.*", "lifecycle.*")
 # The predicate needs its typed_config: Envoy 1.40 refuses the name alone ("Didn't find
 # a registered implementation for 'envoy.retry_host_predicates.previous_hosts'").
+# A ring hash offers the next ring entry to a host-selection retry, often the dead
+# host again: without host_selection_retry_max_attempts the same sticky clients got
+# 503 on every reconnect (measured on 1.40, proxies/envoy/lb-sticky.yaml says more).
 _RETRY = (
     '{retry_on: "connect-failure,reset", num_retries: 2, retry_host_predicate: '
     '[{name: envoy.retry_host_predicates.previous_hosts, typed_config: {"@type": '
-    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}]}"
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate}}], "
+    "host_selection_retry_max_attempts: 20}"
 )
+# Retries in flight per cluster: Envoy's default is 3, and when a backend dies all its
+# clients reconnect (and retry) at once: the fourth got 503, flag UO (measured, 1.40).
+_DEFAULT_MAX_RETRIES = "3"
+_RAISED_MAX_RETRIES = "9000"
 _DEFAULT_THRESHOLD = 1024
 _HIGH_S = 3600.0  # an idle timeout this long (or 0, none) is not the cause of a drop
 _RAISED_THRESHOLD = "100000"
@@ -138,7 +149,7 @@ class _Finder(Finder):
             self.finding.check, *_STREAMS
         ):
             self.timeouts()
-        elif failure is Failure.RETRIED_DEAD_BACKEND:
+        elif failure in (Failure.RETRIED_DEAD_BACKEND, Failure.NO_FAILOVER):
             self.retry()
         elif failure is Failure.LIMIT:
             self.limits()
@@ -290,7 +301,8 @@ class _Finder(Finder):
         if "retry_policy" in action:
             self.refuse(
                 "the route has a retry_policy already, set deliberately",
-                "make it retry connect-failure,reset on another host (previous_hosts predicate)",
+                "make it retry connect-failure,reset on another host (previous_hosts predicate, "
+                "host_selection_retry_max_attempts) and raise the cluster's max_retries",
                 proposal=knob,
             )
             return
@@ -298,19 +310,56 @@ class _Finder(Finder):
         self.edit(
             self.doc, lambda: self.doc.insert(action, ["retry_policy"], _RETRY, why), knob, why
         )
+        self.retry_budget(self.cluster(found))
+
+    def retry_budget(self, cluster: Any) -> None:
+        """The cluster's ``max_retries``: raised where absent or Envoy's default written out."""
+        if cluster is None or not is_map(cluster):
+            return
+        why = "3 retries in flight by default: the clients of a dead host retry at once"
+        knob = f"max_retries: {_RAISED_MAX_RETRIES}"
+        if cluster.get("circuit_breakers") is None:
+            value = f"{{thresholds: [{{max_retries: {_RAISED_MAX_RETRIES}}}]}}"
+            self.edit(
+                self.doc,
+                lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
+                f"circuit_breakers: {value}",
+                why,
+            )
+            return
+        thresholds = self.doc.get(cluster, "circuit_breakers", "thresholds")
+        first: Any = thresholds[0] if is_seq(thresholds) and len(thresholds) else None
+        if not is_map(first):
+            return  # breakers without thresholds: leave them, the retry alone is the fix
+        current = text_of(self.doc.get(first, "max_retries"))
+        if current is None:
+            self.edit(
+                self.doc,
+                lambda: self.doc.insert(first, ["max_retries"], _RAISED_MAX_RETRIES, why),
+                knob,
+                why,
+            )
+        elif current.strip() == _DEFAULT_MAX_RETRIES:
+            self.change(
+                self.doc,
+                self.doc.replace_value(first, "max_retries", _RAISED_MAX_RETRIES),
+                knob,
+                why,
+            )
+
+    def cluster(self, found: Any) -> Any:
+        """The static cluster the route ``found`` names; None if not in this file."""
+        name = text_of(self.doc.get(found[2], "cluster")) if found else None
+        clusters = self.doc.get(self.doc.root, "static_resources", "clusters")
+        return next(
+            (c for c in (clusters if is_seq(clusters) else ()) if text_of(c.get("name")) == name),
+            None,
+        )
 
     def limits(self) -> None:
         found = self.route()
         cluster_name = text_of(self.doc.get(found[2], "cluster")) if found else None
-        clusters = self.doc.get(self.doc.root, "static_resources", "clusters")
-        cluster = next(
-            (
-                c
-                for c in (clusters if is_seq(clusters) else ())
-                if text_of(c.get("name")) == cluster_name
-            ),
-            None,
-        )
+        cluster = self.cluster(found)
         thresholds = self.doc.get(cluster, "circuit_breakers", "thresholds")
         why = "each open stream holds one; the default 1024 refuses more with 503"
         changed = False
@@ -402,12 +451,6 @@ _NO_FIX: dict[Failure, tuple[str, str] | tuple[str, str, str]] = {
     Failure.COMPRESSED_DELAYED: (
         "the compressor filter you configured compresses event streams",
         "leave text/event-stream out of its content_type list",
-    ),
-    Failure.NO_FAILOVER: (
-        "failing over a sticky session needs active health checks and a panic threshold, "
-        "a design decision",
-        "add `health_checks` on the cluster and `common_lb_config.healthy_panic_threshold: "
-        "{value: 0}` with a retry_policy (see the hint)",
     ),
     Failure.NOT_STICKY: (
         "stickiness needs a hash policy and a cookie name of your choosing",

@@ -263,14 +263,54 @@ def test_a_max_stream_duration_is_proposed_not_removed() -> None:
     assert plan.empty and "max_stream_duration" in (plan.refusals[0].proposal or "")
 
 
-def test_the_lb_route_gets_a_retry_policy() -> None:
+def test_the_lb_route_gets_a_retry_policy_and_its_cluster_a_retry_budget() -> None:
     text = (ENVOY / "lb-round-robin.yaml").read_text()
     findings = [Finding("lb.failover", Failure.RETRIED_DEAD_BACKEND)]
     plan, _ = plan_of(text, findings, "lb-round-robin.yaml")
-    (change,) = plan.changes
-    assert change.knob.startswith("retry_policy: {retry_on: ")
-    again, _ = plan_of(lines_joined(plan), findings, "lb-round-robin.yaml")
-    assert again.empty and again.refusals[0].proposal == change.knob
+    retry, budget = plan.changes
+    assert retry.knob.startswith("retry_policy: {retry_on: ")
+    assert "host_selection_retry_max_attempts: 20" in retry.knob
+    # Into the thresholds the file has (max_connections and the others stay).
+    assert budget.knob == "max_retries: 9000"
+    patched_text = lines_joined(plan)
+    assert "        max_retries: 9000\n" in patched_text
+    assert "max_connections: 9000" in patched_text
+    again, _ = plan_of(patched_text, findings, "lb-round-robin.yaml")
+    assert again.empty and again.refusals[0].proposal == retry.knob
+
+
+def sticky_without_failover() -> str:
+    """The lb-sticky setup without the retry policy and retry budget it ships with."""
+    text = (ENVOY / "lb-sticky.yaml").read_text()
+    start = text.index("                  retry_policy:\n")
+    end = text.index("                  # Hash each request on the cookie")
+    stripped = text[:start] + text[end:]
+    return stripped.replace("        max_retries: 9000\n", "")
+
+
+def test_a_sticky_cluster_that_never_fails_over_gets_the_retry_too() -> None:
+    # Measured (proxies/envoy/lb-sticky.yaml): a ring hash on a cookie keeps the dead
+    # host; this retry with its host-selection attempts and budget passes every run.
+    plan, _ = plan_of(sticky_without_failover(), [Finding("lb.failover", Failure.NO_FAILOVER)])
+    assert [c.knob.split(":")[0] for c in plan.changes] == ["retry_policy", "max_retries"]
+    # Breakers written with the default 3 are raised in place; none at all get a block.
+    default_three = sticky_without_failover().replace(
+        "        max_requests: 9000\n", "        max_requests: 9000\n        max_retries: 3\n"
+    )
+    plan, _ = plan_of(default_three, [Finding("lb.failover", Failure.NO_FAILOVER)])
+    assert plan.changes[1].knob == "max_retries: 9000"
+    assert "max_retries: 3" not in lines_joined(plan)
+    no_breakers = (ENVOY / "lb-round-robin.yaml").read_text()
+    no_breakers = (
+        no_breakers[: no_breakers.index("    circuit_breakers:")]
+        + no_breakers[no_breakers.index("    load_assignment:") :]
+    )
+    plan, _ = plan_of(no_breakers, [Finding("lb.failover", Failure.NO_FAILOVER)])
+    assert plan.changes[1].knob == "circuit_breakers: {thresholds: [{max_retries: 9000}]}"
+    # A budget set deliberately stays.
+    deliberate = default_three.replace("max_retries: 3", "max_retries: 50")
+    plan, _ = plan_of(deliberate, [Finding("lb.failover", Failure.NO_FAILOVER)])
+    assert [c.knob.split(":")[0] for c in plan.changes] == ["retry_policy"]
 
 
 def test_a_route_action_in_flow_style_is_refused_with_the_proposal() -> None:
@@ -300,13 +340,15 @@ def test_a_config_that_is_not_yaml_is_refused() -> None:
         ("default", DEFAULT_FINDINGS, 1),
         ("default", [Finding("load.concurrency", Failure.LIMIT)], 1),
         ("lb-round-robin", [Finding("lb.failover", Failure.RETRIED_DEAD_BACKEND)], 2),
+        ("lb-sticky", [Finding("lb.failover", Failure.NO_FAILOVER)], 2),
     ],
 )
 def test_envoy_accepts_the_patched_config(
     tmp_path: Path, setup: str, findings: list[Finding], backends: int
 ) -> None:
     source = ENVOY / f"{setup}.yaml"
-    originals = {source: source.read_text()}
+    text = sticky_without_failover() if setup == "lb-sticky" else source.read_text()
+    originals = {source: text}
     plan = PLANNER.plan(originals, findings)
     assert not plan.empty
     accepted("envoy", patched(tmp_path, originals, plan), backends)
