@@ -24,8 +24,9 @@ What each finding changes (check pattern, Failure):
   host's ring entries), and the cluster's ``circuit_breakers`` ``max_retries``
   raised from its default 3 (every client of a dead host retries at once).
 - LIMIT → the cluster's circuit breaker thresholds when they are Envoy's default
-  (1024) written out, or ``circuit_breakers`` with raised thresholds when the
-  cluster has none (the defaults then apply); otherwise refused.
+  (1024) written out, or ``circuit_breakers`` with every threshold raised
+  (``max_retries`` too) when the cluster has none (the defaults then apply);
+  otherwise refused.
 - h2_websocket, held/compressed (a filter the user added), not_sticky and the
   rest → refused with the hint's remedy.
 
@@ -319,13 +320,7 @@ class _Finder(Finder):
         why = "3 retries in flight by default: the clients of a dead host retry at once"
         knob = f"max_retries: {_RAISED_MAX_RETRIES}"
         if cluster.get("circuit_breakers") is None:
-            value = f"{{thresholds: [{{max_retries: {_RAISED_MAX_RETRIES}}}]}}"
-            self.edit(
-                self.doc,
-                lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
-                f"circuit_breakers: {value}",
-                why,
-            )
+            self.breakers(cluster, why)
             return
         thresholds = self.doc.get(cluster, "circuit_breakers", "thresholds")
         first: Any = thresholds[0] if is_seq(thresholds) and len(thresholds) else None
@@ -346,6 +341,21 @@ class _Finder(Finder):
                 knob,
                 why,
             )
+
+    def breakers(self, cluster: Any, why: str) -> None:
+        """A ``circuit_breakers`` block for a cluster that has none, every threshold raised
+        (one block whichever finding asks first: LIMIT, or a retry's budget)."""
+        value = (
+            f"{{thresholds: [{{max_connections: {_RAISED_THRESHOLD}, max_pending_requests: "
+            f"{_RAISED_THRESHOLD}, max_requests: {_RAISED_THRESHOLD}, "
+            f"max_retries: {_RAISED_MAX_RETRIES}}}]}}"
+        )
+        self.edit(
+            self.doc,
+            lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
+            f"circuit_breakers: {value}",
+            why,
+        )
 
     def cluster(self, found: Any) -> Any:
         """The static cluster the route ``found`` names; None if not in this file."""
@@ -383,16 +393,7 @@ class _Finder(Finder):
         if cluster is not None and is_map(cluster) and cluster.get("circuit_breakers") is None:
             # None written: Envoy's defaults apply, 1024 connections and requests at once
             # (measured: 1000 WebSockets and 1000 SSE streams, 818 streams refused).
-            value = (
-                f"{{thresholds: [{{max_connections: {_RAISED_THRESHOLD}, max_pending_requests: "
-                f"{_RAISED_THRESHOLD}, max_requests: {_RAISED_THRESHOLD}}}]}}"
-            )
-            self.edit(
-                self.doc,
-                lambda: self.doc.insert(cluster, ["circuit_breakers"], value, why),
-                f"circuit_breakers: {value}",
-                why,
-            )
+            self.breakers(cluster, why)
             return
         self.refuse(
             "Envoy's circuit breakers are set here without a connection or request limit; "

@@ -306,7 +306,12 @@ def test_a_sticky_cluster_that_never_fails_over_gets_the_retry_too() -> None:
         + no_breakers[no_breakers.index("    load_assignment:") :]
     )
     plan, _ = plan_of(no_breakers, [Finding("lb.failover", Failure.NO_FAILOVER)])
-    assert plan.changes[1].knob == "circuit_breakers: {thresholds: [{max_retries: 9000}]}"
+    assert plan.changes[1].knob.startswith("circuit_breakers: {thresholds: [{max_connections")
+    assert plan.changes[1].knob.endswith("max_retries: 9000}]}")
+    # LIMIT asking too: still one block.
+    both = [Finding("lb.failover", Failure.NO_FAILOVER), Finding("load.concurrency", Failure.LIMIT)]
+    plan, _ = plan_of(no_breakers, both)
+    assert lines_joined(plan).count("circuit_breakers:") == 1
     # A budget set deliberately stays.
     deliberate = default_three.replace("max_retries: 3", "max_retries: 50")
     plan, _ = plan_of(deliberate, [Finding("lb.failover", Failure.NO_FAILOVER)])
