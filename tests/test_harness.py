@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
-from proxytest.runtimes.base import _ephemeral_ports, free_port
+import pytest
+
+from proxytest.runtimes import base
+from proxytest.runtimes.base import BROWSER_BLOCKED_PORTS, _ephemeral_ports, free_port
 
 
 def test_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
@@ -16,3 +20,16 @@ def test_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
     for port in ports[:5]:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", port))
+
+
+def test_a_port_browsers_refuse_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI33: a container's proxy on 10080 failed every browser check with
+    # net::ERR_UNSAFE_PORT. The draw lands on it first here; free_port draws again.
+    low, _ = _ephemeral_ports()
+    if low - base._LISTEN_FLOOR < 1000:
+        pytest.skip("no pool below the ephemeral range on this machine")
+    draws = iter([10080, 10080, random.randrange(20000, 30000)])
+    monkeypatch.setattr(base.random, "choice", lambda pool: next(draws))
+    port = free_port()
+    assert port not in BROWSER_BLOCKED_PORTS
+    assert 10080 in BROWSER_BLOCKED_PORTS and 10080 in range(base._LISTEN_FLOOR, low)

@@ -181,6 +181,14 @@ _RESERVED: set[int] = set()
 # one of the tool's own client connections (thousands of which come and go while
 # targets start); a port 0 bind would pick from that very range.
 _LISTEN_FLOOR = 10000
+# Browsers refuse to load from these ports (the Fetch standard's "bad ports", which
+# Chromium enforces: net::ERR_UNSAFE_PORT): a proxy given one fails every
+# browser.* check. Those above 1024; the pool above holds only 10080, the ephemeral
+# range none.
+BROWSER_BLOCKED_PORTS = frozenset(
+    {1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, *range(6665, 6670)}
+    | {6697, 10080}
+)
 
 
 def _ephemeral_ports() -> tuple[int, int]:
@@ -196,7 +204,8 @@ def free_port(host: str = LOOPBACK) -> int:
     """A free TCP port on ``host`` that this process has not handed out before.
 
     Drawn from below the kernel's ephemeral range when it leaves room, so no
-    client socket takes it before the proxy (or the origin process) binds it.
+    client socket takes it before the proxy (or the origin process) binds it;
+    never one a browser refuses (``BROWSER_BLOCKED_PORTS``).
     """
     low, _ = _ephemeral_ports()
     pool = range(_LISTEN_FLOOR, low) if low - _LISTEN_FLOOR >= 1000 else None
@@ -207,7 +216,7 @@ def free_port(host: str = LOOPBACK) -> int:
             except OSError:
                 continue  # in use: draw again
             port: int = sock.getsockname()[1]
-        if port not in _RESERVED:
+        if port not in _RESERVED and port not in BROWSER_BLOCKED_PORTS:
             _RESERVED.add(port)
             return port
     raise LaunchError(f"no free port found on {host} after 200 tries")
