@@ -131,10 +131,12 @@ async def test_delayed_or_coalesced_delivery_is_degraded(kind: str) -> None:
 @pytest.mark.parametrize(
     ("checks", "stall_ms"),
     [
-        # 20 events: the held one and the two queued behind it are late (3 of 20).
+        # 20 events: the held one and the two queued behind it are late (3 of 20,
+        # a few: the starvation rule is asked and must not explain them).
         (["sse.stream", "ws.push"], 300),
-        # 10 events: a shorter stall keeps it to 1 or 2 late, under a quarter.
-        (["sse.compression"], 150),
+        # 10 events: the same stall, 3 late. (One late event of 10 under 250 ms is
+        # spared by the p95, as in a stream of 20: tests/checks/test_sse_checks.py.)
+        (["sse.compression"], 300),
     ],
 )
 async def test_a_repeated_stall_of_a_few_events_is_degraded_in_every_attempt(
