@@ -12,6 +12,7 @@ starved by other work delays a proxy for reasons that are not the proxy's.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import time
 from collections import deque
@@ -20,9 +21,6 @@ from pathlib import Path
 __all__ = ["LagMonitor", "PressureSamples", "cpu_stall_total_us", "stall_between"]
 
 PRESSURE = Path("/proc/pressure/cpu")
-# PSI is read every fifth tick (50 ms); a window is bracketed by the samples
-# up to this far outside it.
-BRACKET_S = 0.06
 # (monotonic time, PSI some-total µs) samples.
 PressureSamples = tuple[tuple[float, int], ...]
 
@@ -87,9 +85,7 @@ class LagMonitor:
     def pressure(self, since: float, until: float | None = None) -> PressureSamples:
         """The PSI samples that bracket ``since`` … ``until`` (empty without PSI)."""
         end = time.monotonic() if until is None else until
-        return tuple(
-            (t, total) for t, total in self._pressure if since - BRACKET_S <= t <= end + BRACKET_S
-        )
+        return _bracket(tuple(self._pressure), since, end)
 
     def cpu_stall_ms(self, since: float, until: float | None = None) -> float | None:
         """How long (ms) some task waited for a CPU between ``since`` and ``until``.
@@ -102,15 +98,27 @@ class LagMonitor:
         return None if found is None else found[0]
 
 
+def _bracket(samples: PressureSamples, since: float, until: float) -> PressureSamples:
+    """The samples from the last at or before ``since`` to the first at or after ``until``.
+
+    PSI is read every fifth tick (50 ms or more on a busy loop), so a short window
+    may hold no sample: the ones just outside it measure it.
+    """
+    times = [t for t, _ in samples]
+    start = max(bisect.bisect_right(times, since) - 1, 0)
+    end = bisect.bisect_left(times, until) + 1
+    return samples[start:end]
+
+
 def stall_between(
     samples: PressureSamples, since: float, until: float
 ) -> tuple[float, float] | None:
-    """(stall ms, covered ms): CPU wait between the samples bracketing ``since`` … ``until``.
+    """(stall ms, covered ms): CPU wait between the samples that bracket ``since`` … ``until``.
 
-    The covered span is that of the bracketing samples, a little wider than the
-    window; None where fewer than two samples bracket it.
+    The covered span is that of the bracketing samples, at least the window where
+    samples exist on both sides; None where fewer than two samples are found.
     """
-    inside = [(t, total) for t, total in samples if since - BRACKET_S <= t <= until + BRACKET_S]
+    inside = _bracket(samples, since, until)
     if len(inside) < 2:
         return None
     (first_t, first), (last_t, last) = inside[0], inside[-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from proxytest.lag import LagMonitor, cpu_stall_total_us
+from proxytest.lag import LagMonitor, cpu_stall_total_us, stall_between
 from proxytest.measure import Baseline, combine, measure_again, measure_baseline
 from proxytest.origin import Origin
 from proxytest.probes import ProbeContext
@@ -76,3 +76,13 @@ def test_a_baseline_over_its_limit_is_refused_not_subtracted() -> None:
 def test_cpu_pressure_is_read_where_the_kernel_has_it() -> None:
     total = cpu_stall_total_us()
     assert total is None or total >= 0
+
+
+def test_a_window_between_two_pressure_samples_is_measured_by_them() -> None:
+    # PSI is read every fifth tick: a busy loop can leave a 60 ms late event with
+    # no sample inside its travel. The samples just outside measure it.
+    samples = ((10.0, 1_000), (10.2, 161_000), (10.4, 165_000))
+    assert stall_between(samples, 10.05, 10.12) == (160.0, 200.0)
+    assert stall_between(samples, 10.05, 10.3) == (164.0, 400.0)
+    assert stall_between(samples, 10.5, 10.6) is None  # nothing after the window
+    assert stall_between((), 10.0, 10.1) is None
