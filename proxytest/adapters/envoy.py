@@ -51,9 +51,9 @@ class Envoy(Adapter):
         "`max_retries` (3 retries in flight by default: when many clients reconnect at once, "
         "the fourth retry is answered 503, flag UO)",
         "no_failover": "Envoy: a ring hash on a cookie keeps choosing the dead host, and "
-        "nothing takes it out without health checks. What passed every run (1.40: 20 of 20, "
-        "and 12 of 12 with "
-        "lb.sticky in the same run): on the route `retry_policy: {retry_on: "
+        "nothing takes it out without health checks. What passed on a quiet machine (1.40: "
+        "20 of 20, and 12 of 12 with lb.sticky in the same run; once degraded under heavy "
+        "load, reconnects reset before the live host): on the route `retry_policy: {retry_on: "
         "connect-failure,reset, num_retries: 2, retry_host_predicate: [the previous_hosts "
         "predicate, with its typed_config], host_selection_retry_max_attempts: 20}` and the "
         "cluster's `circuit_breakers` `max_retries` raised (3 by default: the fourth client "
