@@ -87,16 +87,6 @@ class LagMonitor:
         end = time.monotonic() if until is None else until
         return _bracket(tuple(self._pressure), since, end)
 
-    def cpu_stall_ms(self, since: float, until: float | None = None) -> float | None:
-        """How long (ms) some task waited for a CPU between ``since`` and ``until``.
-
-        From the samples that bracket the window most closely; None where the
-        kernel has no PSI or no samples cover the window.
-        """
-        end = time.monotonic() if until is None else until
-        found = stall_between(self.pressure(since, end), since, end)
-        return None if found is None else found[0]
-
 
 def _bracket(samples: PressureSamples, since: float, until: float) -> PressureSamples:
     """The samples from the last at or before ``since`` to the first at or after ``until``.

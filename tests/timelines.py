@@ -41,6 +41,8 @@ def stream(
         Delivery(i + 1, sent[i], got[i], str(i + 1)) for i in range(min(n, len(got)))
     )
     ended = (deliveries[-1].received_at if deliveries else T0) + 0.001
+    if cpu_stall_ms is not None:  # PSI samples at both ends of the window
+        pressure = ((T0 - 0.001, 0), (ended, int(cpu_stall_ms * 1000)))
     return StreamTimeline(
         kind=kind,
         url="http://127.0.0.1:1/sse",
@@ -55,7 +57,6 @@ def stream(
         end=end,
         error=error,
         loop_lag_ms=lag_ms,
-        cpu_stall_ms=cpu_stall_ms,
         pressure=pressure,
         initial_delay_ms=initial_delay_ms,
     )

@@ -145,7 +145,6 @@ async def read_stream(
         end=end,
         error=error,
         loop_lag_ms=ctx.lag.max_lag_ms(requested_at, ended_at),
-        cpu_stall_ms=ctx.lag.cpu_stall_ms(requested_at, ended_at),
         pressure=ctx.lag.pressure(requested_at, ended_at),
         comments=parser.comments,
         retry_ms=parser.retry_ms,

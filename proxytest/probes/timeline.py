@@ -74,11 +74,9 @@ class StreamTimeline:
     end: StreamEnd
     error: str | None = None
     loop_lag_ms: float = 0.0
-    # How long some task on the machine waited for a CPU during the stream (PSI);
-    # None where the kernel does not say.
-    cpu_stall_ms: float | None = None
-    # The PSI samples of the stream's window, so a check can ask how starved the
-    # machine was while one late item travelled (``stall_fraction``).
+    # The PSI samples that bracket the stream's window (empty where the kernel has
+    # no PSI): how starved the machine was over the stream (``cpu_stall_ms``) or
+    # while one late item travelled (``stall_fraction``).
     pressure: PressureSamples = ()
     comments: int = 0
     retry_ms: int | None = None
@@ -86,6 +84,12 @@ class StreamTimeline:
 
     def header(self, name: str) -> str | None:
         return header(self.headers, name)
+
+    @property
+    def cpu_stall_ms(self) -> float | None:
+        """How long (ms) some task on the machine waited for a CPU during the stream."""
+        found = stall_between(self.pressure, self.requested_at, self.ended_at)
+        return None if found is None else found[0]
 
     def stall_fraction(self, since: float, until: float) -> float | None:
         """Share of ``since`` … ``until`` in which some task waited for a CPU; None if unknown."""

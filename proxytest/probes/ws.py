@@ -278,7 +278,6 @@ async def push(ctx: ProbeContext, check: str, *, count: int, interval_ms: float)
         end=end,
         error=error,
         loop_lag_ms=ctx.lag.max_lag_ms(requested_at, ended_at),
-        cpu_stall_ms=ctx.lag.cpu_stall_ms(requested_at, ended_at),
         pressure=ctx.lag.pressure(requested_at, ended_at),
     )
 
