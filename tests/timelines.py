@@ -14,6 +14,7 @@ def stream(
     interval_ms: float = 100.0,
     received: int | None = None,
     arrivals_ms: list[float] | None = None,
+    sent_ms: list[float] | None = None,
     end: str = "complete",
     status: int | None = 200,
     kind: str = "sse",
@@ -28,9 +29,12 @@ def stream(
     """A stream of ``count`` items sent every ``interval_ms``.
 
     ``delays_ms`` gives each item's delay; ``arrivals_ms`` gives absolute arrival
-    times (ms after the first send) instead; ``received`` keeps only the first N.
+    times (ms after the first send) instead; ``sent_ms`` gives the origin's send
+    times where it fell behind its schedule; ``received`` keeps only the first N.
     """
     sent = [T0 + (initial_delay_ms + i * interval_ms) / 1000 for i in range(count)]
+    if sent_ms is not None:
+        sent = [T0 + (initial_delay_ms + ms) / 1000 for ms in sent_ms]
     if arrivals_ms is not None:
         got = [T0 + a / 1000 for a in arrivals_ms]
     else:

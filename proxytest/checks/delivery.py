@@ -14,8 +14,10 @@ Four shapes are told apart, in this order:
 * **streamed** (pass): like a direct connection.
 
 Only the tool's own lateness is discounted: its event loop's lag
-(:func:`loop_late`) up to its size, and, for a few late events only, a machine
-starved of CPU while the stream ran (:func:`starved`). When it can explain
+(:func:`loop_late`) up to its size; for a held stream, which is judged by its
+first item alone, that lag or the origin sending behind its schedule
+(:func:`tool_late`); and, for a few late events only, a machine starved of CPU
+while the stream ran (:func:`starved`). When it can explain
 what was seen, the attempt is ``error`` with ``discard`` set, and the runner
 measures again without counting it. Every other attempt counts; the
 runner reports how many of them were delayed (runner.py, ``combine``).
@@ -32,7 +34,16 @@ from ..results import Failure, Outcome, Verdict
 from ..timing import Thresholds
 from .base import EvalContext, fmt_ms
 
-__all__ = ["DeliveryStats", "analyse", "judge_stream", "loop_late", "starved", "starved_during"]
+__all__ = [
+    "DeliveryStats",
+    "analyse",
+    "judge_stream",
+    "loop_late",
+    "origin_behind_ms",
+    "starved",
+    "starved_during",
+    "tool_late",
+]
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,42 @@ def loop_late(tl: StreamTimeline, th: Thresholds) -> str | None:
     if tl.loop_lag_ms > th.loop_lag_limit_ms:
         return f"the tool's own event loop was {fmt_ms(tl.loop_lag_ms)} late"
     return None
+
+
+def origin_behind_ms(tl: StreamTimeline) -> float:
+    """How far behind its schedule the origin sent the items (ms; 0 when on time).
+
+    The origin sends item ``seq`` at a fixed offset from the first (one
+    ``interval_ms`` per sequence number), so an item sent later than that is the
+    tool's lateness, never the proxy's: small items are written without waiting
+    for the proxy to read them.
+    """
+    if len(tl.deliveries) < 2:
+        return 0.0
+    first = tl.deliveries[0]
+    behind = (
+        (d.sent_at - first.sent_at) * 1000 - (d.seq - first.seq) * tl.interval_ms
+        for d in tl.deliveries[1:]
+    )
+    return max(0.0, max(behind))
+
+
+def tool_late(
+    tl: StreamTimeline, th: Thresholds, limit_ms: float, delay_ms: float, noun: str = "events"
+) -> str | None:
+    """Why a ``delay_ms`` at or past ``limit_ms`` may be the tool's own; None if it is not.
+
+    The tool was late when its event loop lagged, or its origin sent the items
+    behind schedule, by more than ``loop_lag_limit_ms``; that explains the delay
+    when, taken off, what remains is under ``limit_ms``.
+    """
+    lag, behind = tl.loop_lag_ms, origin_behind_ms(tl)
+    late = max(lag, behind)
+    if late <= th.loop_lag_limit_ms or delay_ms - late >= limit_ms:
+        return None
+    if behind > lag:
+        return f"the tool's origin sent the {noun} up to {fmt_ms(behind)} behind schedule"
+    return f"the tool's own event loop was {fmt_ms(lag)} late"
 
 
 def starved(tl: StreamTimeline, th: Thresholds, late: Sequence[Delivery] = ()) -> str | None:
@@ -198,6 +245,19 @@ def judge_stream(tl: StreamTimeline, ctx: EvalContext, *, noun: str = "events") 
     )
     held_after = th.held_fraction * stats.send_span_ms
     if stats.send_span_ms and (stats.first_delay_ms or 0) >= held_after:
+        # Held is judged by the first item alone, so the tool's own stall can make
+        # it: the loop that reads the stream (and runs the origin) stopped, the
+        # first item waited unread, and the origin sent the next ones late (CI,
+        # caddy/tls: first after 452 ms, p95 114 ms). Only what stays past the
+        # limit once the tool's lateness is taken off is the proxy's.
+        why = tool_late(tl, th, held_after, stats.first_delay_ms or 0, noun)
+        if why:
+            return Outcome(
+                Verdict.ERROR,
+                f"{shape}, but {why}: cannot tell a held stream from the tool's stall",
+                metrics,
+                discard=why,
+            )
         ending = "held until the response ended" if tl.end == "complete" else _ended(tl)
         return Outcome(Verdict.FAIL, f"{shape}: {ending}", metrics, failure=Failure.HELD)
     if stats.received < tl.expected:

@@ -107,6 +107,41 @@ def test_held_boundary_is_half_the_send_span() -> None:
     assert judge_stream(stream([960.0] * 20), CTX).failure == "held"
 
 
+# CI on f4fe549, caddy/tls sse.compression: the first of ten events after
+# 452 ms, p95 114 ms. The loop that reads the stream and runs the origin stopped
+# for about 440 ms: the first event waited unread and the origin sent the next
+# four late, in one go, when the loop ran again.
+_STALLED_SENT = [0.0, 440.0, 441.0, 442.0, 443.0, 500.0, 600.0, 700.0, 800.0, 900.0]
+_STALLED_ARRIVED = [452.0, 453.0, 454.0, 455.0, 556.0, 602.0, 701.0, 801.0, 901.0, 1001.0]
+
+
+def test_a_first_event_held_by_the_tools_own_stall_is_measured_again() -> None:
+    tl = stream(count=10, sent_ms=_STALLED_SENT, arrivals_ms=_STALLED_ARRIVED, lag_ms=440.0)
+    outcome = judge_stream(tl, CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.discard and "event loop was 440 ms late" in outcome.discard
+    assert "first after 452 ms" in outcome.summary
+
+
+def test_an_origin_behind_schedule_is_the_tools_lateness_too() -> None:
+    # Where the loop's sampler saw nothing (an origin in its own process), the
+    # origin's late sends still show the tool stalled.
+    tl = stream(count=10, sent_ms=_STALLED_SENT, arrivals_ms=_STALLED_ARRIVED)
+    outcome = judge_stream(tl, CTX)
+    assert outcome.verdict == Verdict.ERROR
+    assert outcome.discard and "origin sent the events up to 340 ms behind" in outcome.discard
+
+
+def test_a_held_stream_stays_held_whatever_the_tools_smaller_lateness() -> None:
+    # Ten events held to the end (first after 910 ms) while the tool lagged 300 ms:
+    # 610 ms remain, past half the 900 ms span. An origin on schedule adds nothing.
+    for lag in (0.0, 300.0):
+        outcome = judge_stream(stream(count=10, arrivals_ms=[910.0] * 10, lag_ms=lag), CTX)
+        assert outcome.verdict == Verdict.FAIL, lag
+        assert outcome.failure == "held"
+        assert outcome.discard is None
+
+
 def test_truncated_fails() -> None:
     outcome = judge_stream(stream(received=7, end="truncated", error="payload"), CTX)
     assert outcome.verdict == Verdict.FAIL
