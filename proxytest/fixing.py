@@ -312,11 +312,16 @@ def _judge(
         )
         return TargetFix(before.id, FixStatus.NO_CONFIG_CHANGE, said, rows=rows, refusals=refusals)
     again = {r.check: r for r in after.results} if after else {}
-    rows = tuple(_row(r, again.get(r.check), r.check in addressed) for r in before.results)
+    partial = addressed & {r.check for r in plan.refusals}
+    rows = tuple(
+        _row(r, again.get(r.check), r.check in addressed, r.check in partial)
+        for r in before.results
+    )
+    in_part = [row.check for row in rows if row.outcome == "fixed in part"]
     changes = tuple(
         FixChange(
             _shown(c.file), c.line, c.knob, c.checks, c.why,
-            proven=all(_passed(again.get(check)) for check in c.checks),
+            proven=all(_passed(again.get(check)) or check in in_part for check in c.checks),
         )
         for c in plan.changes
     )  # fmt: skip
@@ -324,7 +329,7 @@ def _judge(
     patch = "".join(_diff(p, originals[p], text) for p, text in plan.files.items())
     files = tuple(ConfigFile(_shown(p), text) for p, text in plan.files.items())
     needed = [row for row in rows if row.addressed or row.before == Verdict.PASS]
-    failed = [row for row in needed if row.after != Verdict.PASS]
+    failed = [row for row in needed if row.after != Verdict.PASS and row.check not in in_part]
     left = sorted({r.check for r in broken} - addressed)
     # Checks the first run could not judge count once the copy judged them pass.
     unknown = [r.check for r in rows if r.before == Verdict.ERROR and r.after != Verdict.PASS]
@@ -337,11 +342,16 @@ def _judge(
         status = FixStatus.UNPROVEN
         said = "unproven: " + "; ".join(f"{row.check} {row.outcome}" for row in failed)
     else:
-        status = FixStatus.PROVEN_IN_PART if left or unknown else FixStatus.PROVEN
+        status = FixStatus.PROVEN_IN_PART if left or unknown or in_part else FixStatus.PROVEN
         said = (
             f"proven: {fixed} check(s) fixed by {len(changes)} change(s), "
             f"{kept} that passed still pass"
         )
+        if in_part:
+            said += (
+                f"; {len(in_part)} fixed in part, the rest without a config change "
+                f"({', '.join(in_part)})"
+            )
         if left:
             said += f"; {len(left)} left without a config change ({', '.join(left)})"
         if unknown:
@@ -361,10 +371,27 @@ def _passed(result: CheckResult | None) -> bool:
     return result is not None and result.verdict == Verdict.PASS
 
 
-def _row(before: CheckResult, after: CheckResult | None, addressed: bool) -> FixRow:
+def _row(
+    before: CheckResult, after: CheckResult | None, addressed: bool, partial: bool = False
+) -> FixRow:
+    """``partial``: the plan changed part of this check's cause and refused the rest; the
+    change is proven when the re-run shows only another kind (the refused part)."""
     summary = after.summary if after is not None else before.summary
+    gone = (
+        partial
+        and after is not None
+        and after.verdict in _BROKEN
+        and before.failure is not None
+        and after.failure is not None
+        and after.failure != before.failure
+    )
     return FixRow(
-        before.check, before.verdict, None if after is None else after.verdict, addressed, summary
+        before.check,
+        before.verdict,
+        None if after is None else after.verdict,
+        addressed,
+        summary,
+        cause_gone=gone,
     )
 
 

@@ -21,7 +21,8 @@ like a secret with ``********``:
 A key that names a file (``auth_basic_user_file``, ``ssl_password_file``, an
 Envoy data source's ``filename:``), a variable (``$http_authorization``) or a
 ``{{ placeholder }}`` (proxytest's own files, ``{{ tls_key }}``) is left alone: a
-path is not the secret.
+path is not the secret. So is an empty value (``proxy_set_header
+Proxy-Authorization "";`` removes the header).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def _mask_line(line: str) -> tuple[str, bool]:
     value = match["value"].strip()
     if value in _BLOCK_SCALAR and ":" in match["sep"]:
         return line, True  # `password:` or `token: |`: the value is the block below
-    if not value or value == MASK or _FILE_VALUE.match(value):
+    if not value or value in (MASK, '""', "''") or _FILE_VALUE.match(value):
         return line, False
     masked = line[: match.start("value")] + MASK + match["end"]
     return masked, False

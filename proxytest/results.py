@@ -126,7 +126,8 @@ class Failure(enum.StrEnum):
     SMUGGLED = "smuggled"  # a raw tunnel opened although the origin refused the upgrade
     LAX_HANDSHAKE = "lax_handshake"  # a malformed handshake forwarded and tunnelled
     UNREQUESTED_SWITCH = "unrequested_switch"  # a 101 to a plain request switched protocols
-    HOP_BY_HOP = "hop_by_hop"  # headers named in Connection, Keep-Alive or Proxy-* forwarded
+    HOP_BY_HOP = "hop_by_hop"  # Keep-Alive or Proxy-* forwarded (headers Connection names too)
+    CONNECTION_NAMED = "connection_named"  # only headers the client named in Connection forwarded
 
 
 class TargetStatus(enum.StrEnum):
@@ -315,6 +316,9 @@ class FixRow:
     after: Verdict | None
     addressed: bool  # a change of the patch names this check
     summary: str  # the re-run's summary, else the first run's
+    # The check was planned in part (a change and a refusal), and the re-run no longer
+    # shows the kind the change addressed, only another (the refused part).
+    cause_gone: bool = False
 
     @property
     def outcome(self) -> str:
@@ -323,7 +327,9 @@ class FixRow:
         if self.before == Verdict.PASS:  # addressed too: the patch first broke it
             return "kept" if self.after == Verdict.PASS else "regressed"
         if self.addressed:
-            return "fixed" if self.after == Verdict.PASS else "not fixed"
+            if self.after == Verdict.PASS:
+                return "fixed"
+            return "fixed in part" if self.cause_gone else "not fixed"
         return self.after.value
 
     def to_json(self) -> dict[str, Any]:

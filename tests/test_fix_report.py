@@ -70,6 +70,21 @@ def test_the_json_form_reads_back_whole() -> None:
     assert "fixes" not in replace(run, fixes=()).to_json()  # additive: only on a fix report
 
 
+def test_a_check_fixed_in_part_reads_back_and_shows_as_such(tmp_path: Path) -> None:
+    run = fixed_run(FixStatus.PROVEN_IN_PART)
+    said = "hop-by-hop headers reached the origin: X-Proxytest-Hop"
+    part = FixRow("http.hop-by-hop", Verdict.FAIL, Verdict.FAIL, True, said, cause_gone=True)
+    run = replace(run, fixes=(replace(run.fixes[0], rows=(*run.fixes[0].rows, part)),))
+    data = json.loads(json.dumps(run.to_json()))
+    assert data["fixes"][0]["checks"][-1]["outcome"] == "fixed in part"
+    assert run_from_json(data) == run
+    write_reports(run, tmp_path)
+    assert (
+        "| `http.hop-by-hop` | fail | fail | 🟡 fixed in part |"
+        in (tmp_path / "summary.md").read_text()
+    )
+
+
 @pytest.mark.parametrize(
     ("status", "code"),
     [(FixStatus.PROVEN, 0), (FixStatus.NOTHING, 0), (FixStatus.PROVEN_IN_PART, 1),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,45 @@ def test_the_status_follows_from_both_runs(
     assert fix.status == status, fix.summary
     assert bool(fix.patch) == (not the_plan.empty)
     assert fix.status.writable == (status in (FixStatus.PROVEN, FixStatus.PROVEN_IN_PART))
+
+
+def _hop(before_kind: str, after_kind: str | None) -> tuple[TargetResult, TargetResult]:
+    def one(kind: str | None) -> TargetResult:
+        verdict = FAIL if kind else PASS
+        hop = CheckResult("http.hop-by-hop", verdict, "headers", failure=kind)
+        return replace(run(ws_upgrade=PASS), results=(run(ws_upgrade=PASS).results[0], hop))
+
+    return one(before_kind), one(after_kind)
+
+
+# http.hop-by-hop on nginx: the change removes Proxy-Authorization, a header the client
+# named in Connection has no config fix (refused). The re-run shows only that kind.
+HOP_PLAN = plan("http.hop-by-hop", refused=("http.hop-by-hop",))
+
+
+def test_a_check_fixed_in_part_proves_its_change_and_leaves_the_rest() -> None:
+    before, after = _hop("hop_by_hop", "connection_named")
+    fix = _judge(before, PREPARED, HOP_PLAN, after)
+    assert fix.status == FixStatus.PROVEN_IN_PART, fix.summary
+    assert {r.check: r.outcome for r in fix.rows} == {
+        "ws.upgrade": "kept", "http.hop-by-hop": "fixed in part",
+    }  # fmt: skip
+    assert all(c.proven for c in fix.changes)
+    assert "1 fixed in part" in fix.summary
+
+
+@pytest.mark.parametrize(
+    ("after_kind", "the_plan"),
+    [
+        ("hop_by_hop", HOP_PLAN),  # the change did nothing: the same kind again
+        ("connection_named", plan("http.hop-by-hop")),  # nothing refused: all was promised
+    ],
+)
+def test_a_check_not_fixed_in_part_stays_unproven(after_kind: str, the_plan: Plan) -> None:
+    before, after = _hop("hop_by_hop", after_kind)
+    fix = _judge(before, PREPARED, the_plan, after)
+    assert fix.status == FixStatus.UNPROVEN
+    assert [r.outcome for r in fix.rows if r.check == "http.hop-by-hop"] == ["not fixed"]
 
 
 def test_a_target_that_did_not_run_is_not_measured() -> None:

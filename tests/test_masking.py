@@ -56,6 +56,8 @@ def test_a_line_that_looks_like_a_secret_keeps_its_key_not_its_value(
         "tls_certificate_sds_secret_configs:",
         "-----BEGIN CERTIFICATE-----",
         "password_file: /run/secrets/pw",
+        'proxy_set_header Proxy-Authorization "";',  # an empty value removes the header
+        "proxy_set_header Authorization '';",
     ],
 )
 def test_what_only_names_a_secret_is_kept(line: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..probes.security import (
+    CONNECTION_NAMED,
     END_TO_END,
     HOP_BY_HOP,
     Attempt,
@@ -184,12 +185,16 @@ def evaluate_hop_by_hop(tl: HopTimeline, ctx: EvalContext) -> Outcome:
     metrics["origin_headers"] = {k: v for k, v in tl.seen}
     xff = ", ".join(f"{n}={seen(n)}" for n in _SHOWN[1:] if seen(n) is not None) or "none"
     if forwarded:
+        # The well-known names have a config fix in every proxy (remove them by name);
+        # a header only the client's Connection named has none: a kind of its own, so
+        # `proxytest fix` can tell the part it fixed from the part it cannot.
+        named_only = all(name in CONNECTION_NAMED for name in forwarded)
         return Outcome(
             Verdict.FAIL,
             f"hop-by-hop headers reached the origin: {', '.join(forwarded)} (forwarding "
             f"headers: {xff})",
             metrics,
-            failure=Failure.HOP_BY_HOP,
+            failure=Failure.CONNECTION_NAMED if named_only else Failure.HOP_BY_HOP,
         )
     kept = "" if metrics["end_to_end_kept"] else f"; the end-to-end {END_TO_END[0]} was lost"
     return Outcome(
@@ -246,6 +251,10 @@ CHECKS: tuple[Check[Any], ...] = (
             Failure.HOP_BY_HOP: "remove hop-by-hop headers before forwarding (those named in "
             "Connection, Keep-Alive, Proxy-Connection, Proxy-Authorization): they belong to "
             "one connection, and Proxy-Authorization carries credentials meant for the proxy",
+            Failure.CONNECTION_NAMED: "the proxy forwards headers the client named in "
+            "Connection (they belong to one connection): no config line removes names a "
+            "client chooses; use a proxy version that drops them, or an origin that ignores "
+            "them",
         },
     ),
 )

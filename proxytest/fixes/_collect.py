@@ -8,15 +8,37 @@ import dataclasses
 import fnmatch
 from pathlib import Path
 
-from .base import Change, Refusal
+from ..origin.security import HEADERS_PATH
+from ..probes.security import CONNECTION_NAMED, HOP_BY_HOP
+from .base import Change, Finding, Refusal
 
-__all__ = ["HOUR", "LB", "SSE", "WS", "Collector", "matches", "path_of", "sample_paths"]
+__all__ = [
+    "HEADERS",
+    "HOUR",
+    "LB",
+    "SSE",
+    "WS",
+    "Collector",
+    "hop_headers",
+    "matches",
+    "path_of",
+    "refuse_connection_named",
+    "refuse_removed",
+    "sample_paths",
+]
 
 HOUR = 3600.0  # a timeout this long (or longer) is not what cut a stream
 
 # Routes of the test origin (origin/server.py) the checks request: a planner asks the
 # config which block routes them.
 SSE, WS, LB = "/sse", "/ws/echo", "/lb/handshake"
+HEADERS = HEADERS_PATH  # http.hop-by-hop
+
+# Hop-by-hop headers a proxy must not forward whatever the Connection header names
+# (RFC 9110 7.6.1, and the Proxy-* ones of HTTP/1.0 proxies): a planner removes by
+# name those of them a run saw reach the origin.
+NAMED_HOP_BY_HOP = tuple(name for name, _ in HOP_BY_HOP if name not in CONNECTION_NAMED)
+HOP_WHY = "hop-by-hop headers stop here (the login for this proxy: Proxy-Authorization)"
 
 
 def matches(check: str, *patterns: str) -> bool:
@@ -35,6 +57,7 @@ _PATHS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("lb.*", (SSE, WS)),
     ("lifecycle.*", (WS, SSE)),
     ("load.*", (WS, SSE)),
+    ("http.hop-by-hop", (HEADERS,)),
 )
 
 
@@ -47,6 +70,45 @@ def sample_paths(check: str) -> tuple[str, ...]:
     return (SSE, WS)
 
 
+def refuse_connection_named(collector: Collector, f: Finding, names: tuple[str, ...]) -> None:
+    """The part of an http.hop-by-hop finding no config line fixes (see hop_headers)."""
+    if names:
+        collector.refuse(
+            f.check,
+            f"{', '.join(names)}, named in the client's Connection header, reached the origin: "
+            "no fixed list of headers removes what a client names there",
+            "the proxy must drop every header its Connection header names: upgrade it, or "
+            "make the origin ignore them",
+        )
+
+
+def refuse_removed(collector: Collector, f: Finding, names: tuple[str, ...]) -> None:
+    """An http.hop-by-hop finding where the config already removes ``names``."""
+    collector.refuse(
+        f.check,
+        f"the config already removes {', '.join(names)} on this route",
+        "look for a layer in front of the proxy that adds them, or a route this config "
+        "does not hold",
+    )
+
+
+def hop_headers(f: Finding) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(well-known hop-by-hop names to remove, other names that reached the origin).
+
+    From the finding's ``forwarded_hop_by_hop``; a finding without it (an older
+    report) removes every well-known name. The others are named only in the
+    client's Connection header: no fixed list removes them (the proxy must parse
+    Connection), so a planner refuses those.
+    """
+    seen = f.metrics.get("forwarded_hop_by_hop")
+    if not isinstance(seen, list | tuple):
+        return NAMED_HOP_BY_HOP, ()
+    names = {str(n).lower() for n in seen}
+    known = tuple(n for n in NAMED_HOP_BY_HOP if n.lower() in names)
+    known_lower = {n.lower() for n in NAMED_HOP_BY_HOP}
+    return known, tuple(str(n) for n in seen if str(n).lower() not in known_lower)
+
+
 def path_of(check: str) -> str:
     """The one request path the YAML planners (Envoy, Traefik) route a check by."""
     if matches(check, "ws.*", "browser.websocket"):
@@ -57,6 +119,8 @@ def path_of(check: str) -> str:
         return "/fanout/sse"
     if matches(check, "lifecycle.*"):
         return WS
+    if matches(check, "http.hop-by-hop"):
+        return HEADERS
     return SSE  # sse.*, browser.eventsource, load.concurrency, anything else streamed
 
 

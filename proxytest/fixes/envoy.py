@@ -27,6 +27,9 @@ What each finding changes (check pattern, Failure):
   (1024) written out, or ``circuit_breakers`` with every threshold raised
   (``max_retries`` too) when the cluster has none (the defaults then apply);
   otherwise refused.
+- HOP_BY_HOP → the route configuration's ``request_headers_to_remove`` (every
+  route) gets the well-known names the run saw forwarded (appended to a list
+  the user wrote).
 - h2_websocket, held/compressed (a filter the user added), not_sticky and the
   rest → refused with the hint's remedy.
 
@@ -42,11 +45,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ..results import Failure
-from ._collect import Collector, matches
+from ._collect import (
+    HOP_WHY,
+    Collector,
+    hop_headers,
+    matches,
+    refuse_connection_named,
+    refuse_removed,
+)
 from ._yaml import Doc, Finder, is_map, is_seq, plan_yaml, seconds, text_of
 from .base import Finding, Plan
 
@@ -154,6 +165,8 @@ class _Finder(Finder):
             self.retry()
         elif failure is Failure.LIMIT:
             self.limits()
+        elif failure is Failure.HOP_BY_HOP:
+            self.hop_by_hop()
         else:
             self.refuse(*_NO_FIX.get(failure, _OTHER))
 
@@ -291,6 +304,39 @@ class _Finder(Finder):
             "no limit on a stream's life is left in this Envoy config",
             "look at a hop in front of Envoy; clients should reconnect with Last-Event-ID",
         )
+
+    def hop_by_hop(self) -> None:
+        """``request_headers_to_remove`` of the route configuration: every route."""
+        names, named = hop_headers(self.finding)
+        refuse_connection_named(self.out, self.finding, named)
+        found = self.route()
+        config = self.doc.get(found[0] if found else self.hcms()[0], "route_config")
+        if not is_map(config):
+            self.refuse(
+                "no route_config in this file serves the traffic",
+                "remove the headers where the routes are configured: request_headers_to_remove",
+            )
+            return
+        present = self.doc.get(config, "request_headers_to_remove")
+        have = {(text_of(i) or "").lower() for i in present} if is_seq(present) else set()
+        missing = [n.lower() for n in names if n.lower() not in have]
+        if not missing:
+            if names:
+                refuse_removed(self.out, self.finding, names)
+            return
+        if present is None:
+            value = f"[{', '.join(missing)}]"
+            self.edit(
+                self.doc,
+                lambda: self.doc.insert(config, ["request_headers_to_remove"], value, HOP_WHY),
+                f"request_headers_to_remove: {value}",
+                HOP_WHY,
+            )
+            return
+        for name in missing:
+            self.edit(
+                self.doc, partial(self.doc.append_item, present, name, HOP_WHY), name, HOP_WHY
+            )
 
     def retry(self) -> None:
         found = self.route()

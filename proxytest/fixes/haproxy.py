@@ -17,7 +17,10 @@ Then ``default_backend``. A ``listen`` section is its own backend. Backend
 knobs (``option http-no-delay``, ``timeout tunnel``, ``timeout server``,
 ``option redispatch``, the stickiness ``cookie``) go into that backend; frontend ones
 (``timeout client``, ``maxconn``) into the frontend; ``global`` only for the
-process-wide ``maxconn``.
+process-wide ``maxconn``. ``http-request del-header`` (a hop-by-hop header) goes
+into the frontend, for every route, before its ``use_backend``/``default_backend``
+lines (HAProxy runs http-request rules first wherever they stand, and warns when
+one follows a use_backend).
 
 The rule for a value already set (docs/architecture.md, "Config fixes"):
 
@@ -55,7 +58,18 @@ from pathlib import Path
 
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._collect import HOUR, LB, SSE, WS, matches, sample_paths
+from ._collect import (
+    HOP_WHY,
+    HOUR,
+    LB,
+    SSE,
+    WS,
+    hop_headers,
+    matches,
+    refuse_connection_named,
+    refuse_removed,
+    sample_paths,
+)
 from ._text import (
     Inserts,
     Knob,
@@ -300,6 +314,9 @@ class _State(TextState):
         }
         self.front = self._front()
         self.inserts: Inserts[Section] = Inserts()  # knob lines per section, flushed at the end
+        # http-request rules, written before the section's routing (use_backend and
+        # default_backend), where HAProxy evaluates them anyway
+        self.rules: Inserts[Section] = Inserts()
 
     def _front(self) -> Section | None:
         fronts = [s for s in self.sections if s.kind in ("frontend", "listen")]
@@ -343,6 +360,8 @@ class _State(TextState):
         elif kind == Failure.NOT_STICKY:
             for backend in self.backends(f, (LB,)):
                 self.sticky(f, backend)
+        elif kind == Failure.HOP_BY_HOP:
+            self.hop_by_hop(f)
         else:
             self.unknown(f)
 
@@ -516,6 +535,20 @@ class _State(TextState):
                 edits.replace(line.number, new)
             self.work.change(backend.file, line.number, f"cookie s{n}", why, f.check)
 
+    def hop_by_hop(self, f: Finding) -> None:
+        """``http-request del-header <name>`` in the frontend: every route, every backend."""
+        names, named = hop_headers(f)
+        refuse_connection_named(self.work, f, named)
+        if self.front is None:
+            self.refuse(f, "no frontend binds {{ listen_port }}", "bind the proxy's port")
+            return
+        have = {line.words[2].lower() for line in self.front.lines if line.words[:2] == _DEL_HEADER}
+        missing = [name for name in names if name.lower() not in have]
+        for name in missing:
+            self.rules.add(self.front, Knob((*_DEL_HEADER, name), (), HOP_WHY), f.check)
+        if names and not missing:
+            refuse_removed(self.work, f, names)
+
     def long_enough(self, f: Finding, section: Section, key: tuple[str, ...]) -> bool:
         current = self.effective(section, key)
         if current is not None and not_the_cause(current, f.metrics):
@@ -550,12 +583,22 @@ class _State(TextState):
 
     # -- writing ------------------------------------------------------------------------
     def flush(self) -> None:
+        for section, knobs in self.rules:
+            routing = [n for n, line in enumerate(section.lines) if line.words[0] in _ROUTING]
+            before = section.lines[: routing[0]] if routing else section.lines
+            self.write(section, before[-1].number if before else section.line, knobs)
         for section, knobs in self.inserts:
-            edits = self.work.edits[section.file]
-            anchor = section.last
-            indent = indent_of(edits.line(section.lines[-1].number)) if section.lines else "    "
-            self.work.noted(section.file, anchor, knobs)
-            edits.insert_after(anchor, *knob_lines(indent, knobs))
+            self.write(section, section.last, knobs)
+
+    def write(self, section: Section, anchor: int, knobs: Mapping[Knob, list[str]]) -> None:
+        edits = self.work.edits[section.file]
+        indent = indent_of(edits.line(section.lines[-1].number)) if section.lines else "    "
+        self.work.noted(section.file, anchor, knobs)
+        edits.insert_after(anchor, *knob_lines(indent, knobs))
+
+
+_DEL_HEADER = ("http-request", "del-header")
+_ROUTING = ("use_backend", "default_backend", "use-server", "server")
 
 
 _HEARTBEAT = (

@@ -13,7 +13,10 @@ path the failing checks request (``=`` exact, longest prefix, ``^~``, regexes
 in order, nested locations): WebSocket checks ``/ws/echo``, SSE checks
 ``/sse``. Per-route knobs go into that location; ``worker_connections``
 (``events``), ``worker_rlimit_nofile`` (main) and the ``map`` (``http``) are
-global by nature.
+global by nature. A hop-by-hop header (``http.hop-by-hop``) is removed with
+``proxy_set_header NAME "";`` in every location of the server that proxies,
+not only the one the check requested: a login for the proxy must not leak on
+any route.
 
 The rule for a value already set (documented in docs/architecture.md, "Config
 fixes"):
@@ -57,7 +60,18 @@ from crossplane.lexer import (
 
 from ..adapters._edits import has_placeholder, mask
 from ..results import Failure
-from ._collect import HOUR, SSE, WS, matches, sample_paths
+from ._collect import (
+    HEADERS,
+    HOP_WHY,
+    HOUR,
+    SSE,
+    WS,
+    hop_headers,
+    matches,
+    refuse_connection_named,
+    refuse_removed,
+    sample_paths,
+)
 from ._text import (
     Inserts,
     Knob,
@@ -165,6 +179,14 @@ def _find(block: Node, key: tuple[str, ...]) -> Node | None:
     return found
 
 
+def _locations(block: Node | None) -> Iterator[Node]:
+    """Every location within ``block``, nested ones too, in file order."""
+    for node in block.own() if block is not None else ():
+        if node.name == "location":
+            yield node
+            yield from _locations(node)
+
+
 def _inherited(block: Node, key: tuple[str, ...]) -> Node | None:
     for scope in list(block.chain())[1:]:
         node = _find(scope, key)
@@ -265,6 +287,8 @@ class _State(TextState):
             self.limit(f)
         elif kind == Failure.NOT_STICKY:
             self.sticky(f)
+        elif kind == Failure.HOP_BY_HOP:
+            self.hop_by_hop(f)
         elif kind == Failure.LIFETIME:
             self.refuse(
                 f,
@@ -344,8 +368,11 @@ class _State(TextState):
     def insert(self, f: Finding, block: Node, knob: Knob) -> None:
         self.inserts.add(block, knob, f.check)
 
-    def copy_headers(self, f: Finding, block: Node) -> None:
-        """Before a location's first proxy_set_header: the inherited ones, repeated."""
+    def copy_headers(
+        self, f: Finding, block: Node, skip: tuple[str, ...] = ("upgrade", "connection")
+    ) -> None:
+        """Before a location's first proxy_set_header: the inherited ones, repeated
+        (but ``skip``: the ones the caller sets itself)."""
         if id(block) in self.copied or any(n.name == "proxy_set_header" for n in block.own()):
             return
         self.copied.add(id(block))
@@ -353,7 +380,7 @@ class _State(TextState):
             headers = [n for n in scope.own() if n.name == "proxy_set_header"]
             if headers:
                 for node in headers:
-                    if node.args and node.args[0].lower() in ("upgrade", "connection"):
+                    if node.args and node.args[0].lower() in skip:
                         continue
                     text = " ".join(node.args)
                     key = ("proxy_set_header", node.args[0].lower())
@@ -535,6 +562,32 @@ class _State(TextState):
             )
             return
         self.insert(f, upstream, knob)
+
+    def hop_by_hop(self, f: Finding) -> None:
+        """``proxy_set_header <name> "";`` (not sent) in every location of the server
+        that proxies: a credential must not leak on the routes no check requested."""
+        names, named = hop_headers(f)
+        refuse_connection_named(self.work, f, named)
+        served = self.location(f, HEADERS)
+        if served is None or not names:
+            return
+        places = [served, *(n for n in _locations(self.server) if n is not served)]
+        states = []
+        for loc in places:
+            if loc is not served and _find(loc, ("proxy_pass",)) is None:
+                continue
+            self.copy_headers(f, loc, skip=())
+            states += [
+                self.ensure(
+                    f,
+                    loc,
+                    Knob(("proxy_set_header", name), ('""',), HOP_WHY),
+                    enough=lambda v: v in (("",), ('""',), ("''",)),
+                )
+                for name in names
+            ]
+        if all(state == "ok" for state in states):
+            refuse_removed(self.work, f, names)
 
     def limit(self, f: Finding) -> None:
         events = next((n for n in self.root.own() if n.name == "events"), None)

@@ -33,6 +33,7 @@ from ..origin.server import ORIGIN_HEADER, OriginRecord
 from .context import ProbeContext
 
 __all__ = [
+    "CONNECTION_NAMED",
     "HOP_BY_HOP",
     "Attempt",
     "HopTimeline",
@@ -57,6 +58,8 @@ HOP_BY_HOP: tuple[tuple[str, str], ...] = (
     ("Proxy-Connection", "keep-alive"),
 )
 END_TO_END = ("X-Proxytest-End-To-End", "kept")
+# Of those, the ones hop-by-hop only because the request's Connection header names them.
+CONNECTION_NAMED: tuple[str, ...] = ("X-Proxytest-Hop",)
 
 
 @dataclass(frozen=True)
@@ -374,7 +377,7 @@ async def probe_upgrade_unrequested(ctx: ProbeContext, label: str) -> SecurityTi
 async def probe_hop_by_hop(ctx: ProbeContext, label: str) -> HopTimeline:
     """http.hop-by-hop: one GET carrying hop-by-hop headers; the origin's record."""
     token = ctx.token(label)
-    connection = ("Connection", "keep-alive, X-Proxytest-Hop")
+    connection = ("Connection", ", ".join(("keep-alive", *CONNECTION_NAMED)))
     sent = (connection, *HOP_BY_HOP, END_TO_END)
     if _direct(ctx):
         return HopTimeline(None, sent, None, skipped=DIRECT)

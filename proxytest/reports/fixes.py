@@ -34,8 +34,8 @@ FIX_STATES: dict[FixStatus, tuple[str, str]] = {
     FixStatus.NO_CONFIG_CHANGE: ("no config change", "fail"),
     FixStatus.NOT_MEASURED: ("not measured", "error"),
 }
-OUTCOME_STATE = {"fixed": "pass", "kept": "pass", "not fixed": "fail", "regressed": "fail",
-                 "not re-run": "skip"}  # fmt: skip
+OUTCOME_STATE = {"fixed": "pass", "kept": "pass", "fixed in part": "degraded",
+                 "not fixed": "fail", "regressed": "fail", "not re-run": "skip"}  # fmt: skip
 _COLOUR = {"pass": "green", "degraded": "yellow", "fail": "red", "error": "magenta", "skip": "dim"}
 
 

@@ -143,6 +143,7 @@ def _fix(data: Any, where: str) -> TargetFix:
             after=None if after is None else _enum(after, Verdict, f"{at}.after"),
             addressed=_get(row, "addressed", at, (bool,)),
             summary=_get(row, "summary", at, (str,)),
+            cause_gone=row.get("outcome") == "fixed in part",
         ))  # fmt: skip
     changes = []
     for n, change in enumerate(_list(data, "changes", where)):

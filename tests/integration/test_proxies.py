@@ -130,10 +130,12 @@ DOCUMENTED: dict[str, dict[str, Verdict]] = {
     **{f"{p}/lb-sticky": FAILOVER.get(f"{p}/lb-sticky", {}) for p in ADAPTERS},
 }
 # The security checks (issue 15), measured (matrix.yaml says why): nginx and HAProxy
-# forward Proxy-Authorization (HAProxy Keep-Alive and Proxy-Connection too), Envoy
-# Proxy-Authorization; every setup that forwards upgrades tunnels some malformed
-# handshake on a naive origin's 101; nginx and Envoy relay an unrequested 101 to
-# the client without a tunnel. Listed first: they beat the targets' ``ws.*``.
+# forward a header the client names in Connection and Proxy-Authorization (HAProxy
+# Keep-Alive and Proxy-Connection too), Envoy Proxy-Authorization; the realtime and
+# tls setups remove the named ones (Envoy's then pass, nginx's and HAProxy's still
+# forward the Connection-named one); every setup that forwards upgrades tunnels some
+# malformed handshake on a naive origin's 101; nginx and Envoy relay an unrequested
+# 101 to the client without a tunnel. Listed first: they beat the targets' ``ws.*``.
 _STRICT = {"ws.handshake-strict": F}
 _HOP = {"http.hop-by-hop": F}
 _UNREQUESTED = {"ws.upgrade-unrequested": D}
@@ -144,7 +146,7 @@ SECURITY: dict[str, dict[str, Verdict]] = {
     **{f"haproxy/{s}": {**_STRICT, **_HOP} for s in ("default", "realtime", "tls")},
     "envoy/default": {"ws.smuggling": Verdict.PASS, "ws.handshake-strict": Verdict.PASS,
                       **_UNREQUESTED, **_HOP},
-    **{f"envoy/{s}": {**_STRICT, **_UNREQUESTED, **_HOP} for s in ("realtime", "tls")},
+    **{f"envoy/{s}": {**_STRICT, **_UNREQUESTED} for s in ("realtime", "tls")},
     **{f"{p}/{s}": _STRICT for p in ("traefik", "caddy") for s in ("default", "realtime", "tls")},
 }  # fmt: skip
 for _target, _verdicts in SECURITY.items():
