@@ -285,16 +285,40 @@ def _images(values: Sequence[str] | None, proxy: str | None = None) -> dict[str,
 
 
 async def _main_task(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
-    """Run ``coro`` so that SIGTERM cancels it like Ctrl-C does (proxies are stopped)."""
+    """Run ``coro`` so that Ctrl-C and SIGTERM cancel it (proxies are stopped).
+
+    The event loop handles both signals, so the cancel runs between its callbacks.
+    asyncio.run's own Ctrl-C handler cancels inside the signal handler, which can
+    interrupt a callback: a socket connect completing at that moment then failed
+    with InvalidStateError, printed as a traceback (CI, test_cli's interrupt test).
+    A second signal is ignored: the clean-up that stops the proxies must finish.
+    Ctrl-C still ends in KeyboardInterrupt, SIGTERM in CancelledError (main()
+    tells them apart for the exit code).
+    """
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            task.cancel()
+        received.append(signum)
+
+    handled = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signum, on_signal, signum)
+            handled.append(signum)
     try:
         return await task
+    except asyncio.CancelledError:
+        if received[:1] == [signal.SIGINT]:
+            raise KeyboardInterrupt from None
+        raise
     finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        for signum in handled:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
 
 
 class _Recorder:
