@@ -10,3 +10,4 @@ BROWSER_PATH = "/browser"  # the browser.* checks' page (origin/page.py)
 HANDSHAKE_PATH = "/lb/handshake"  # a long-polling session held by one backend (origin/sessions.py)
 POLL_PATH = "/lb/poll"  # ?sid=S: 200 on the backend holding S, 400 on any other
 RECORDS_PATH = "/__proxytest/records"  # ?probe=P: what the origin recorded for P, as JSON
+HEADERS_PATH = "/sec/headers"  # the request's headers as the origin saw them (http.hop-by-hop)

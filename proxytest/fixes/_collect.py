@@ -8,8 +8,7 @@ import dataclasses
 import fnmatch
 from pathlib import Path
 
-from ..origin.security import HEADERS_PATH
-from ..probes.security import CONNECTION_NAMED, HOP_BY_HOP
+from ..routes import HEADERS_PATH
 from .base import Change, Finding, Refusal
 
 __all__ = [
@@ -37,7 +36,9 @@ HEADERS = HEADERS_PATH  # http.hop-by-hop
 # Hop-by-hop headers a proxy must not forward whatever the Connection header names
 # (RFC 9110 7.6.1, and the Proxy-* ones of HTTP/1.0 proxies): a planner removes by
 # name those of them a run saw reach the origin.
-NAMED_HOP_BY_HOP = tuple(name for name, _ in HOP_BY_HOP if name not in CONNECTION_NAMED)
+# (probes.security sends them, with one the client names in Connection: a test holds
+# the two lists together.)
+NAMED_HOP_BY_HOP = ("Keep-Alive", "Proxy-Authorization", "Proxy-Connection")
 HOP_WHY = "hop-by-hop headers stop here (the login for this proxy: Proxy-Authorization)"
 
 

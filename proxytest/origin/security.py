@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
+from ..routes import HEADERS_PATH
 from .server import ORIGIN_HEADER, OriginRecord
 
 if TYPE_CHECKING:
@@ -64,7 +65,6 @@ ANSWER_PATH = "/sec/answer"
 NAIVE_PATH = "/sec/naive"
 UNREQUESTED_PATH = "/sec/unrequested"
 MARKER_PATH = "/sec/marker"
-HEADERS_PATH = "/sec/headers"
 RAW_PATH = "/sec/raw"  # not a route: the path of a record of raw bytes on a connection
 SMUGGLED_HEADER = "X-Proxytest-Smuggled"
 RAW_HELLO = b"proxytest-raw-after-101\r\n"

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from proxytest.fixes import envoy, haproxy, nginx
+from proxytest.fixes._collect import NAMED_HOP_BY_HOP
 from proxytest.fixes.base import Finding, Planner
+from proxytest.probes.security import CONNECTION_NAMED, HOP_BY_HOP
 from proxytest.results import Failure
 
 from ..conftest import ROOT
@@ -27,6 +29,11 @@ from .helpers import (
 )
 
 ALL = ["Keep-Alive", "Proxy-Authorization", "Proxy-Connection"]
+
+
+def test_the_planners_know_every_well_known_name_the_check_sends() -> None:
+    sent = {name for name, _ in HOP_BY_HOP}
+    assert set(NAMED_HOP_BY_HOP) == sent - set(CONNECTION_NAMED)
 
 
 def found(*names: str) -> list[Finding]:
