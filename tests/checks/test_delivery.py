@@ -273,3 +273,7 @@ def test_without_a_baseline_a_delay_is_too_busy_to_judge() -> None:
     assert "too busy to judge timing" in outcome.summary
     # A prompt stream, or a held one, needs no baseline.
     assert judge_stream(stream([1.0] * 20), ctx).verdict == Verdict.PASS
+    # The tool's own stall is measured again, baseline or not (CI39, probe mode: one
+    # message 251 ms late while the loop that reads it lagged).
+    late_first = judge_stream(stream([251.0] + [1.0] * 19, lag_ms=240.0), ctx)
+    assert late_first.verdict == Verdict.ERROR and late_first.discard
