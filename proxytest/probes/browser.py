@@ -166,6 +166,7 @@ async def probe_eventsource(ctx: ProbeContext, check: str) -> EventSourceTimelin
                 for e in state.get("errors", ())
             ),
             origin_last_event_ids=tuple(r.last_event_id for r in records),
+            origin_cuts=sum(1 for r in records if r.end == "cut"),
         )
 
     return await _run(ctx, empty, work)

@@ -503,7 +503,11 @@ class EventSourceTimeline(BrowserTimeline):
     ``opens_ms``: each time it opened (the first, then each reconnect);
     ``event_ids``: every event's id in arrival order; ``errors``: (when, the
     last id the page had, readyState) at each error; ``origin_last_event_ids``:
-    the ``Last-Event-ID`` each request for the stream carried at the origin.
+    the ``Last-Event-ID`` each request for the stream carried at the origin;
+    ``origin_cuts``: how many of those requests the origin cut itself (None:
+    not known). The origin cuts every request without ``Last-Event-ID``
+    (``cut_once``): a page that lost the first connection's events in flight
+    reconnects without one and is cut again, by the origin, not the proxy.
     """
 
     expected_last: int = 0
@@ -515,6 +519,7 @@ class EventSourceTimeline(BrowserTimeline):
     event_ids: tuple[str, ...] = ()
     errors: tuple[tuple[float, str | None, int], ...] = ()
     origin_last_event_ids: tuple[str | None, ...] = ()
+    origin_cuts: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,6 +90,33 @@ def test_a_proxy_that_cuts_the_stream_itself_is_degraded_when_nothing_was_lost()
     assert out.metrics["proxy_cuts"] == 1 and out.metrics["proxy_cut_after_s"] == 15.0
 
 
+def test_a_reconnect_the_origin_cut_again_is_not_the_proxys_cut() -> None:
+    # CI37, CI40 (nginx/tls under load): the reset of the origin's cut destroyed the
+    # first connection's events in flight, so the page reconnected without
+    # Last-Event-ID and the origin cut that request too (cut_once); the third resumed.
+    twice = replace(
+        RESUMED,
+        opens_ms=(40.0, 400.0, 900.0),
+        errors=((90.0, None, 0), (850.0, "3", 0)),
+        origin_last_event_ids=(None, None, "3"),
+        origin_cuts=2,
+    )
+    out = evaluate_eventsource(twice, CTX)
+    assert out.verdict == Verdict.PASS, out.summary
+    assert out.metrics["proxy_cuts"] == 0 and out.metrics["origin_cuts"] == 2
+    assert "the origin cut 2 times" in out.summary
+    # A cut more than the origin's is still the proxy's, timed from its reconnect.
+    more = replace(
+        twice,
+        opens_ms=(*twice.opens_ms, 5_000.0),
+        errors=(*twice.errors, (4_900.0, "20", 0)),
+        origin_last_event_ids=(*twice.origin_last_event_ids, "20"),
+    )
+    out = evaluate_eventsource(more, CTX)
+    assert (out.verdict, out.failure) == (Verdict.DEGRADED, Failure.LIFETIME)
+    assert out.metrics["proxy_cuts"] == 1 and out.metrics["proxy_cut_after_s"] == 4.0
+
+
 SOCKET = BrowserSocketTimeline(
     tls=True, page_protocol="h2", end="closed", created_ms=5.0, opened_ms=25.0,
     text_echoed=True, binary_echoed=True, binary_size=65536, close_code=1000,
