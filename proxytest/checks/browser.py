@@ -77,8 +77,10 @@ def evaluate_eventsource(tl: EventSourceTimeline, ctx: EvalContext) -> Outcome:
     duplicated = sum(n - 1 for n in received.values() if n > 1)
     reconnects = max(0, len(tl.opens_ms) - 1)
     # The origin cuts once, after event cut_at; again when a reconnect carried no
-    # Last-Event-ID because the RST of its cut destroyed every event in flight (CI37,
-    # CI40: nginx/tls under load, the page got no event before the first cut).
+    # Last-Event-ID because no event of the first connection reached the page (CI37,
+    # CI40: nginx/tls under load sent the headers late and then ended the stream without
+    # an event; likely it read the events together with the origin's close and reset
+    # the h2 stream without sending them).
     origin_cuts = tl.origin_cuts if tl.origin_cuts is not None else 1
     proxy_cuts = max(0, reconnects - origin_cuts)
     resent = tl.origin_last_event_ids[1:]

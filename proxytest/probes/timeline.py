@@ -506,8 +506,8 @@ class EventSourceTimeline(BrowserTimeline):
     the ``Last-Event-ID`` each request for the stream carried at the origin;
     ``origin_cuts``: how many of those requests the origin cut itself (None:
     not known). The origin cuts every request without ``Last-Event-ID``
-    (``cut_once``): a page that lost the first connection's events in flight
-    reconnects without one and is cut again, by the origin, not the proxy.
+    (``cut_once``): a page that got no event before the first cut reconnects
+    without one and is cut again, by the origin, not the proxy.
     """
 
     expected_last: int = 0
